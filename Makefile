@@ -1,0 +1,40 @@
+# Two commands for a newcomer:  `make book`  and  `make test`.  Each sets up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CHAPTER ?=
+PROFILE ?= cpu
+DEVICE  ?= cpu
+SEED    ?=
+
+.PHONY: book test rerun env clean help
+help:
+	@echo "make book                                   build the HTML book into _build/html"
+	@echo "make test                                   run the whole test suite"
+	@echo "make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda>"
+	@echo "                                            re-execute one chapter in place"
+
+env: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build book --config _config.yml --toc _toc.yml --path-output . --warningiserror --keep-going
+	@echo "Book built: open $(CURDIR)/_build/html/index.html"
+
+test: $(STAMP)
+	$(PY) -m pytest tests $$($(PY) -m poisoncurv.nbcheck --list) \
+	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+rerun: $(STAMP)
+	@test -n "$(CHAPTER)" || (echo "usage: make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda> [SEED=n]"; exit 2)
+	$(PY) -m poisoncurv.rerun $(CHAPTER) --profile $(PROFILE) --device $(DEVICE) $(if $(SEED),--seed $(SEED))
+
+clean:
+	rm -rf _build

@@ -1,0 +1,105 @@
+"""The claims ledger: ``claims.yml`` maps each claim of the paper to the chapter value that tests it.
+
+Each claim has ``id``, ``claim``, ``paper`` (where it sits in the paper, as far as known),
+``status`` (one of :data:`STATUSES`) and ``checks``. A check names a ``chapter`` and a glued
+``key`` and one rule: ``expect`` with ``tol`` (|value − expect| ≤ tol), ``max`` (value ≤ max),
+``min`` (value ≥ min) or ``equals``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .provenance import REPO_ROOT
+from .results import read_json
+
+STATUSES = ("reproduced", "partly", "not reproduced", "not yet run")
+RULES = ("expect", "max", "min", "equals")
+
+
+@dataclass
+class CheckResult:
+    claim: str
+    chapter: str
+    key: str
+    rule: str
+    value: Any
+    passed: bool
+
+
+def load_ledger(path: str | Path = REPO_ROOT / "claims.yml") -> list[dict[str, Any]]:
+    """Read and validate the ledger; raises ``ValueError`` naming the bad entry."""
+    claims = yaml.safe_load(Path(path).read_text())
+    for c in claims:
+        for field_ in ("id", "claim", "paper", "status", "checks"):
+            if field_ not in c:
+                raise ValueError(f"claim {c.get('id', '?')}: missing field {field_!r}")
+        if c["status"] not in STATUSES:
+            raise ValueError(f"claim {c['id']}: status {c['status']!r} not in {STATUSES}")
+        for chk in c["checks"]:
+            rules = [r for r in RULES if r in chk]
+            if len(rules) != 1 or "chapter" not in chk or "key" not in chk:
+                raise ValueError(f"claim {c['id']}: each check needs chapter, key and exactly one of {RULES}: {chk}")
+            if "expect" in chk and "tol" not in chk:
+                raise ValueError(f"claim {c['id']}: 'expect' needs 'tol': {chk}")
+    return claims
+
+
+def rule_text(check: dict[str, Any]) -> str:
+    """The rule of a check as text, e.g. ``= 2 ± 0.01`` or ``≤ 1e-08``."""
+    if "expect" in check:
+        return f"= {check['expect']} ± {check['tol']}"
+    if "max" in check:
+        return f"≤ {check['max']}"
+    if "min" in check:
+        return f"≥ {check['min']}"
+    return f"== {check['equals']}"
+
+
+def evaluate(check: dict[str, Any], value: Any) -> bool:
+    """Whether ``value`` satisfies the check's rule."""
+    if value is None:
+        return False
+    if "expect" in check:
+        return abs(float(value) - float(check["expect"])) <= float(check["tol"])
+    if "max" in check:
+        return float(value) <= float(check["max"])
+    if "min" in check:
+        return float(value) >= float(check["min"])
+    return value == check["equals"]
+
+
+def check_results(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict[str, Any]],
+                  chapters: set[str] | None = None) -> list[CheckResult]:
+    """Evaluate every check (optionally only those of ``chapters``) against chapter values."""
+    out = []
+    for c in claims:
+        for chk in c["checks"]:
+            if chapters is not None and chk["chapter"] not in chapters:
+                continue
+            value = values_by_chapter.get(chk["chapter"], {}).get(chk["key"])
+            out.append(CheckResult(c["id"], chk["chapter"], chk["key"], rule_text(chk), value, evaluate(chk, value)))
+    return out
+
+
+def committed_values(results_dir: str | Path = REPO_ROOT / "results") -> dict[str, dict[str, Any]]:
+    """Values of every committed chapter results file ``results/<chapter>.json``, keyed by chapter."""
+    return {p.stem: read_json(p)["values"] for p in sorted(Path(results_dir).glob("*.json"))}
+
+
+def ledger_markdown(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict[str, Any]]) -> str:
+    """The ledger as a Markdown table: claim, status, and each check with its measured value."""
+    rows = ["| id | claim | where in the paper | status | evidence (chapter · key: measured, rule) |",
+            "| --- | --- | --- | --- | --- |"]
+    for c in claims:
+        ev = []
+        for r in check_results([c], values_by_chapter):
+            shown = "not run" if r.value is None else f"{r.value}"
+            mark = "✓" if r.passed else "✗"
+            ev.append(f"{mark} [{r.chapter}]({r.chapter}) · `{r.key}`: {shown} ({r.rule})")
+        rows.append(f"| {c['id']} | {c['claim']} | {c['paper']} | {c['status']} | {'<br>'.join(ev) or '—'} |")
+    return "\n".join(rows)

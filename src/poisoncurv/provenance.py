@@ -1,0 +1,80 @@
+"""Provenance of a run: git commit, profile, device, library versions, data source, wall time."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .profiles import check_profile, device_name
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """``HEAD`` commit id, with ``+dirty`` if tracked files differ from it; ``"unknown"`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the numerical libraries a result depends on."""
+    import matplotlib
+    import numpy
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "matplotlib": matplotlib.__version__,
+        "poisoncurv": __version__,
+    }
+
+
+@dataclass
+class RunRecord:
+    """Started at the top of a chapter; :meth:`finish` returns the provenance dictionary."""
+
+    profile: str
+    device: str
+    seed: int
+    data_source: str
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        check_profile(self.profile)
+        device_name(self.device)  # validates the device early
+
+    def finish(self) -> dict[str, Any]:
+        """Provenance: commit, profile, device and its hardware name, seed, data source, versions, wall time (s)."""
+        return {
+            "git_commit": git_commit(),
+            "profile": self.profile,
+            "device": self.device,
+            "device_name": device_name(self.device),
+            "seed": self.seed,
+            "data_source": self.data_source,
+            "versions": library_versions(),
+            "wall_time_s": round(time.perf_counter() - self.started, 1),
+            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
+
+
+def provenance_markdown(prov: dict[str, Any]) -> str:
+    """A Markdown table of a provenance dictionary (one line per field, versions on one line)."""
+    rows = ["| field | value |", "| --- | --- |"]
+    for key, value in prov.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        rows.append(f"| {key} | {value} |")
+    return "\n".join(rows)

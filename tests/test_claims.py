@@ -1,0 +1,65 @@
+"""The claims ledger against the committed results and the committed chapters."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from poisoncurv.claims import STATUSES, check_results, committed_values, evaluate, load_ledger
+from poisoncurv.nbcheck import chapters
+from poisoncurv.provenance import REPO_ROOT
+
+LEDGER = load_ledger()
+VALUES = committed_values()
+PROVENANCE_FIELDS = {"git_commit", "profile", "device", "device_name", "data_source", "versions", "wall_time_s"}
+
+
+def test_every_paper_claim_is_listed_once():
+    assert [c["id"] for c in LEDGER] == ["C1", "C2", "C3", "C4", "C5", "C6", "E1", "E2", "E3"]
+
+
+@pytest.mark.parametrize("claim", LEDGER, ids=lambda c: c["id"])
+def test_status_matches_evidence(claim):
+    results = check_results([claim], VALUES)
+    ran = [r for r in results if r.value is not None]
+    if claim["status"] == "reproduced":
+        assert results and all(r.passed for r in results), [r for r in results if not r.passed]
+    elif claim["status"] == "partly":
+        assert any(r.passed for r in results) and claim.get("note"), "partly needs a passing check and a note"
+    elif claim["status"] == "not reproduced":
+        assert ran and not all(r.passed for r in ran) and claim.get("note")
+    else:
+        assert claim["status"] == "not yet run" and not ran
+
+
+def test_checks_name_existing_chapters():
+    known = set(chapters())
+    for claim in LEDGER:
+        for chk in claim["checks"]:
+            assert chk["chapter"] in known, f"{claim['id']} names unknown chapter {chk['chapter']}"
+
+
+def test_rules():
+    assert evaluate({"expect": 2.0, "tol": 0.01}, 2.009) and not evaluate({"expect": 2.0, "tol": 0.01}, 2.02)
+    assert evaluate({"max": 1e-8}, 1e-9) and not evaluate({"max": 1e-8}, 1e-7)
+    assert evaluate({"min": 0.9}, 0.95) and not evaluate({"min": 0.9}, None)
+    assert set(STATUSES) == {"reproduced", "partly", "not reproduced", "not yet run"}
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "results").glob("*.json")), ids=lambda p: p.stem)
+def test_results_carry_provenance_and_match_the_committed_chapter(path):
+    data = json.loads(path.read_text())
+    assert PROVENANCE_FIELDS <= set(data["provenance"])
+    chapter = REPO_ROOT / "book" / f"{path.stem}.ipynb"
+    assert chapter.exists(), f"results file {path.name} has no chapter"
+    glued = {}
+    for cell in json.loads(chapter.read_text())["cells"]:
+        for out in cell.get("outputs", []):
+            rec = out.get("data", {}).get("application/papermill.record/text/plain")
+            if rec is not None:
+                glued[out["metadata"]["scrapbook"]["name"]] = rec
+    assert glued, "the committed chapter has no glued values"
+    for key, value in data["values"].items():
+        assert glued[key] == repr(value), f"{key}: chapter shows {glued[key]}, results file has {value!r}"
+    params = chapter.read_text()
+    assert f"profile = '{data['provenance']['profile']}'" in params or f'profile = "{data["provenance"]["profile"]}"' in params
