@@ -25,7 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build book --config _config.yml --toc _toc.yml --path-output . --warningiserror --keep-going
+	$(VENV)/bin/jupyter-book build book --config $(CURDIR)/_config.yml --toc $(CURDIR)/_toc.yml --path-output . --warningiserror --keep-going
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)

@@ -1,0 +1,23 @@
+import pytest
+import torch
+
+from poisoncurv.models import MLP, LeNet, LinearModel, PreActResNet, count_parameters
+
+
+def test_shapes_and_parameter_counts():
+    assert LeNet()(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert count_parameters(LeNet()) == 61706
+    net = PreActResNet(20, num_classes=100)
+    assert net.block == "PreActBasicBlock" and net(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    assert count_parameters(PreActResNet(20)) == 272282
+    assert PreActResNet(110).block == "PreActBottleneck"
+    assert count_parameters(PreActResNet(110)) == 1146842
+    assert LinearModel(784)(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert MLP(12, (8,), 4)(torch.randn(5, 12)).shape == (5, 4)
+
+
+def test_bad_depth_is_refused():
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        PreActResNet(21)
+    with pytest.raises(ValueError, match="9n \\+ 2"):
+        PreActResNet(50)
