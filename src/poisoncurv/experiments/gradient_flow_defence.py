@@ -184,6 +184,7 @@ def frontier(data: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
         "r2_abs_err": float((r2_sim - r2_th).abs().max()),
         "factor_poison": (poison_mode / (W0 @ t_hat)).numpy(),
         "factor_clean_eq": (clean_mode / W0[k_eq]).numpy(),
+        "factor_clean_all": (W_sim[:, : len(data["h"])] / W0[: len(data["h"])]).numpy(), "h": data["h"].numpy(),
         "factor_theory": ridge_filter(h_p, kappas.numpy(), T) / ridge_filter(h_p, 0.0, T),
         "eff_unreg": float(W0 @ data["t"]), "r2_unreg": float(efficacy_and_fit(W0, data)[1]),
     }
@@ -289,7 +290,8 @@ def krr_flow(cfg: dict[str, Any], data: dict[str, Tensor]) -> dict[str, Any]:
     ``F = M/n = mean_a ∂_β g_aᵀ ∂_β g_a`` (``g_a = ∇_x f(x_a)``). For each eigenvector ``v`` of ``H_J``
     (eigenvalue ``μ_v``): the measured decay rate of ``E_v(t) = (vᵀ(β(t) − β*))²`` (Euler, step
     ``flow_step_fraction/μ_max``), the bound ``λ + κ vᵀFv ≤ μ_v``, and the share of ``E_v(0)`` due
-    to the poison labels. Also a unit vector ``u`` (a mix of two eigenvectors) with ``E_u(0) = 0``
+    to the poison labels; the F-energy ``vᵀFv`` averaged over modes with weights ``(vᵀβ*_p)²`` (the
+    part of ``β*`` due to the poison labels) and with weights from the clean labels. Also a unit vector ``u`` (a mix of two eigenvectors) with ``E_u(0) = 0``
     that grows, so the reviewed statement cannot hold for non-eigenvectors.
     """
     kernel = GaussianKernel(cfg["krr_lengthscale"])
@@ -313,7 +315,8 @@ def krr_flow(cfg: dict[str, Any], data: dict[str, Tensor]) -> dict[str, Any]:
     bound = lam + kappa * a
     # share of E_v(0) due to the poison labels (linearity of β* in y)
     beta_p = torch.linalg.solve(H, fc.B.T @ torch.where(poison, y, 0.0) / n)
-    share = ((V.T @ beta_p) ** 2 / ((V.T @ beta_p) ** 2 + (V.T @ (beta_star - beta_p)) ** 2)).numpy()
+    Ep, Ec = (V.T @ beta_p) ** 2, (V.T @ (beta_star - beta_p)) ** 2
+    share = (Ep / (Ep + Ec)).numpy()
     # counterexample: u = (v_i + v_j)/√2 with weights chosen so that uᵀ(β(0) − β*) = 0
     i, j = int(torch.argmax(E0 * (mu < mu.median()))), int(torch.argmax(E0 * (mu > mu.median())))
     ci, cj = float(V[:, i] @ -beta_star), float(V[:, j] @ -beta_star)
@@ -324,4 +327,5 @@ def krr_flow(cfg: dict[str, Any], data: dict[str, Tensor]) -> dict[str, Any]:
             "rate_rel_err": float(((rate_meas - mu).abs() / mu)[ok].max()),
             "bound_min_gap": float((mu - bound).min()), "poison_share": share, "times": times,
             "E_rel": (E / E0).numpy(), "Eu": Eu.numpy(), "Eu0": float(Eu[0]), "Eu_max": float(Eu.max()),
-            "u_a": float(u @ F @ u), "kappa": kappa, "lam": lam, "step_mu_max": cfg["flow_step_fraction"]}
+            "u_a": float(u @ F @ u), "kappa": kappa,
+            "a_poison": float((Ep * a).sum() / Ep.sum()), "a_clean": float((Ec * a).sum() / Ec.sum()), "lam": lam, "step_mu_max": cfg["flow_step_fraction"]}
