@@ -156,8 +156,8 @@ def frontier(data: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
 
     *Simulation*: explicit Euler gradient flow from ``w = 0`` on the data, all ``κ`` at once.
     *Theory*: the closed-form flow (filter factors ``h/(h+κ)(1 − e^{−(h+κ)T})``).
-    Also the contraction factors (weight at ``κ`` over weight at the smallest ``κ``) of the poison
-    mode and of the clean mode of equal eigenvalue, from the simulation.
+    Also the contraction factors (simulated weight at ``κ`` over the closed-form weight at ``κ = 0``,
+    same ``T``) of the poison mode ``t/|t|``, of the clean mode of equal eigenvalue and of every clean mode.
     """
     X, y, T = data["X"], data["y"], cfg["lin_time"]
     kappas = torch.tensor(cfg["lin_kappas"], dtype=DTYPE)
