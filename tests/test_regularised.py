@@ -7,7 +7,7 @@ import torch
 from scipy.optimize import minimize
 from torch.func import jacrev
 
-from poisoncurv.experiments.gradient_flow_defence import residual_counterexample
+from poisoncurv.experiments.gradient_flow_defence import cluster_penalty_energy, residual_counterexample, settings
 from poisoncurv.kernels import GaussianKernel, LinearKernel
 from poisoncurv.regularised import (effective_ridge, euler_flow, feature_coordinates, gradient_penalty_matrix,
                                     linear_flow_closed_form, loss_gradient_objective, mean_loss,
@@ -144,3 +144,9 @@ def test_bad_parameters_raise():
         euler_flow(lambda v: v, torch.zeros(2), 0.0, 10)
     with pytest.raises(ValueError, match="square"):
         feature_coordinates(torch.eye(3), torch.eye(2))
+
+
+def test_tight_cluster_penalty_energy_vanishes_as_spread_squared():
+    out = cluster_penalty_energy(settings("smoke"), seed=0)
+    assert out["law_rel_err_min_s"] < 1e-5
+    assert out["slope"] == pytest.approx(2.0, abs=0.01)
