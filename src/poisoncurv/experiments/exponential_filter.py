@@ -32,6 +32,7 @@ def settings(profile: str) -> dict[str, Any]:
         "law_spacings": by_profile(profile, smoke=[0.5, 2.0], cpu=[0.25, 0.5, 1.0, 2.0], gpu=[0.25, 0.5, 1.0, 2.0], full=[0.25, 0.5, 1.0, 2.0]),
         "law_gammas": list(np.logspace(-2, 1.5, by_profile(profile, smoke=5, cpu=12, gpu=24, full=24))),
         "grid2d_half_width": by_profile(profile, smoke=2.0, cpu=4.0, gpu=5.0, full=5.0),
+        "fit_kappas": by_profile(profile, smoke=[1e-3, 1e-1], cpu=[1e-3, 1e-2, 1e-1], gpu=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1], full=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1]),
         "laplace_kappas": by_profile(profile, smoke=[0.1, 1.0], cpu=[0.03, 0.1, 0.3, 1.0, 3.0], gpu=[0.03, 0.1, 0.3, 1.0, 3.0], full=[0.03, 0.1, 0.3, 1.0, 3.0]),
         "laplace_h": by_profile(profile, smoke=0.01, cpu=0.004, gpu=0.002, full=0.001),
         "aniso_kappas": list(np.logspace(-3, -0.5, by_profile(profile, smoke=3, cpu=6, gpu=10, full=10))),
@@ -83,7 +84,7 @@ def fourier_check(cfg: dict[str, Any]) -> dict[str, Any]:
     h, ridge = cfg["spacing"], cfg["ridge"]
     rho = 1 / h
     t = np.linspace(0, 6, 61)
-    w = np.linspace(0, 40, 200001)
+    w = np.linspace(0, 30, 60001)
     S = gaussian_density(w, ELL)
     out: dict[str, Any] = {"t": t, "kappas": cfg["fourier_kappas"], "max_err": 0.0}
     for kappa in cfg["fourier_kappas"]:
@@ -134,6 +135,40 @@ def gaussian_length_law(cfg: dict[str, Any]) -> dict[str, Any]:
                                for d in (1, 2, 3)}
     out["slope_theory"] = {d: peak_length_slope(d) for d in (1, 2, 3)}
     return out
+
+
+def krr_fit_length(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The plain Gaussian KRR that best reproduces the penalised predictor (1-d grid data, 4 random
+    target columns, relative L2 mismatch on the central half of the window).
+
+    For each ``kappa``: ``ℓ'²`` with the ridge held at its own value (``fixed_l2``) and its relative
+    residual, ``(ℓ'², ridge')`` with both free (``free_l2``, ``free_ridge``), and the peak length ``ℓ_c²``.
+    """
+    from scipy.optimize import minimize, minimize_scalar
+
+    ridge, h = cfg["ridge"], cfg["spacing"]
+    X = _line(15.0, h)
+    Y = torch.randn(X.shape[0], 4, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
+    xt = torch.linspace(-7.5, 7.5, 301, dtype=DTYPE)[:, None]
+    rows = []
+    for kappa in cfg["fit_kappas"]:
+        f = fit_derivative_krr(GaussianKernel(ELL), X, Y, ridge, kappa).predict(xt)
+
+        def mismatch(log_l: float, log_ridge: float) -> float:
+            g = fit_krr(GaussianKernel(math.exp(log_l)), X, Y, math.exp(log_ridge)).predict(xt)
+            return float(((g - f) ** 2).sum() / (f**2).sum())
+
+        fixed = minimize_scalar(lambda v: mismatch(v, math.log(ridge)), bounds=(math.log(0.3), math.log(10.0)), method="bounded",
+                                options={"xatol": 1e-7})
+        free = minimize(lambda p: mismatch(p[0], p[1]), [0.0, math.log(ridge)], method="Nelder-Mead",
+                        options={"xatol": 1e-6, "fatol": 1e-14, "maxiter": 400})
+        rows.append((math.exp(2 * fixed.x), math.sqrt(fixed.fun), math.exp(2 * free.x[0]), math.exp(free.x[1]), math.sqrt(free.fun),
+                     _peak_length_sq(X, ridge, kappa, [1.0])))
+    fixed_l2, fixed_res, free_l2, free_ridge, free_res, peak = map(np.array, zip(*rows))
+    kappas = np.array(cfg["fit_kappas"])
+    return {"kappas": kappas, "gammas": np.array([gamma(k, 1 / h, ELL, ridge, 1) for k in kappas]), "fixed_l2": fixed_l2,
+            "fixed_res": fixed_res, "free_l2": free_l2, "free_ridge": free_ridge, "free_res": free_res, "peak_l2": peak,
+            "c_fixed": float((fixed_l2[0] - 1) / kappas[0]), "c_peak": float((peak[0] - 1) / kappas[0])}
 
 
 def laplace_law(cfg: dict[str, Any]) -> dict[str, Any]:
