@@ -1,0 +1,305 @@
+"""Drivers of the chapter on the gradient penalty as a filter (claim C6): float64, numpy outputs.
+
+Lengths are in units of the kernel length scale ``ℓ = 1``. The penalty strength is reported as the
+dimensionless ``gamma = kappa·N_ℓ/(ridge·ℓ²)`` (:func:`poisoncurv.spectral_filter.gamma`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..derivative_krr import equivalent_kernel, fit_derivative_krr, objective
+from ..kernels import GaussianKernel, LaplaceKernel, fit_krr
+from ..profiles import by_profile
+from ..spectral_filter import (continuum_kernel_1d, effective_density, gamma, gaussian_density, laplace_density_1d, laplace_effective,
+                               laplace_grid_solve, peak_length_slope, peak_length_squared, window_count)
+
+DTYPE = torch.float64
+ELL = 1.0
+
+
+def settings(profile: str) -> dict[str, Any]:
+    """Sizes of every computation of the chapter for ``profile``."""
+    return {
+        "ridge": 0.1,
+        "spacing": 0.5,
+        "fourier_kappas": [1e-3, 1e-2, 3e-2],
+        "law_spacings": by_profile(profile, smoke=[0.5, 2.0], cpu=[0.25, 0.5, 1.0, 2.0], gpu=[0.25, 0.5, 1.0, 2.0], full=[0.25, 0.5, 1.0, 2.0]),
+        "law_gammas": list(np.logspace(-2, 1.5, by_profile(profile, smoke=5, cpu=12, gpu=24, full=24))),
+        "grid2d_half_width": by_profile(profile, smoke=2.0, cpu=4.0, gpu=5.0, full=5.0),
+        "fit_kappas": by_profile(profile, smoke=[1e-3, 1e-1], cpu=[1e-3, 1e-2, 1e-1], gpu=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1], full=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1]),
+        "laplace_kappas": by_profile(profile, smoke=[0.1, 1.0], cpu=[0.03, 0.1, 0.3, 1.0, 3.0], gpu=[0.03, 0.1, 0.3, 1.0, 3.0], full=[0.03, 0.1, 0.3, 1.0, 3.0]),
+        "laplace_h": by_profile(profile, smoke=0.01, cpu=0.004, gpu=0.002, full=0.001),
+        "aniso_kappas": list(np.logspace(-3, -0.5, by_profile(profile, smoke=3, cpu=6, gpu=10, full=10))),
+        "nc_r": by_profile(profile, smoke=[0.1, 0.3, 1.0], cpu=[0.1, 0.3, 1.0, 2.0], gpu=[0.1, 0.2, 0.3, 0.5, 1.0, 2.0], full=[0.1, 0.2, 0.3, 0.5, 1.0, 2.0]),
+        "nc_kappas": list(np.logspace(-5, 1, by_profile(profile, smoke=7, cpu=13, gpu=25, full=25))),
+        "nc_n_gauss": by_profile(profile, smoke=40, cpu=80, gpu=200, full=400),
+        "nc_n_laplace": by_profile(profile, smoke=40, cpu=80, gpu=200, full=400),
+        "nc_poisons": by_profile(profile, smoke=4, cpu=8, gpu=16, full=16),
+        "nc_ridge": 1e-3,
+    }
+
+
+def _line(half_width: float, h: float) -> Tensor:
+    """1-d grid ``h·k`` with ``|h·k| ≤ half_width``, shape ``(N, 1)``."""
+    M = int(math.floor(half_width / h + 1e-9))
+    return (h * torch.arange(-M, M + 1, dtype=DTYPE))[:, None]
+
+
+def _peak_length_sq(X: Tensor, ridge: float, kappa: float, u: list[float], eps: float = 1e-3) -> float:
+    """``-k̃(0,0)/∂²_u k̃(0,0)`` of the finite-sample equivalent Gaussian kernel at the origin,
+    by a central second difference of step ``eps`` along ``u``."""
+    d = X.shape[1]
+    v = torch.tensor(u, dtype=DTYPE)[None]
+    q = torch.cat([-eps * v, 0 * v, eps * v])
+    kt = equivalent_kernel(GaussianKernel(ELL), X, ridge, kappa, q, torch.zeros(1, d, dtype=DTYPE))[:, 0]
+    return float(-kt[1] * eps**2 / (kt[0] - 2 * kt[1] + kt[2]))
+
+
+def exactness_check(seed: int, n: int = 30, d: int = 3, ridge: float = 0.1, kappa: float = 0.5) -> dict[str, float]:
+    """On a random problem: the gradient of the objective at the solution (by autograd, relative to
+    ``|Y|``), and the relative gap between the solver and KRR with the equivalent kernel ``k̃``."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=gen, dtype=DTYPE)
+    Y = torch.randn(n, 2, generator=gen, dtype=DTYPE)
+    x = torch.randn(50, d, generator=gen, dtype=DTYPE)
+    k = GaussianKernel(ELL)
+    m = fit_derivative_krr(k, X, Y, ridge, kappa)
+    c = m.coef.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(objective(k, X, Y, ridge, kappa, c), c)
+    Kt = equivalent_kernel(k, X, ridge, kappa, X, X)
+    f = equivalent_kernel(k, X, ridge, kappa, x, X) @ torch.linalg.solve(Kt + ridge * torch.eye(n, dtype=DTYPE), Y)
+    return {"stationarity": float(g.norm() / Y.norm()), "equivalent_rel_err": float((f - m.predict(x)).norm() / f.norm()),
+            "system_size": n * (1 + d)}
+
+
+def fourier_check(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Finite-sample equivalent kernel ``k̃(t, 0)`` (1-d grid data) against the continuum inverse transform
+    of ``S_eff`` with ``a = kappa·rho/ridge``, and the filter gains ``S_eff/S`` of both kernels."""
+    h, ridge = cfg["spacing"], cfg["ridge"]
+    rho = 1 / h
+    t = np.linspace(0, 6, 61)
+    w = np.linspace(0, 30, 60001)
+    S = gaussian_density(w, ELL)
+    out: dict[str, Any] = {"t": t, "kappas": cfg["fourier_kappas"], "max_err": 0.0}
+    for kappa in cfg["fourier_kappas"]:
+        a = kappa * rho / ridge
+        half = 12 + 8 * math.sqrt(peak_length_squared(ELL, a, 1))
+        kt = equivalent_kernel(GaussianKernel(ELL), _line(half, h), ridge, kappa, torch.tensor(t)[:, None], torch.zeros(1, 1, dtype=DTYPE))
+        kc = continuum_kernel_1d(effective_density(S, w, a), w, t)
+        out[f"finite_{kappa}"], out[f"continuum_{kappa}"] = kt[:, 0].numpy(), kc
+        out[f"gamma_{kappa}"] = gamma(kappa, rho, ELL, ridge, 1)
+        out["max_err"] = max(out["max_err"], float(np.abs(kt[:, 0].numpy() - kc).max()))
+    wf = np.linspace(0, 12, 1201)
+    out["w"] = wf
+    for name, dens, N0 in (("gaussian", gaussian_density(wf, ELL), window_count(1.0, ELL, 1, "gaussian")),
+                           ("laplace", laplace_density_1d(wf, ELL), window_count(1.0, ELL, 1, "laplace"))):
+        for g in (0.3, 3.0, 30.0):
+            a = g * ELL**2 / N0  # a = kappa·rho/ridge with gamma = kappa·rho·S(0)/(ridge ℓ²)
+            out[f"gain_{name}_{g}"] = effective_density(dens, wf, a) / dens
+    return out
+
+
+def gaussian_length_law(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``ℓ_c²/ℓ²`` of the finite-sample equivalent Gaussian kernel at a data point (1-d grids of several
+    spacings) against ``gamma``, with the continuum curve and the first-order law; the first-order
+    coefficient measured in 1-d and 2-d, and from the continuum quadrature in d = 1, 2, 3."""
+    ridge = cfg["ridge"]
+    gammas = np.array(cfg["law_gammas"])
+    out: dict[str, Any] = {"gammas": gammas, "spacings": cfg["law_spacings"]}
+    for h in cfg["law_spacings"]:
+        N = window_count(1 / h, ELL, 1)
+        vals = []
+        for g in gammas:
+            kappa = g * ridge * ELL**2 / N
+            lp = math.sqrt(1 + 2 * g)
+            vals.append(_peak_length_sq(_line(10 + 6 * lp, h), ridge, kappa, [1.0]))
+        out[f"finite_{h}"] = np.array(vals)
+    out["continuum"] = np.array([peak_length_squared(ELL, g * ELL**2 / window_count(1.0, ELL, 1), 1) for g in gammas])
+    out["linear_law"] = 1 + peak_length_slope(1) * gammas
+    dev = np.abs((out["continuum"] - 1) / (peak_length_slope(1) * gammas) - 1)
+    out["gamma_10pct"] = float(np.interp(0.1, dev, gammas))
+    g0 = 1e-3
+    h = cfg["spacing"]
+    X1 = _line(12, h)
+    out["slope_1d"] = (_peak_length_sq(X1, ridge, g0 * ridge / window_count(1 / h, ELL, 1), [1.0]) - 1) / g0
+    g2 = np.arange(-cfg["grid2d_half_width"], cfg["grid2d_half_width"] + 1e-9, h)
+    X2 = torch.cartesian_prod(torch.tensor(g2), torch.tensor(g2))
+    out["slope_2d"] = (_peak_length_sq(X2, ridge, g0 * ridge / window_count(1 / h**2, ELL, 2), [1.0, 0.0]) - 1) / g0
+    out["slope_quadrature"] = {d: (peak_length_squared(ELL, 1e-4 * ELL**2 / (2 * math.pi * ELL**2) ** (d / 2), d) - 1) / 1e-4
+                               for d in (1, 2, 3)}
+    out["slope_theory"] = {d: peak_length_slope(d) for d in (1, 2, 3)}
+    return out
+
+
+def krr_fit_length(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The plain Gaussian KRR that best reproduces the penalised predictor (1-d grid data, 4 random
+    target columns, relative L2 mismatch on the central half of the window).
+
+    For each ``kappa``: ``ℓ'²`` with the ridge held at its own value (``fixed_l2``) and its relative
+    residual, ``(ℓ'², ridge')`` with both free (``free_l2``, ``free_ridge``), and the peak length ``ℓ_c²``.
+    """
+    from scipy.optimize import minimize, minimize_scalar
+
+    ridge, h = cfg["ridge"], cfg["spacing"]
+    X = _line(15.0, h)
+    Y = torch.randn(X.shape[0], 4, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
+    xt = torch.linspace(-7.5, 7.5, 301, dtype=DTYPE)[:, None]
+    rows = []
+    for kappa in cfg["fit_kappas"]:
+        f = fit_derivative_krr(GaussianKernel(ELL), X, Y, ridge, kappa).predict(xt)
+
+        def mismatch(log_l: float, log_ridge: float) -> float:
+            g = fit_krr(GaussianKernel(math.exp(log_l)), X, Y, math.exp(log_ridge)).predict(xt)
+            return float(((g - f) ** 2).sum() / (f**2).sum())
+
+        fixed = minimize_scalar(lambda v: mismatch(v, math.log(ridge)), bounds=(math.log(0.3), math.log(10.0)), method="bounded",
+                                options={"xatol": 1e-7})
+        free = minimize(lambda p: mismatch(p[0], p[1]), [0.0, math.log(ridge)], method="Nelder-Mead",
+                        options={"xatol": 1e-6, "fatol": 1e-14, "maxiter": 400})
+        rows.append((math.exp(2 * fixed.x), math.sqrt(fixed.fun), math.exp(2 * free.x[0]), math.exp(free.x[1]), math.sqrt(free.fun),
+                     _peak_length_sq(X, ridge, kappa, [1.0])))
+    fixed_l2, fixed_res, free_l2, free_ridge, free_res, peak = map(np.array, zip(*rows))
+    kappas = np.array(cfg["fit_kappas"])
+    return {"kappas": kappas, "gammas": np.array([gamma(k, 1 / h, ELL, ridge, 1) for k in kappas]), "fixed_l2": fixed_l2,
+            "fixed_res": fixed_res, "free_l2": free_l2, "free_ridge": free_ridge, "free_res": free_res, "peak_l2": peak,
+            "c_fixed": float((fixed_l2[0] - 1) / kappas[0]), "c_peak": float((peak[0] - 1) / kappas[0])}
+
+
+def laplace_law(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Exponential kernel on the line with the integrated penalty ``kappa_int·∫f'²``: brute-force grid
+    minimisation against closed-form Laplace KRR with ``(ℓ_e, ridge_e)``, and ``ℓ_e`` measured from the
+    decay of the brute-force response to one training point."""
+    ridge, h = cfg["ridge"], cfg["laplace_h"]
+    rng = np.random.default_rng(0)
+    x = np.round(rng.uniform(-3, 3, 12) / h) * h
+    y = rng.normal(size=12)
+    max_err, le_meas = 0.0, []
+    for kap in cfg["laplace_kappas"]:
+        le, re = laplace_effective(ELL, ridge, kap)
+        grid, f = laplace_grid_solve(x, y, ELL, ridge, kap, 6.0, h)
+        fc = fit_krr(LaplaceKernel(le), torch.tensor(x)[:, None], torch.tensor(y), re).predict(torch.tensor(grid)[:, None])[:, 0].numpy()
+        max_err = max(max_err, float(np.abs(fc - f).max() / np.abs(fc).max()))
+        g1, f1 = laplace_grid_solve(np.array([0.0]), np.array([1.0]), ELL, ridge, kap, 6.0, h)
+        sel = (g1 > 0.5) & (g1 < 3.0)
+        le_meas.append(-1 / np.polyfit(g1[sel], np.log(f1[sel]), 1)[0])
+    kaps = np.array(cfg["laplace_kappas"])
+    le_meas = np.array(le_meas)
+    c_meas = float(np.polyfit(kaps, le_meas**2, 1)[0])
+    return {"kappas": kaps, "le_measured": le_meas, "le_theory": np.array([laplace_effective(ELL, ridge, k)[0] for k in kaps]),
+            "max_rel_err": max_err, "c_measured": c_meas, "c_theory": 2 * ELL / ridge}
+
+
+def anisotropy(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Training points on the line ``x₂ = 0`` in the plane: ``ℓ_c`` of the equivalent kernel along and
+    across the line, the 1-d value, and ``k̃(x, 0)`` on a plane grid for the largest ``kappa``."""
+    ridge, h = cfg["ridge"], cfg["spacing"]
+    half = 16.0
+    X1 = _line(half, h)
+    X2 = torch.cat([X1, torch.zeros_like(X1)], 1)
+    along, across, one_d = [], [], []
+    for kappa in cfg["aniso_kappas"]:
+        along.append(_peak_length_sq(X2, ridge, kappa, [1.0, 0.0]))
+        across.append(_peak_length_sq(X2, ridge, kappa, [0.0, 1.0]))
+        one_d.append(_peak_length_sq(X1, ridge, kappa, [1.0]))
+    g = np.linspace(-4, 4, 81)
+    P = torch.cartesian_prod(torch.tensor(g), torch.tensor(g))
+    kmax = cfg["aniso_kappas"][-1]
+    field = {k: equivalent_kernel(GaussianKernel(ELL), X2, ridge, k, P, torch.zeros(1, 2, dtype=DTYPE))[:, 0].reshape(81, 81).numpy()
+             for k in (0.0, kmax)}
+    prof = equivalent_kernel(GaussianKernel(ELL), X2, ridge, kmax, torch.stack([torch.zeros(81, dtype=DTYPE), torch.tensor(g)], 1),
+                             torch.zeros(1, 2, dtype=DTYPE))[:, 0].numpy()
+    across_profile_err = float(np.abs(prof - prof[40] * np.exp(-g**2 / (2 * ELL**2))).max() / prof[40])
+    gam = np.array([gamma(k, 1 / h, ELL, ridge, 1) for k in cfg["aniso_kappas"]])
+    return {"kappas": np.array(cfg["aniso_kappas"]), "gammas": gam, "along": np.array(along), "across": np.array(across),
+            "one_d": np.array(one_d), "grid": g, "field_0": field[0.0], "field_k": field[kmax], "kappa_field": kmax,
+            "across_profile_err": across_profile_err}
+
+
+def _half_point(kappas: np.ndarray, eff: np.ndarray) -> float:
+    """``kappa`` where ``eff/eff[0]`` first falls to 1/2 (log-linear interpolation); ``nan`` if never."""
+    rel = eff / eff[0]
+    below = np.nonzero(rel <= 0.5)[0]
+    if below.size == 0:
+        return float("nan")
+    i = below[0]
+    lk = np.log(kappas)
+    return float(np.exp(lk[i - 1] + (0.5 - rel[i - 1]) * (lk[i] - lk[i - 1]) / (rel[i] - rel[i - 1])))
+
+
+def _near_clone_data(n: int, d: int, half: float, P: int, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Clean inputs uniform in ``[-half, half]^d`` with targets ``sin(x₁)cos(0.7x₂)`` (``sin(x₁)`` in 1-d),
+    the indices of ``P`` interior clean points, unit directions ``(P, d)``, and test inputs."""
+    gen = torch.Generator().manual_seed(seed)
+    X = (torch.rand(n, d, generator=gen, dtype=DTYPE) * 2 - 1) * half
+    inner = torch.nonzero((X.abs() < half - 1.5).all(1))[:P, 0]
+    u = torch.randn(P, d, generator=gen, dtype=DTYPE)
+    xt = (torch.rand(400, d, generator=gen, dtype=DTYPE) * 2 - 1) * (half - 1.5)
+    return X, _target(X), inner, u / u.norm(dim=1, keepdim=True), xt
+
+
+def _target(x: Tensor) -> Tensor:
+    out = torch.sin(x[:, 0])
+    if x.shape[1] > 1:
+        out = out * torch.cos(0.7 * x[:, 1])
+    return out[:, None]
+
+
+def near_clone_sweep(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Near clones ``x_p = x_c + r·u`` of ``P`` interior clean points, labelled ``y_c + 1``.
+
+    Efficacy: the mean over poisons of the differential shift
+    ``[f_pois(x_p) − f_clean(x_p)] − [f_pois(x_c) − f_clean(x_c)]`` (what separates the triggered input
+    from its clean twin), against ``kappa``, for each ``r``; clean error: RMS test error on clean test
+    inputs over the target's RMS, of the clean model (``<kernel>_clean_err``) and of the poisoned one. Gaussian kernel: exact solver in the plane
+    (pointwise penalty); exponential kernel: the line, integrated penalty ``kappa·rho·∫f'²`` (exact
+    closed form). Also ``kappa_1/2(r)`` and, for the Gaussian, an isolated cluster of clones.
+    """
+    kappas = np.array(cfg["nc_kappas"])
+    ridge = cfg["nc_ridge"]
+    out: dict[str, Any] = {"kappas": kappas, "r": np.array(cfg["nc_r"])}
+    for name, d, half, n in (("gaussian", 2, 3.0, cfg["nc_n_gauss"]), ("laplace", 1, 10.0, cfg["nc_n_laplace"])):
+        X, Y, inner, u, xt = _near_clone_data(n, d, half, cfg["nc_poisons"], seed)
+        rho = n / (2 * half) ** d
+
+        def fit(Xtr: Tensor, Ytr: Tensor, kappa: float) -> Any:
+            if name == "gaussian":
+                return fit_derivative_krr(GaussianKernel(ELL), Xtr, Ytr, ridge, kappa)
+            le, re = laplace_effective(ELL, ridge, kappa * rho)
+            return fit_krr(LaplaceKernel(le), Xtr, Ytr, re)
+
+        clean = [fit(X, Y, float(k)) for k in kappas]
+        gy = _target(xt)
+        out[f"{name}_clean_err"] = np.array([float(((m.predict(xt) - gy) ** 2).mean().sqrt() / (gy**2).mean().sqrt()) for m in clean])
+        half_points = []
+        for r in cfg["nc_r"]:
+            Xp = X[inner] + r * ELL * u
+            Xa, Ya = torch.cat([X, Xp]), torch.cat([Y, Y[inner] + 1.0])
+            eff, err = [], []
+            for k, mc in zip(kappas, clean):
+                mp = fit(Xa, Ya, float(k))
+                shift = (mp.predict(Xp) - mc.predict(Xp)) - (mp.predict(X[inner]) - mc.predict(X[inner]))
+                eff.append(float(shift.mean()))
+                err.append(float(((mp.predict(xt) - gy) ** 2).mean().sqrt() / (gy**2).mean().sqrt()))
+            out[f"{name}_eff_{r}"], out[f"{name}_err_{r}"] = np.array(eff), np.array(err)
+            half_points.append(_half_point(kappas, np.array(eff)))
+        out[f"{name}_kappa_half"] = np.array(half_points)
+    # an isolated cluster of m clones far from the clean data: its efficacy does not depend on kappa
+    X, Y, _, u, _ = _near_clone_data(cfg["nc_n_gauss"], 2, 3.0, 1, seed)
+    zeta = torch.tensor([[12.0, 0.0]], dtype=DTYPE)
+    x0 = zeta + 0.3 * u[:1]
+    Xa, Ya = torch.cat([X, zeta.expand(5, -1)]), torch.cat([Y, torch.ones(5, 1, dtype=DTYPE)])
+    iso = []
+    for k in kappas:
+        mp = fit_derivative_krr(GaussianKernel(ELL), Xa, Ya, ridge, float(k))
+        mc = fit_derivative_krr(GaussianKernel(ELL), X, Y, ridge, float(k))
+        iso.append(float(mp.predict(x0) - mc.predict(x0)))
+    iso = np.array(iso)
+    out["isolated_eff"] = iso
+    out["isolated_max_rel_dev"] = float(np.abs(iso / iso[0] - 1).max())
+    return out
