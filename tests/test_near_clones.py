@@ -92,6 +92,9 @@ def test_lag_grows_as_query_approaches_trigger(smoke):
     assert both.any() and np.all(np.diff(lg["lag"][both]) < 0)     # lag decreases with r where both happen
     first_finite = int(np.argmax(both))
     assert first_finite > 0 and np.isinf(lg["t_vis"][:first_finite]).all()   # never visible closer in
+    r_vis = ex.visibility_radius(lg["Lambda_clean"], smoke["lengthscale"], scalar_gain(smoke["m_near"], smoke["ridge"], 1.0))
+    r = lg["r_over_ell"] * smoke["lengthscale"]
+    np.testing.assert_array_equal(np.isfinite(lg["t_vis"][r < 1]), r[r < 1] > r_vis)
 
 
 def test_linear_lag_is_the_same_for_every_source(smoke):

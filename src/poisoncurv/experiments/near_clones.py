@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import lambertw
 from torch import Tensor
 
 from ..clean_clones import pair_effect
@@ -29,8 +30,8 @@ TARGET = 1      # the attacker's target class
 def settings(profile: str) -> dict[str, Any]:
     """Sizes of every sweep in the chapter for ``profile``."""
     return {
-        "n_clean": by_profile(profile, smoke=150, cpu=400, gpu=2000, full=5000),
-        "n_test": by_profile(profile, smoke=200, cpu=500, gpu=2000, full=5000),
+        "n_clean": by_profile(profile, smoke=100, cpu=400, gpu=2000, full=5000),
+        "n_test": by_profile(profile, smoke=100, cpu=500, gpu=2000, full=5000),
         "d": 10,
         "n_classes": 3,
         "lengthscale": 1.0,
@@ -47,7 +48,7 @@ def settings(profile: str) -> dict[str, Any]:
         "m_check": by_profile(profile, smoke=[1, 10], cpu=[1, 10, 100], gpu=[1, 10, 100], full=[1, 10, 100]),
         # lag in time
         "r_lag": list(np.logspace(-1.5, np.log10(2.0), by_profile(profile, smoke=8, cpu=30, gpu=60, full=100))),
-        "t_grid": (1e-3, 1e2, by_profile(profile, smoke=100, cpu=200, gpu=1000, full=3000)),
+        "t_grid": (1e-3, 1e2, by_profile(profile, smoke=80, cpu=200, gpu=1000, full=3000)),
         "euler_time": 0.05,
         "euler_steps": by_profile(profile, smoke=200, cpu=500, gpu=5000, full=5000),
         "patch_values": [0.2, 0.5, 1.0],
@@ -77,6 +78,19 @@ def far_setup(cfg: dict[str, Any], seed: int) -> dict[str, Tensor]:
 def queries(zeta: Tensor, u: Tensor, r: np.ndarray) -> Tensor:
     """Triggered queries ``zeta + r_i u``, shape ``(len(r), d)``."""
     return zeta[None, :] + torch.as_tensor(np.asarray(r), dtype=DTYPE)[:, None] * u[None, :]
+
+
+def visibility_radius(lam: float, ell: float, gain: float) -> float:
+    """Smallest ``r`` at which far Gaussian clones with ``|Δf_∞| = gain·e^{−r²/2ℓ²}`` leave a spike ``≥ lam``.
+
+    The spike is ``gain² (r²/ℓ⁴) e^{−r²/ℓ²}``; with ``x = r²/ℓ²`` the condition ``x e^{−x} = lam ℓ²/gain²``
+    has its smaller root ``x = −W₀(−lam ℓ²/gain²)`` (principal Lambert branch). ``inf`` when
+    ``lam ℓ²/gain² > 1/e``: then the spike never reaches ``lam`` at any ``r``.
+    """
+    z = lam * ell**2 / gain**2
+    if z > np.exp(-1):
+        return float("inf")
+    return float(ell * np.sqrt(-lambertw(-z, 0).real))
 
 
 def clean_edge(cfg: dict[str, Any], setup: dict[str, Tensor], kernel: Kernel) -> float:
