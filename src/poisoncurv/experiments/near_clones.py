@@ -47,7 +47,7 @@ def settings(profile: str) -> dict[str, Any]:
                                                   [1, 10, 100]]).astype(int))),
         "m_check": by_profile(profile, smoke=[1, 10], cpu=[1, 10, 100], gpu=[1, 10, 100], full=[1, 10, 100]),
         # lag in time
-        "r_lag": list(np.logspace(-1.5, np.log10(2.0), by_profile(profile, smoke=8, cpu=30, gpu=60, full=100))),
+        "r_lag": list(np.logspace(-1, np.log10(2.0), by_profile(profile, smoke=10, cpu=40, gpu=80, full=120))),
         "t_grid": (1e-3, 1e2, by_profile(profile, smoke=80, cpu=200, gpu=1000, full=3000)),
         "euler_time": 0.05,
         "euler_steps": by_profile(profile, smoke=200, cpu=500, gpu=5000, full=5000),
