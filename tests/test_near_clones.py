@@ -9,8 +9,17 @@ from poisoncurv.clones import add_clones, effective_curvature_ratio, measure_eff
 from poisoncurv.detect import bulk_edge, target_margin, top_gn_eigenvalue
 from poisoncurv.experiments import near_clones as ex
 from poisoncurv.experiments.krr_clones import loglog_slope
-from poisoncurv.kernels import GaussianKernel, LinearKernel, fit_krr
+from poisoncurv.kernels import GaussianKernel, fit_krr
 from poisoncurv.lag import euler_alpha, first_crossing, krr_flow, saturation_time
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These solves are small: on a busy 2-core machine two torch threads ran them 15-50x slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
