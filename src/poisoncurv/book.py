@@ -53,6 +53,12 @@ class Chapter:
     def __post_init__(self) -> None:
         self.record = RunRecord(self.profile, self.device, self.seed, self.data_source)
         quiet_library_warnings()
+        if self.device == "cpu":
+            # One thread: floating-point reductions in a fixed order (the committed outputs are
+            # reproducible bit for bit), and on a 2-core machine the small solves run faster.
+            import torch
+
+            torch.set_num_threads(1)
 
     def glue(self, key: str, value: Any, sig: int = 4) -> None:
         """Glue ``value`` (numbers rounded to ``sig`` significant digits) without displaying it."""
