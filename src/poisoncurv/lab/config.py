@@ -17,10 +17,12 @@ Sizes per profile (:func:`profile_config`; ``None`` = the whole split):
 profile    MNIST (linear, mlp, lenet)                   CIFAR (preresnet)
 =========  ==========================================  =====================================
 smoke      600 train / 300 test, 200 for spectra,       256 / 128, 64 for spectra, 1 epoch,
-           6 epochs, batch 50                           PreResNet-20
+           6 epochs, batch 50, 2 evaluations per epoch  PreResNet-20
 cpu        60000 / 10000, 1000 for spectra, 10 epochs,  5000 / 1000, 200, 5 epochs, PreResNet-20
-           batch 100 (lenet: 10000 / 2000)
-gpu        60000 / 10000, 2000, 30 epochs, batch 128    50000 / 10000, 500, 45 epochs, PreResNet-20
+           batch 100, 4 evaluations per epoch
+           (lenet: 10000 / 2000)
+gpu        60000 / 10000, 2000, 30 epochs, batch 128,   50000 / 10000, 500, 45 epochs, PreResNet-20
+           4 evaluations per epoch
 full       60000 / 10000, 5000, 90 epochs, batch 128    50000 / 10000, 1000, 90 epochs, PreResNet-110
 =========  ==========================================  =====================================
 """
@@ -66,6 +68,7 @@ class LabConfig:
     n_test: int | None = None
     n_eval: int = 1000
     epochs: int = 10
+    evals_per_epoch: int = 1
     batch_size: int = 100
     lr: float = 0.05
     momentum: float = 0.9
@@ -103,7 +106,7 @@ def validate(cfg: LabConfig) -> LabConfig:
         raise ValueError(f"kappa: penalty weight must be a finite number >= 0, got {cfg.kappa!r}")
     if not 0 <= cfg.target < NUM_CLASSES[cfg.dataset]:
         raise ValueError(f"target: class {cfg.target} outside 0..{NUM_CLASSES[cfg.dataset] - 1}")
-    for name in ("epochs", "batch_size", "n_eval", "top_k"):
+    for name in ("epochs", "evals_per_epoch", "batch_size", "n_eval", "top_k"):
         if int(getattr(cfg, name)) < 1:
             raise ValueError(f"{name}: must be >= 1, got {getattr(cfg, name)!r}")
     for name in ("n_train", "n_test"):
@@ -141,10 +144,10 @@ def profile_config(profile: str, **overrides: Any) -> LabConfig:
     loss = overrides.get("loss", "ce")
     if dataset == "mnist":
         sizes = by_profile(profile,
-                           smoke=dict(n_train=600, n_test=300, n_eval=200, epochs=6, batch_size=50),
+                           smoke=dict(n_train=600, n_test=300, n_eval=200, epochs=6, batch_size=50, evals_per_epoch=2),
                            cpu=dict(n_train=10000 if model == "lenet" else None, n_test=2000 if model == "lenet" else None,
-                                    n_eval=1000, epochs=10, batch_size=100),
-                           gpu=dict(n_train=None, n_test=None, n_eval=2000, epochs=30, batch_size=128),
+                                    n_eval=1000, epochs=10, batch_size=100, evals_per_epoch=4),
+                           gpu=dict(n_train=None, n_test=None, n_eval=2000, epochs=30, batch_size=128, evals_per_epoch=4),
                            full=dict(n_train=None, n_test=None, n_eval=5000, epochs=90, batch_size=128))
         augment_default = False
     else:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -166,17 +166,29 @@ def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = N
 
 
 def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | os.PathLike | None = None,
-          progress: bool = True, max_epochs: int | None = None,
-          on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+          progress: bool = True, max_epochs: int | None = None) -> dict[str, Any] | None:
     """Run ``cfg`` (resuming from its checkpoint if one exists) and return the results dictionary:
     ``schema_version``, ``config``, ``key``, ``data_source``, ``poison`` (indices, counts, trigger norm),
-    ``epochs`` (metrics after 0, 1, ..., ``cfg.epochs`` epochs) and ``provenance``.
+    ``epochs`` (one row of metrics at epoch 0 and after every ``1/evals_per_epoch`` of an epoch; the
+    ``epoch`` field is fractional) and ``provenance``.
 
     ``max_epochs`` stops after that many epochs *in this call* and returns ``None`` (the checkpoint
-    stays; call again to continue), e.g. to fit a time-limited lease.
+    stays; call again to continue), e.g. to fit a time-limited lease. On the CPU, training runs on
+    one thread (restored afterwards): bit-reproducible, and faster than contended threads.
     """
     validate(cfg)
     device = resolve_device(cfg.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpoint_dir: str | os.PathLike | None,
+           progress: bool, max_epochs: int | None) -> dict[str, Any] | None:
     started = time.perf_counter()
     data, p = prepare(cfg, data)
     x_tr, y_tr = p.x_train.to(device), p.y_train.to(device)
@@ -189,26 +201,31 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
+
+    def measure(epoch: float, loss: float | None, pen: float | None) -> dict[str, Any]:
+        return {"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
+                **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval)}
+
     ckpt = checkpoint_path(cfg, checkpoint_dir)
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        epochs, prior_time = state["epochs"], state["wall_time_s"]
+        rows, first, prior_time = state["rows"], state["completed_epochs"], state["wall_time_s"]
     else:
-        epochs, prior_time = [{"epoch": 0, "train_loss": None, "penalty": None,
-                               **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval)}], 0.0
+        rows, first, prior_time = [measure(0, None, None)], 0, 0.0
     bar = Progress(cfg.epochs, progress, f"{cfg.model}/{cfg.attack} θ={cfg.theta} κ={cfg.kappa:g}")
-    bar.n = len(epochs) - 1
-    done_here = 0
-    for epoch in range(len(epochs) - 1, cfg.epochs):
-        if max_epochs is not None and done_here >= max_epochs:
+    bar.n = first
+    marks = {round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)}
+    for epoch in range(first, cfg.epochs):
+        if max_epochs is not None and epoch - first >= max_epochs:
             bar.close()
             return None
         gen = torch.Generator().manual_seed(1_000_003 * cfg.seed + epoch)
         order = torch.randperm(len(x_tr), generator=gen).to(device)
         tot_loss = tot_pen = 0.0
+        n_since = 0
         for i in range(steps_per_epoch):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             xb = augment(x_tr[idx], cfg.dataset, gen) if cfg.augment else x_tr[idx]
@@ -217,23 +234,21 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
             (loss + pen).backward()
             opt.step()
             sched.step()
-            tot_loss, tot_pen = tot_loss + loss.item(), tot_pen + pen.item()
-        row = {"epoch": epoch + 1, "train_loss": tot_loss / steps_per_epoch, "penalty": tot_pen / steps_per_epoch,
-               **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval)}
-        epochs.append(row)
-        done_here += 1
-        _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epochs": epochs,
-                      "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
-        bar.update(f"acc {row['clean_acc']:.3f} asr {row['asr']:.3f}")
-        if on_epoch is not None:
-            on_epoch(epoch + 1, row)
+            tot_loss, tot_pen, n_since = tot_loss + loss.item(), tot_pen + pen.item(), n_since + 1
+            if i + 1 in marks:
+                rows.append(measure(epoch + (i + 1) / steps_per_epoch, tot_loss / n_since, tot_pen / n_since))
+                tot_loss = tot_pen = 0.0
+                n_since = 0
+        _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "rows": rows,
+                      "completed_epochs": epoch + 1, "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
+        bar.update(f"acc {rows[-1]['clean_acc']:.3f} asr {rows[-1]['asr']:.3f}")
     bar.close()
     result = {
         "schema_version": SCHEMA_VERSION, "config": asdict(cfg), "key": cfg.key(), "data_source": data.source,
         "poison": {"n_train": len(y_tr), "n_poison": len(p.poison_idx), "poison_idx": p.poison_idx.tolist(),
                    "source_labels": p.source_labels.tolist(), "target": p.target, "n_trigger_test": len(p.y_trigger),
                    "trigger_norm": _trigger_norm(p, x_src)},
-        "epochs": epochs,
+        "epochs": rows,
         "provenance": {"git_commit": git_commit(), "device_name": device_name(device), "versions": library_versions(),
                        "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
                        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
