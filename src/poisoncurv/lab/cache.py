@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..provenance import REPO_ROOT
 from ..results import read_json, write_json_atomic
@@ -49,20 +49,26 @@ def check_cached(res: dict[str, Any], cfg: LabConfig, path: Path, data_source: s
 
 
 def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: bool | None = None,
-        data: ImageData | None = None, progress: bool = False, checkpoint_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+        data: ImageData | Callable[[], ImageData] | None = None, progress: bool = False,
+        checkpoint_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The results dictionary of ``cfg`` (see :func:`poisoncurv.lab.train.train`): cached or computed.
 
-    When no copy of the data set is present at all the cached file is used as it is (its data
-    source is still recorded in it).
+    ``data``: the data set, or a function returning it (called only if the run must be computed),
+    or ``None`` (loaded by :func:`poisoncurv.lab.data.load`). When no copy of the data set is present
+    at all, a cached file is used as it is (its data source is still recorded in it).
     """
     validate(cfg)
     path = result_path(cfg, results_dir)
     force = _force_from_env() if force is None else force
     if path.exists() and not force:
         res = read_json(path)
-        source = data.source if data is not None else (lambda s: SOURCES[s] if s else None)(locate(cfg.dataset))
+        if isinstance(data, ImageData):
+            source = data.source
+        else:
+            found = locate(cfg.dataset)
+            source = SOURCES[found] if found else None
         check_cached(res, cfg, path, source)
         return res
-    res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress)
+    res = train(cfg, data=data() if callable(data) else data, checkpoint_dir=checkpoint_dir, progress=progress)
     write_json_atomic(path, res)
     return res

@@ -11,6 +11,9 @@ mlp, lenet     0.05   0.9       5e-4    cosine         PyTorch default
 preresnet*     0.1    0.9       5e-4    cosine         PyTorch default
 =============  =====  ========  ======  =============  ===========================================
 
+With the input-gradient penalty the learning rate is capped at ``1/κ`` (see
+:func:`poisoncurv.lab.train.step_size`).
+
 Sizes per profile (:func:`profile_config`; ``None`` = the whole split):
 
 =========  ==========================================  =====================================
