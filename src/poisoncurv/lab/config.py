@@ -21,7 +21,7 @@ profile    MNIST (linear, mlp, lenet)                   CIFAR (preresnet)
 =========  ==========================================  =====================================
 smoke      600 train / 300 test, 200 for spectra,       256 / 128, 64 for spectra, 1 epoch,
            6 epochs, batch 50, 2 evaluations per epoch  PreResNet-20
-cpu        60000 / 10000, 1000 for spectra, 10 epochs,  5000 / 1000, 200, 5 epochs, PreResNet-20
+cpu        20000 / 10000, 1000 for spectra, 8 epochs,   5000 / 1000, 200, 5 epochs, PreResNet-20
            batch 100, 4 evaluations per epoch
            (lenet: 10000 / 2000)
 gpu        60000 / 10000, 2000, 30 epochs, batch 128,   50000 / 10000, 500, 45 epochs, PreResNet-20
@@ -148,8 +148,8 @@ def profile_config(profile: str, **overrides: Any) -> LabConfig:
     if dataset == "mnist":
         sizes = by_profile(profile,
                            smoke=dict(n_train=600, n_test=300, n_eval=200, epochs=6, batch_size=50, evals_per_epoch=2),
-                           cpu=dict(n_train=10000 if model == "lenet" else None, n_test=2000 if model == "lenet" else None,
-                                    n_eval=1000, epochs=10, batch_size=100, evals_per_epoch=4),
+                           cpu=dict(n_train=10000 if model == "lenet" else 20000, n_test=2000 if model == "lenet" else None,
+                                    n_eval=1000, epochs=8, batch_size=100, evals_per_epoch=4),
                            gpu=dict(n_train=None, n_test=None, n_eval=2000, epochs=30, batch_size=128, evals_per_epoch=4),
                            full=dict(n_train=None, n_test=None, n_eval=5000, epochs=90, batch_size=128))
         augment_default = False
