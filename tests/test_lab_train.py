@@ -104,9 +104,9 @@ def test_backdoor_is_learned_and_a_large_kappa_suppresses_it(tmp_path):
     last = plain["epochs"][-1]
     assert last["asr"] > 0.9 and last["clean_acc"] > 0.9 and plain["poison"]["n_poison"] == 50
     assert last["visible"] and last["overlap"] > 0.5
-    defended = train(small_cfg(kappa=30.0), data=data, checkpoint_dir=tmp_path, progress=False)
-    assert defended["epochs"][-1]["asr"] < 0.1
-    assert defended["epochs"][-1]["curv_along_poison"] < 0.01 * last["curv_along_poison"]
+    defended = train(small_cfg(kappa=10.0), data=data, checkpoint_dir=tmp_path, progress=False)["epochs"][-1]
+    assert defended["asr"] < 0.3 and defended["asr"] - defended["clean_to_target"] < 0.3
+    assert defended["curv_along_poison"] < 0.1 * last["curv_along_poison"] and not defended["visible"]
 
 
 def test_resume_after_interruption_gives_the_same_results(tmp_path):
