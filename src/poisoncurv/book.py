@@ -19,6 +19,13 @@ def round_sig(value: float, sig: int = 4) -> float:
     return round(value, sig - 1 - int(math.floor(math.log10(abs(value)))))
 
 
+def quiet_library_warnings() -> None:
+    """Silence deprecation notices that libraries print on stderr (they would clutter the page)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+
+
 def setup_plots() -> None:
     """Matplotlib defaults shared by every chapter."""
     import matplotlib.pyplot as plt
@@ -45,9 +52,10 @@ class Chapter:
 
     def __post_init__(self) -> None:
         self.record = RunRecord(self.profile, self.device, self.seed, self.data_source)
+        quiet_library_warnings()
 
-    def glue(self, key: str, value: Any, sig: int = 4) -> Any:
-        """Glue ``value`` (numbers rounded to ``sig`` significant digits) without displaying it; returns it."""
+    def glue(self, key: str, value: Any, sig: int = 4) -> None:
+        """Glue ``value`` (numbers rounded to ``sig`` significant digits) without displaying it."""
         from myst_nb import glue
 
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
@@ -58,7 +66,6 @@ class Chapter:
                 stored = int(value)
         glue(key, stored, display=False)
         self.values[key] = stored
-        return stored
 
     def finish(self) -> dict[str, Any]:
         """Display the provenance table; write ``<results_dir>/<name>.json`` if asked. Returns provenance."""

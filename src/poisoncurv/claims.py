@@ -96,10 +96,12 @@ def ledger_markdown(claims: list[dict[str, Any]], values_by_chapter: dict[str, d
     rows = ["| id | claim | where in the paper | status | evidence (chapter · key: measured, rule) |",
             "| --- | --- | --- | --- | --- |"]
     for c in claims:
-        ev = []
+        ev, last_chapter = [], None
         for r in check_results([c], values_by_chapter):
+            if r.chapter != last_chapter:
+                ev.append(f"[{r.chapter}]({r.chapter}):")
+                last_chapter = r.chapter
             shown = "not run" if r.value is None else f"{r.value}"
-            mark = "✓" if r.passed else "✗"
-            ev.append(f"{mark} [{r.chapter}]({r.chapter}) · `{r.key}`: {shown} ({r.rule})")
+            ev.append(f"{'✓' if r.passed else '✗'} `{r.key}` = {shown} ({r.rule})")
         rows.append(f"| {c['id']} | {c['claim']} | {c['paper']} | {c['status']} | {'<br>'.join(ev) or '—'} |")
     return "\n".join(rows)

@@ -142,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"rerun: {err}", file=sys.stderr)
         return 2
-    print(f"re-executed {path} with profile={args.profile} device={args.device}; results in {RESULTS_DIR}")
+    if path.stem == CLAIMS_PAGE:
+        print(f"re-executed {path} from the committed results in {RESULTS_DIR}")
+    else:
+        print(f"re-executed {path} (profile={args.profile}, device={args.device}), its results in {RESULTS_DIR}, "
+              f"and the claims page")
     return 0
 
 
