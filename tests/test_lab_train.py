@@ -165,3 +165,22 @@ def test_absent_cuda_is_refused_before_work(capsys, monkeypatch):
     assert cli(["--profile", "smoke", "--kappa", "-1"]) == 2
     err = capsys.readouterr().err
     assert "device" in err and "attack" in err and "kappa" in err
+
+
+def test_nonlinear_model_uses_the_curvature_core(tmp_path):
+    """An MLP run (augmentation on) takes the dense route; its spectra match a direct dense eigensolve."""
+    data = synthetic(n_train=100, n_test=40, side=8)
+    cfg = small_cfg(model="mlp", epochs=1, n_eval=10, augment=True, attack="badnets", loss="ce")
+    res = train(cfg, data=data, checkpoint_dir=tmp_path, progress=False)
+    last = res["epochs"][-1]
+    assert len(last["hess_top"]) == cfg.top_k and last["hess_top"] == sorted(last["hess_top"], reverse=True)
+    assert 0 <= last["overlap"] <= 1 and last["fisher_top"] >= 0
+    torch.manual_seed(3)
+    model = MLP(16, (6,), 3).eval()
+    x, y = torch.rand(5, 1, 4, 4), torch.randint(0, 3, (5,))
+    u = torch.zeros(16)
+    u[-1] = 1.0
+    m = spectral_metrics(model, nn.CrossEntropyLoss(), x, y, u, k=2)
+    H = input_hessian(model, nn.CrossEntropyLoss(), x, y).dense()
+    assert m["hess_top"] == pytest.approx(torch.linalg.eigvalsh(H).flip(0)[:2].tolist(), rel=1e-9, abs=1e-12)
+    assert m["curv_along_poison"] == pytest.approx(float(H[-1, -1]), rel=1e-9, abs=1e-12)
