@@ -27,6 +27,7 @@ def test_execute_folds_parameters_and_strips_papermill(tmp_path):
     text = src.read_text()
     assert "papermill" not in text and "injected-parameters" not in text
     assert len(nb.cells) == 3
+    assert [c.execution_count for c in nb.cells if c.cell_type == "code"] == [1, 2]
     assert nb.cells[1].source == '# Parameters\nprofile = \'smoke\'\ndevice = \'cpu\'\nseed = 0\nresults_dir = None'
     assert nb.cells[2].outputs[0]["text"] == "smoke cpu 0 True\n"
     assert parameters(src) == {"profile": "smoke", "device": "cpu", "seed": 0, "results_dir": None}

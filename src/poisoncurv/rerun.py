@@ -77,15 +77,19 @@ def _fold_parameters(cell: nbformat.NotebookNode, parameters: dict[str, Any]) ->
 
 
 def _strip_metadata(nb: nbformat.NotebookNode) -> None:
-    """Remove papermill's timestamps and execution counts; normalise the kernelspec to python3."""
+    """Remove papermill's timestamps, number code cells 1..k (deterministic, and nbval needs
+    executed cells to carry a count), and normalise the kernelspec to python3."""
+    count = 0
     for c in nb.cells:
         c.metadata.pop("papermill", None)
         c.metadata.pop("execution", None)
-        if "execution_count" in c:
-            c.execution_count = None
+        if c.cell_type != "code":
+            continue
+        count += 1
+        c.execution_count = count
         for out in c.get("outputs", []):
             if "execution_count" in out:
-                out["execution_count"] = None
+                out["execution_count"] = count
     nb.metadata.pop("papermill", None)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
