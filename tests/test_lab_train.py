@@ -168,7 +168,7 @@ def test_absent_cuda_is_refused_before_work(capsys, monkeypatch):
 
 
 def test_nonlinear_model_uses_the_curvature_core(tmp_path):
-    """An MLP run (augmentation on) takes the dense route; its spectra match a direct dense eigensolve."""
+    """An MLP run (augmentation on) takes the Lanczos route; its spectra match a direct dense eigensolve."""
     data = synthetic(n_train=100, n_test=40, side=8)
     cfg = small_cfg(model="mlp", epochs=1, n_eval=10, augment=True, attack="badnets", loss="ce")
     res = train(cfg, data=data, checkpoint_dir=tmp_path, progress=False)
@@ -182,5 +182,5 @@ def test_nonlinear_model_uses_the_curvature_core(tmp_path):
     u[-1] = 1.0
     m = spectral_metrics(model, nn.CrossEntropyLoss(), x, y, u, k=2)
     H = input_hessian(model, nn.CrossEntropyLoss(), x, y).dense()
-    assert m["hess_top"] == pytest.approx(torch.linalg.eigvalsh(H).flip(0)[:2].tolist(), rel=1e-9, abs=1e-12)
+    assert m["hess_top"] == pytest.approx(torch.linalg.eigvalsh(H).flip(0)[:2].tolist(), rel=1e-5, abs=1e-10)
     assert m["curv_along_poison"] == pytest.approx(float(H[-1, -1]), rel=1e-9, abs=1e-12)

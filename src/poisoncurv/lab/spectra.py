@@ -14,8 +14,7 @@ empirical input Fisher ``F = mean_b g_b g_bᵀ`` with ``g_b = ∇_x ℓ_b``.
 ``C × C`` matrix ``A Aᵀ``: eigenvalues equal, eigenvectors ``Aᵀ u / √λ``. (For linear models the
 *true* input Fisher equals ``H``; the empirical one differs, which is why it is reported.)
 
-**Other models**: the dense mean input Hessian from the curvature core
-(:func:`poisoncurv.curvature.input_hessian`), for inputs up to :data:`DENSE_MAX_DIM` coordinates.
+**Other models**: Lanczos on the curvature core's operators (:func:`lanczos_spectra`).
 """
 
 from __future__ import annotations
@@ -25,10 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..curvature import input_fisher, input_hessian
+from ..curvature import input_fisher, input_hessian, top_eigen
 from ..models import LinearModel
-
-DENSE_MAX_DIM = 4096
 
 
 class SquaredLoss(nn.Module):
@@ -75,16 +72,12 @@ def linear_spectra(W: Tensor, b: Tensor, x: Tensor, y: Tensor, loss: str, k: int
     return {"hess_vals": hv, "hess_vecs": hV, "fisher_vals": fv}
 
 
-def dense_spectra(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, k: int) -> dict[str, Tensor]:
-    """The same quantities for any eval-mode model, from dense ``d × d`` matrices of the curvature core."""
-    d = x[0].numel()
-    if d > DENSE_MAX_DIM:
-        raise ValueError(f"dense input spectra need d <= {DENSE_MAX_DIM}, got d = {d}; use the curvature core's Lanczos")
-    H = input_hessian(model, loss_fn, x, y).dense()
-    F = input_fisher(model, loss_fn, x, y, empirical=True).dense()
-    lam, V = torch.linalg.eigh((H + H.T) / 2)
-    return {"hess_vals": lam.flip(0)[:k], "hess_vecs": V.flip(1)[:, :k],
-            "fisher_vals": torch.linalg.eigvalsh((F + F.T) / 2).flip(0)[:k]}
+def lanczos_spectra(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, k: int) -> dict[str, Tensor]:
+    """The same quantities for any eval-mode model, by Lanczos (:func:`poisoncurv.curvature.top_eigen`,
+    relative tolerance 1e-6) on the curvature core's Hessian-vector and Fisher-vector products."""
+    h = top_eigen(input_hessian(model, loss_fn, x, y), k)
+    f = top_eigen(input_fisher(model, loss_fn, x, y, empirical=True), 1)
+    return {"hess_vals": h.values, "hess_vecs": h.vectors, "fisher_vals": f.values}
 
 
 def spectral_metrics(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, direction: Tensor, k: int) -> dict[str, Any]:
@@ -105,7 +98,7 @@ def spectral_metrics(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor,
             curv_u = (p @ Wu**2 - (p @ Wu) ** 2).mean()  # mean_b uᵀWᵀ(diag p_b − p_b p_bᵀ)Wu
     else:
         u = direction.to(x.dtype).flatten()
-        s = dense_spectra(model, loss_fn, x, y, k)
+        s = lanczos_spectra(model, loss_fn, x, y, k)
         curv_u = u @ (input_hessian(model, loss_fn, x, y) @ u)
     overlap = float((s["hess_vecs"][:, 0] @ u) ** 2)
     return {"hess_top": s["hess_vals"].tolist(), "overlap": overlap, "curv_along_poison": float(curv_u),
