@@ -184,3 +184,18 @@ def test_nonlinear_model_uses_the_curvature_core(tmp_path):
     H = input_hessian(model, nn.CrossEntropyLoss(), x, y).dense()
     assert m["hess_top"] == pytest.approx(torch.linalg.eigvalsh(H).flip(0)[:2].tolist(), rel=1e-5, abs=1e-10)
     assert m["curv_along_poison"] == pytest.approx(float(H[-1, -1]), rel=1e-9, abs=1e-12)
+
+
+def test_cli_runs_a_configuration_and_caches_it(tmp_path, monkeypatch, capsys):
+    from test_lab_data import write_mnist
+
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    args = ["--profile", "smoke", "--theta", "0.1", "--results-dir", str(tmp_path / "res"), "--set", "epochs=1", "--quiet"]
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "canonical download" in out and "  1.00 " in out
+    files = list((tmp_path / "res").glob("*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["config"]["epochs"] == 1
+    assert cli(args) == 0 and capsys.readouterr().out == out  # second call: loaded from the cache

@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"poisoncurv.lab: {err}", file=sys.stderr)
         return 2
     print(f"{result_path(cfg, args.results_dir)}  (data: {res['data_source']})")
-    print("epoch  clean_acc  asr    overlap  hess_top   visible")
+    print(" epoch clean_acc  asr    overlap  hess_top   visible")
     for row in res["epochs"]:
-        print(f"{row['epoch']:5d}  {row['clean_acc']:.4f}     {row['asr']:.4f} {row['overlap']:.4f}   "
+        print(f"{row['epoch']:6.2f} {row['clean_acc']:.4f}     {row['asr']:.4f} {row['overlap']:.4f}   "
               f"{row['hess_top'][0]:.3e}  {row['visible']}")
     return 0
 
