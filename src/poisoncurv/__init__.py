@@ -11,6 +11,7 @@ Modules, one job each:
 - :mod:`poisoncurv.book`       glue and figure helpers used by the chapters
 - :mod:`poisoncurv.claims`     the claims ledger (``claims.yml``)
 - :mod:`poisoncurv.rerun`      re-execute a chapter with papermill and write it back cleanly
+- :mod:`poisoncurv.lab`        poisoning lab: data, attacks, penalised training with spectra, results cache
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""Results cache: one JSON file per configuration under ``results/lab/<config key>.json``.
+
+:func:`get` loads the file when it exists (committed with the chapters, so re-executing a chapter
+is fast and gives the same numbers) and otherwise trains and writes it atomically. ``force=True``
+or the environment variable ``FORCE=1`` recomputes. A file written under another schema version,
+for another configuration, or from another data source than the one this machine would use is
+reported with :class:`StaleResultError`, never silently reused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ..provenance import REPO_ROOT
+from ..results import read_json, write_json_atomic
+from .config import SCHEMA_VERSION, LabConfig, validate
+from .data import SOURCES, ImageData, locate
+from .train import train
+
+LAB_RESULTS = REPO_ROOT / "results" / "lab"
+
+
+class StaleResultError(RuntimeError):
+    """A cached results file does not match the code's schema, the configuration or the data source."""
+
+
+def result_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> Path:
+    """``<results_dir or results/lab>/<cfg.key()>.json``."""
+    return Path(results_dir or LAB_RESULTS) / f"{cfg.key()}.json"
+
+
+def _force_from_env() -> bool:
+    return os.environ.get("FORCE", "").strip().lower() in ("1", "true", "yes")
+
+
+def check_cached(res: dict[str, Any], cfg: LabConfig, path: Path, data_source: str | None) -> None:
+    """Raise :class:`StaleResultError` (saying how to recompute) if ``res`` cannot stand for ``cfg`` here."""
+    how = "recompute with force=True (chapters: FORCE=1 make rerun ...; CLI: --force)"
+    if res.get("schema_version") != SCHEMA_VERSION:
+        raise StaleResultError(f"{path} has schema version {res.get('schema_version')}, the code writes "
+                               f"{SCHEMA_VERSION}: {how}")
+    if res.get("key") != cfg.key():
+        raise StaleResultError(f"{path} holds configuration {res.get('key')}, not {cfg.key()}: {how}")
+    if data_source is not None and res.get("data_source") != data_source:
+        raise StaleResultError(f"{path} was computed from '{res.get('data_source')}' but this machine reads "
+                               f"'{data_source}': {how}, or point POISONCURV_SHARED_DATA / POISONCURV_DATA at the same data")
+
+
+def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: bool | None = None,
+        data: ImageData | Callable[[], ImageData] | None = None, progress: bool = False,
+        checkpoint_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The results dictionary of ``cfg`` (see :func:`poisoncurv.lab.train.train`): cached or computed.
+
+    ``data``: the data set, or a function returning it (called only if the run must be computed),
+    or ``None`` (loaded by :func:`poisoncurv.lab.data.load`). When no copy of the data set is present
+    at all, a cached file is used as it is (its data source is still recorded in it).
+    """
+    validate(cfg)
+    path = result_path(cfg, results_dir)
+    force = _force_from_env() if force is None else force
+    if path.exists() and not force:
+        res = read_json(path)
+        if isinstance(data, ImageData):
+            source = data.source
+        else:
+            found = locate(cfg.dataset)
+            source = SOURCES[found] if found else None
+        check_cached(res, cfg, path, source)
+        return res
+    res = train(cfg, data=data() if callable(data) else data, checkpoint_dir=checkpoint_dir, progress=progress)
+    write_json_atomic(path, res)
+    return res

@@ -1,0 +1,280 @@
+"""Training on poisoned data with the input-gradient penalty, per-epoch metrics, checkpoints and resume.
+
+Objective per mini-batch of ``B`` examples:
+
+    J(w) = mean_b ℓ_b + (κ/2) · mean_b |∇_x ℓ_b|²,
+
+the penalty computed by double backpropagation (``create_graph=True``). Note the convention: the
+gradient is that of each example's *own* loss. Implementations that differentiate the batch-mean
+loss with respect to the batch get ``∇_{x_b} L = g_b / B``, hence a penalty ``B²`` times smaller
+per example (``B`` times smaller when the squared norms are summed rather than averaged): their κ
+corresponds to ``κ / B`` (or ``κ / B²``) here.
+
+Every epoch uses its own seeded generator (order and augmentation), so a run resumed from a
+checkpoint (written atomically after every epoch) replays exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..models import LeNet, LinearModel, MLP, PreActResNet
+from ..profiles import device_name, resolve_device
+from ..provenance import git_commit, library_versions
+from .attacks import Poisoned, poison
+from .config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
+from .data import ImageData, cache_root, load, to_float
+from .spectra import SquaredLoss, spectral_metrics
+
+
+def build_model(cfg: LabConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model of ``cfg`` for inputs of ``shape`` ``(C, H, W)``; linear models start at zero."""
+    torch.manual_seed(cfg.seed)
+    if cfg.model == "linear":
+        model = LinearModel(math.prod(shape), num_classes)
+        nn.init.zeros_(model.linear.weight)
+        nn.init.zeros_(model.linear.bias)
+        return model
+    if cfg.model == "mlp":
+        return MLP(math.prod(shape), (256, 256), num_classes)
+    if cfg.model == "lenet":
+        return LeNet(num_classes, shape[0])
+    return PreActResNet(int(cfg.model.removeprefix("preresnet")), num_classes, shape[0])
+
+
+def make_loss(cfg: LabConfig) -> nn.Module:
+    """Cross-entropy (mean) or :class:`SquaredLoss` on one-hot targets."""
+    return nn.CrossEntropyLoss() if cfg.loss == "ce" else SquaredLoss()
+
+
+def penalised_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, kappa: float) -> tuple[Tensor, Tensor]:
+    """``(mean_b ℓ_b, (κ/2) mean_b |∇_x ℓ_b|²)`` with a graph through both (double backprop when κ > 0)."""
+    if kappa == 0:
+        return loss_fn(model(x), y), torch.zeros((), dtype=x.dtype, device=x.device)
+    x = x.detach().requires_grad_(True)
+    loss = loss_fn(model(x), y)
+    (g,) = torch.autograd.grad(loss * len(x), x, create_graph=True)  # row b: ∇_{x_b} ℓ_b
+    return loss, 0.5 * kappa * g.flatten(1).pow(2).sum(1).mean()
+
+
+def augment(x: Tensor, dataset: str, gen: torch.Generator) -> Tensor:
+    """Random shifts with zero padding (MNIST: up to 2 pixels) or random crop (padding 4) and
+    horizontal flip (CIFAR), drawn per image from ``gen``; ``x`` ``(B, C, H, W)``."""
+    pad = 2 if dataset == "mnist" else 4
+    B, _, H, W = x.shape
+    xp = nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device)
+    rows = (oy[:, None] + torch.arange(H, device=x.device))[:, :, None]
+    cols = (ox[:, None] + torch.arange(W, device=x.device))[:, None, :]
+    out = xp[torch.arange(B, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if dataset != "mnist":
+        flip = (torch.rand(B, generator=gen) < 0.5).to(x.device)
+        out = torch.where(flip[:, None, None, None], out.flip(3), out)
+    return out.contiguous()
+
+
+class Progress:
+    """tqdm when installed and wanted, else a counter printed to stderr; silent when ``enabled`` is false."""
+
+    def __init__(self, total: int, enabled: bool, desc: str):
+        self.enabled, self.total, self.desc, self.bar, self.n = enabled, total, desc, None, 0
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, leave=False)
+            except ImportError:
+                pass
+
+    def update(self, info: str = "") -> None:
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(info)
+        elif self.enabled:
+            print(f"{self.desc}: epoch {self.n}/{self.total} {info}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 1000) -> float:
+    hits = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    return hits / max(len(x), 1)
+
+
+@torch.no_grad()
+def _trigger_shift2(model: nn.Module, x_src: Tensor, x_trig: Tensor, batch: int = 1000) -> float:
+    """``mean_b |f(x_b + trigger) − f(x_b)|²`` over the triggered test set (the efficacy, squared)."""
+    tot = sum(float((model(x_trig[i:i + batch]) - model(x_src[i:i + batch])).pow(2).sum())
+              for i in range(0, len(x_src), batch))
+    return tot / max(len(x_src), 1)
+
+
+def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, x_test: Tensor, y_test: Tensor,
+             x_src: Tensor, x_eval: Tensor, y_eval: Tensor) -> dict[str, Any]:
+    """Clean accuracy, ASR (fraction of triggered non-target test images classified as the target),
+    the same fraction without the trigger (``clean_to_target``: ASR means little when it is high), the squared trigger shift of the outputs, and :func:`spectral_metrics` on the evaluation batch."""
+    model.eval()
+    asr = _accuracy(model, p.x_trigger, torch.full_like(p.y_trigger, cfg.target))
+    out = {"clean_acc": _accuracy(model, x_test, y_test), "asr": asr,
+           "clean_to_target": _accuracy(model, x_src, torch.full_like(p.y_trigger, cfg.target)),
+           "trigger_shift2": _trigger_shift2(model, x_src, p.x_trigger)}
+    out.update(spectral_metrics(model, loss_fn, x_eval, y_eval, p.direction.to(x_eval), cfg.top_k))
+    model.train()
+    return out
+
+
+def prepare(cfg: LabConfig, data: ImageData | None = None) -> tuple[ImageData, Poisoned]:
+    """Load (or take) the data, take the profile's subset and poison it."""
+    data = (data or load(cfg.dataset)).subset(cfg.n_train, cfg.n_test, cfg.seed)
+    p = poison(to_float(data.x_train), data.y_train, to_float(data.x_test), data.y_test, cfg.attack, cfg.theta,
+               cfg.target, cfg.amplitude, cfg.warp_strength, cfg.seed)
+    return data, p
+
+
+CLIP_NORM = 10.0
+
+
+def step_size(cfg: LabConfig) -> float:
+    """The SGD learning rate: ``min(lr, 1/κ)``. The penalty adds curvature about ``κ·E|r|²`` (≤ 2κ for a
+    linear model near its optimum, ``r`` the output residual) in the weights; heavy-ball SGD with
+    momentum 0.9 is stable below a step of 3.8 over the top curvature. Away from the optimum the
+    penalty's curvature also grows like ``κ|W|²E|x|²``, so with κ > 0 the gradient norm is clipped
+    at :data:`CLIP_NORM` as well (never active in the runs without penalty)."""
+    return min(cfg.lr, 1.0 / cfg.kappa) if cfg.kappa > 0 else cfg.lr
+
+
+def _lr_factor(cfg: LabConfig, step: int, total: int) -> float:
+    return 1.0 if cfg.schedule == "constant" else 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = None) -> Path:
+    """Where the run's checkpoint lives: ``<checkpoint_dir or data cache/checkpoints>/<config key>.pt``."""
+    return Path(checkpoint_dir or cache_root() / "checkpoints") / f"{cfg.key()}.pt"
+
+
+def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | os.PathLike | None = None,
+          progress: bool = True, max_epochs: int | None = None) -> dict[str, Any] | None:
+    """Run ``cfg`` (resuming from its checkpoint if one exists) and return the results dictionary:
+    ``schema_version``, ``config``, ``key``, ``data_source``, ``poison`` (indices, counts, trigger norm),
+    ``epochs`` (one row of metrics at epoch 0 and after every ``1/evals_per_epoch`` of an epoch; the
+    ``epoch`` field is fractional) and ``provenance``.
+
+    ``max_epochs`` stops after that many epochs *in this call* and returns ``None`` (the checkpoint
+    stays; call again to continue), e.g. to fit a time-limited lease. On the CPU, training runs on
+    one thread (restored afterwards): bit-reproducible, and faster than contended threads.
+    """
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpoint_dir: str | os.PathLike | None,
+           progress: bool, max_epochs: int | None) -> dict[str, Any] | None:
+    started = time.perf_counter()
+    data, p = prepare(cfg, data)
+    x_tr, y_tr = p.x_train.to(device), p.y_train.to(device)
+    x_test, y_test = to_float(data.x_test).to(device), data.y_test.to(device)
+    x_src = x_test[y_test != cfg.target]
+    x_eval, y_eval = x_test[:cfg.n_eval], y_test[:cfg.n_eval]
+    p = replace(p, x_trigger=p.x_trigger.to(device), y_trigger=p.y_trigger.to(device), direction=p.direction.to(device))
+    model = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=device, dtype=x_tr.dtype)
+    loss_fn = make_loss(cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=step_size(cfg), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
+
+    def measure(epoch: float, loss: float | None, pen: float | None) -> dict[str, Any]:
+        return {"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
+                **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval)}
+
+    ckpt = checkpoint_path(cfg, checkpoint_dir)
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rows, first, prior_time = state["rows"], state["completed_epochs"], state["wall_time_s"]
+    else:
+        rows, first, prior_time = [measure(0, None, None)], 0, 0.0
+    bar = Progress(cfg.epochs, progress, f"{cfg.model}/{cfg.attack} θ={cfg.theta} κ={cfg.kappa:g}")
+    bar.n = first
+    marks = {round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)}
+    for epoch in range(first, cfg.epochs):
+        if max_epochs is not None and epoch - first >= max_epochs:
+            bar.close()
+            return None
+        gen = torch.Generator().manual_seed(1_000_003 * cfg.seed + epoch)
+        order = torch.randperm(len(x_tr), generator=gen).to(device)
+        tot_loss = tot_pen = 0.0
+        n_since = 0
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            xb = augment(x_tr[idx], cfg.dataset, gen) if cfg.augment else x_tr[idx]
+            loss, pen = penalised_loss(model, loss_fn, xb, y_tr[idx], cfg.kappa)
+            opt.zero_grad(set_to_none=True)
+            (loss + pen).backward()
+            if cfg.kappa > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+            opt.step()
+            sched.step()
+            tot_loss, tot_pen, n_since = tot_loss + loss.item(), tot_pen + pen.item(), n_since + 1
+            if not math.isfinite(tot_loss + tot_pen):
+                raise FloatingPointError(f"training diverged at epoch {epoch}, step {i} (lr={step_size(cfg)}, kappa={cfg.kappa})")
+            if i + 1 in marks:
+                rows.append(measure(epoch + (i + 1) / steps_per_epoch, tot_loss / n_since, tot_pen / n_since))
+                tot_loss = tot_pen = 0.0
+                n_since = 0
+        _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "rows": rows,
+                      "completed_epochs": epoch + 1, "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
+        bar.update(f"acc {rows[-1]['clean_acc']:.3f} asr {rows[-1]['asr']:.3f}")
+    bar.close()
+    result = {
+        "schema_version": SCHEMA_VERSION, "config": asdict(cfg), "key": cfg.key(), "data_source": data.source,
+        "poison": {"n_train": len(y_tr), "n_poison": len(p.poison_idx), "poison_idx": p.poison_idx.tolist(),
+                   "source_labels": p.source_labels.tolist(), "target": p.target, "n_trigger_test": len(p.y_trigger),
+                   "trigger_norm": _trigger_norm(p, x_src)},
+        "epochs": rows,
+        "provenance": {"git_commit": git_commit(), "device_name": device_name(device), "versions": library_versions(),
+                       "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
+                       "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+    }
+    ckpt.unlink(missing_ok=True)
+    return result
+
+
+def _trigger_norm(p: Poisoned, x_src: Tensor) -> float:
+    """RMS norm of the change the test trigger makes, ``sqrt(mean_b |T(x_b) − x_b|²)`` (``a·|t|`` for the crosses)."""
+    return float((p.x_trigger - x_src).flatten(1).pow(2).sum(1).mean().sqrt())
