@@ -7,13 +7,14 @@ CHAPTER ?=
 PROFILE ?= cpu
 DEVICE  ?= cpu
 SEED    ?=
+export FORCE            # FORCE=1: lab chapters recompute cached runs instead of loading results/lab/
 
 .PHONY: book test rerun env clean help
 help:
 	@echo "make book                                   build the HTML book into _build/html"
 	@echo "make test                                   run the whole test suite"
 	@echo "make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda>"
-	@echo "                                            re-execute one chapter in place"
+	@echo "                                            re-execute one chapter in place (FORCE=1: recompute cached lab runs)"
 
 env: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
