@@ -1,0 +1,161 @@
+"""The exact route for models that are piecewise linear in their input.
+
+For ReLU networks with convolutions, max/average pooling, linear layers, and batch norm and
+dropout in eval mode, every output is piecewise linear in ``x``, so ``∇²_x f_c = 0`` almost
+everywhere and the input Hessian of the loss equals the input GGN: ``H_b = J_bᵀ Λ_b J_b``
+(``J_b`` the ``C × d`` input Jacobian, ``Λ_b`` the ``C × C`` Hessian of the example's loss in its
+outputs; ``diag p − p pᵀ`` for softmax cross-entropy). Each ``H_b`` has rank ``≤ C`` (``≤ C − 1``
+for cross-entropy, as ``Λ_b 1 = 0``), and its non-zero eigenvalues are those of the ``C × C``
+matrix ``Λ_b^{1/2} J_b J_bᵀ Λ_b^{1/2}``; its eigenvectors are ``J_bᵀ Λ_b^{1/2} w`` normalised.
+
+Cost: ``C`` backward passes give every example's Jacobian at once (examples do not interact),
+then one ``C × C`` eigenproblem per example, instead of ``d`` Hessian-vector products and a
+``d × d`` eigenproblem.
+
+The premise (``∇²f = 0`` at the data) is checked numerically by :func:`premise_gap`, comparing
+``H v`` with ``GGN v`` through the generic operators; :func:`exact_input_curvature` runs it by
+default and raises if it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .operators import Batch, CurvatureOperator, Model, _check_batch, _output_hessians, check_eval_mode, check_loss
+from .operators import input_ggn, input_hessian
+
+
+def input_jacobian(model: Model, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Outputs ``(B, C)`` and input Jacobians ``(B, C, d)`` from ``C`` backward passes."""
+    xr = x.detach().clone().requires_grad_(True)
+    out = model(xr)
+    if out.ndim != 2 or out.shape[0] != x.shape[0]:
+        raise ValueError(f"model must return outputs (B, C); got shape {tuple(out.shape)}")
+    C = out.shape[1]
+    rows = [torch.autograd.grad(out[:, c].sum(), xr, retain_graph=c + 1 < C, allow_unused=True,
+                                materialize_grads=True)[0].reshape(x.shape[0], -1) for c in range(C)]
+    return out.detach(), torch.stack(rows, dim=1)
+
+
+def _psd_sqrt(L: Tensor) -> Tensor:
+    """Symmetric square roots ``(B, C, C)`` of PSD blocks; raises if a block is clearly indefinite."""
+    w, U = torch.linalg.eigh(L)
+    scale = w.abs().amax(-1, keepdim=True)
+    if bool((w < -1e3 * torch.finfo(L.dtype).eps * scale).any()):
+        raise ValueError("the loss's output Hessian is indefinite: the exact route needs a convex loss in the outputs "
+                         "(e.g. MSELoss or CrossEntropyLoss)")
+    return (U * w.clamp(min=0).sqrt()[..., None, :]) @ U.transpose(-1, -2)
+
+
+@dataclass
+class ExactCurvature:
+    """Per-example factors of the input Hessian ``H_b = J_bᵀ Λ_b J_b`` of a piecewise-linear model.
+
+    ``J``: ``(B, C, d)`` input Jacobians; ``Lam``: ``(B, C, C)`` output Hessians of each example's
+    own loss; ``premise_gap``: the measured ``‖Hv − GGN v‖/‖GGN v‖`` (``None`` if not checked).
+    """
+
+    J: Tensor
+    Lam: Tensor
+    premise_gap: float | None = None
+
+    def eigen(self) -> tuple[Tensor, Tensor]:
+        """Every example's non-zero spectrum: eigenvalues ``(B, C)`` descending and unit eigenvectors
+        ``(B, d, C)`` (a column is zero where its eigenvalue is exactly zero)."""
+        R = _psd_sqrt(self.Lam)
+        K = R @ self.J @ self.J.transpose(1, 2) @ R
+        vals, W = torch.linalg.eigh(0.5 * (K + K.transpose(1, 2)))
+        vals, W = vals.flip(-1), W.flip(-1)
+        U = self.J.transpose(1, 2) @ R @ W
+        norms = U.norm(dim=1, keepdim=True)
+        return vals, torch.where(norms > 0, U / norms.clamp_min(torch.finfo(U.dtype).tiny), U)
+
+    def eigvals(self) -> Tensor:
+        """Eigenvalues ``(B, C)`` of each example's input Hessian, descending (the rest are zero)."""
+        return self.eigen()[0]
+
+    def dense(self) -> Tensor:
+        """Mean over examples of ``J_bᵀ Λ_b J_b``: the ``(d, d)`` averaged input Hessian."""
+        return torch.einsum("bci,bce,bej->ij", self.J, self.Lam, self.J) / self.J.shape[0]
+
+    def operator(self) -> CurvatureOperator:
+        """The averaged input Hessian as an operator applied through the stored factors."""
+        return _FactorOperator(self.J, self.Lam)
+
+
+class _FactorOperator(CurvatureOperator):
+    def __init__(self, J: Tensor, Lam: Tensor):
+        super().__init__(J.shape[2], J.dtype, J.device, vec_chunk=1024)
+        self.J, self.Lam = J, Lam
+
+    def _apply(self, V: Tensor) -> Tensor:
+        JV = torch.einsum("bcd,kd->bck", self.J, V)
+        return torch.einsum("bcd,bce,bek->kd", self.J, self.Lam, JV) / self.J.shape[0]
+
+
+def premise_gap(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *,
+                n_examples: int = 4, n_vectors: int = 2, seed: int = 0) -> float:
+    """Largest ``‖H v − GGN v‖ / ‖GGN v‖`` over ``n_vectors`` random ``v`` on the first ``n_examples``
+    examples, with ``H`` and ``GGN`` the generic input operators. Zero up to rounding exactly when
+    the outputs have no input curvature at these examples (the exact route's premise)."""
+    xs, ys = x[:n_examples], y[:n_examples]
+    H, G = input_hessian(model, loss_fn, xs, ys), input_ggn(model, loss_fn, xs, ys)
+    gen = torch.Generator().manual_seed(seed)
+    V = torch.randn(H.n, n_vectors, generator=gen, dtype=torch.float64).to(H.device, H.dtype)
+    HV, GV = H @ V, G @ V
+    return float(((HV - GV).norm(dim=0) / GV.norm(dim=0)).max())
+
+
+def default_premise_rtol(dtype: torch.dtype) -> float:
+    """Default bound on :func:`premise_gap`: ``sqrt(eps)`` of the dtype (3e-4 float32, 1.5e-8 float64)."""
+    return torch.finfo(dtype).eps ** 0.5
+
+
+def assert_piecewise_linear(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+                            rtol: float | None = None) -> float:
+    """Raise ``ValueError`` unless :func:`premise_gap` ``≤ rtol``; returns the gap."""
+    gap = premise_gap(model, loss_fn, x, y)
+    bound = default_premise_rtol(x.dtype) if rtol is None else rtol
+    if not gap <= bound:
+        raise ValueError(f"the exact route does not apply: ‖Hv − GGN v‖/‖GGN v‖ = {gap:.2e} > rtol = {bound:.1e}; "
+                         "the model has input curvature (smooth activations?); use input_hessian and top_eigen")
+    return gap
+
+
+def exact_input_curvature(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *,
+                          check: bool = True, rtol: float | None = None,
+                          device: str | torch.device | None = None) -> ExactCurvature:
+    """Factors ``J`` ``(B, C, d)`` and ``Λ`` ``(B, C, C)`` of every example's input Hessian.
+
+    ``check=True`` first asserts the premise with :func:`assert_piecewise_linear`; pass
+    ``check=False`` when the caller has established it (e.g. a ReLU network in eval mode).
+    """
+    check_eval_mode(model)
+    check_loss(loss_fn)
+    _check_batch(x, y)
+    if device is not None:
+        x, y = x.to(device), y.to(device)
+    gap = assert_piecewise_linear(model, loss_fn, x, y, rtol) if check else None
+    out, J = input_jacobian(model, x)
+    Lam = x.shape[0] * _output_hessians(loss_fn, out, y)  # blocks of the mean loss are Λ_b / B
+    return ExactCurvature(J, Lam, gap)
+
+
+def exact_dataset_hessian(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], batches: Iterable[Batch], *,
+                          check: bool = True, rtol: float | None = None,
+                          device: str | torch.device | None = None) -> Tensor:
+    """The ``(d, d)`` mean input Hessian over all examples of ``batches`` (e.g. a DataLoader),
+    accumulated exactly batch by batch (memory: one batch's ``(B, C, d)`` Jacobian and ``d × d``)."""
+    total, count = None, 0
+    for x, y in batches:
+        ex = exact_input_curvature(model, loss_fn, x, y, check=check and count == 0, rtol=rtol, device=device)
+        part = ex.dense() * x.shape[0]
+        total = part if total is None else total + part
+        count += x.shape[0]
+    if total is None:
+        raise ValueError("batches is empty")
+    return total / count
