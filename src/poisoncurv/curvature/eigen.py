@@ -78,12 +78,14 @@ def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None 
     """The ``k`` largest (algebraic) eigenpairs of a symmetric operator by Lanczos with full
     reorthogonalisation.
 
-    Stops when every one of the top ``k`` Ritz pairs has residual ``≤ tol·|θ_i|`` or
-    ``≤ sqrt(d)·eps·‖T‖`` (the precision of the products), or after ``max_steps`` products
-    (default ``min(d, max(20k, 100))``). A Lanczos residual below ``sqrt(d)·eps·‖T‖`` (relative
-    breakdown: an invariant subspace was found) restarts from a random vector orthogonal to the
-    basis if the top ``k`` are not yet converged. Eigenvalues of multiplicity ``> 1`` are found
-    only through such restarts (a single Krylov sequence sees one copy of each).
+    Convergence: every one of the top ``k`` Ritz pairs has residual ``≤ tol·|θ_i|`` or
+    ``≤ sqrt(d)·eps·‖T‖`` (the precision of the products); at most ``max_steps`` products
+    (default ``min(d, max(20k, 100))``). Relative breakdown (a Lanczos residual
+    ``≤ sqrt(d)·eps·‖T‖``: an invariant subspace was found, e.g. for a rank-deficient operator)
+    restarts from a random vector orthogonal to the basis; after a restart the run stops only once
+    the new block adds nothing above the current ``k``-th Ritz value. This probe of the complement
+    is what finds repeated eigenvalues; without a breakdown a single Krylov sequence sees one copy
+    of each eigenvalue.
     """
     d = _check_op(op)
     if not 1 <= k <= d:
@@ -99,7 +101,7 @@ def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None 
     beta: list[float] = []
     q = _unit_random(d, gen, op.dtype, op.device, rademacher=False)
     floor = _breakdown_tol(d, op.dtype)
-    anorm, b_prev, n_products = 0.0, 0.0, 0
+    anorm, b_prev, n_products, block_start = 0.0, 0.0, 0, 0
     theta = S = resid = None
     for j in range(steps):
         Q[j] = q
@@ -118,7 +120,13 @@ def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None 
             top = np.argsort(theta)[::-1][:k]
             theta, S = theta[top], S[:, top]
             resid = np.abs(b * S[-1])
-            if np.all((resid <= tol * np.abs(theta)) | (resid <= floor * anorm)):
+            converged = bool(np.all((resid <= tol * np.abs(theta)) | (resid <= floor * anorm)))
+            if block_start == 0:
+                done = converged and not broke  # at a first breakdown, probe the complement once
+            else:
+                block_top = _tridiag_eigh(alpha[block_start:], beta[block_start:])[0][-1]
+                done = converged and (broke or j + 1 - block_start >= k) and block_top <= theta[-1] + floor * anorm
+            if done:
                 break
         if last:
             break
@@ -126,7 +134,7 @@ def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None 
             q = _orthogonalise(_unit_random(d, gen, op.dtype, op.device, rademacher=False), Q[: j + 1])
             if float(q.norm()) <= 0.5:  # the basis already spans the space
                 break
-            q, b, beta[-1] = q / q.norm(), 0.0, 0.0
+            q, b, beta[-1], block_start = q / q.norm(), 0.0, 0.0, j + 1
         else:
             q = w / b
         b_prev = b

@@ -110,7 +110,7 @@ class CurvatureOperator:
         V = v.to(device=self.device, dtype=self.dtype).reshape(self.n, -1).T
         out = torch.cat([self._apply(V[i:i + self.vec_chunk]) for i in range(0, V.shape[0], self.vec_chunk)])
         self.n_products += V.shape[0]
-        return out.T.reshape(v.shape)
+        return out.detach().T.reshape(v.shape)
 
     def dense(self, max_dim: int = 8192) -> Tensor:
         """The full ``(n, n)`` matrix, built from ``n`` products with basis vectors."""
@@ -356,7 +356,7 @@ class PerExampleInputHessian:
         x, y = op.data.chunks[0]
         outs = [op._chunk_products(0, x, y, W[i:i + op.vec_chunk].reshape(-1, self.B, *op_shape))
                 for i in range(0, W.shape[0], op.vec_chunk)]
-        return (self.B * torch.cat(outs).reshape(W.shape)).permute(1, 2, 0).reshape(V.shape)
+        return (self.B * torch.cat(outs).detach().reshape(W.shape)).permute(1, 2, 0).reshape(V.shape)
 
     def dense(self, max_dim: int = 8192) -> Tensor:
         """``(B, d, d)``: every example's Hessian, from ``d`` batched products."""

@@ -1,0 +1,125 @@
+"""Lanczos top eigenpairs, SLQ spectral densities and the overlap, against exact spectra."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse.linalg import eigsh
+from torch import nn
+
+from poisoncurv.curvature import input_hessian, overlap, spectral_density, top_eigen
+from poisoncurv.models import MLP
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class Dense:
+    """A matrix as an operator."""
+
+    def __init__(self, A):
+        self.A, self.shape, self.dtype, self.device = A, tuple(A.shape), A.dtype, A.device
+
+    def __matmul__(self, v):
+        return self.A @ v
+
+
+def with_spectrum(ev, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(len(ev), len(ev), generator=gen))
+    return Dense(Q @ torch.diag(ev.double()) @ Q.T)
+
+
+SPECTRA = {
+    "decaying": torch.logspace(0, -6, 300),
+    "all_near_1e-7": 1e-7 * (1 + torch.rand(300)),
+    "top_1_rest_1e-7": torch.cat([torch.linspace(1.0, 0.5, 4), 1e-7 * torch.linspace(1.0, 0.2, 296)]),
+    "indefinite": torch.randn(300),
+}
+
+
+@pytest.mark.parametrize("name", SPECTRA)
+def test_top10_matches_eigh(name):
+    op = with_spectrum(SPECTRA[name].double())
+    res = top_eigen(op, 10, tol=1e-8)
+    exact, U = torch.linalg.eigh(op.A)
+    exact, U = exact.flip(0)[:10], U.flip(1)[:, :10]
+    assert res.converged
+    assert float(((res.values - exact).abs() / exact.abs()).max()) <= 1e-6
+    assert float(res.residuals.max()) <= 1e-8 * float(exact.abs().max()) + 1e-300
+    # eigenvectors: orthonormal and aligned with eigh's where the gaps allow
+    torch.testing.assert_close(res.vectors.T @ res.vectors, torch.eye(10), atol=1e-10, rtol=0)
+    if name == "decaying":
+        assert float(overlap(res.vectors, U[:, 0])[0]) == pytest.approx(1.0, abs=1e-10)
+
+
+def test_rank_deficient_operator_breaks_down_cleanly():
+    ev = torch.cat([torch.tensor([3.0, 2.0, 1.5, 1.0, 0.5, 0.25, 0.1, 0.05, 0.01]), torch.zeros(191)])
+    res = top_eigen(with_spectrum(ev), 10)
+    assert res.n_products <= 12 and res.converged  # Krylov space exhausted after rank + 1 products
+    torch.testing.assert_close(res.values[:9], ev[:9], rtol=1e-10, atol=0)
+    assert abs(float(res.values[9])) <= 1e-13
+
+
+def test_repeated_top_eigenvalue_found_after_restart():
+    ev = torch.cat([torch.full((3,), 2.0), torch.tensor([1.0]), torch.zeros(26)])
+    res = top_eigen(with_spectrum(ev), 4, tol=1e-10)
+    torch.testing.assert_close(res.values, ev[:4], rtol=1e-10, atol=0)
+
+
+def test_against_scipy_eigsh_on_a_network_operator():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(20, 16), nn.Tanh(), nn.Linear(16, 5)).eval()
+    x, y = torch.randn(8, 20), torch.randint(0, 5, (8,))
+    op = input_hessian(model, nn.CrossEntropyLoss(), x, y)
+    ref = np.sort(eigsh(op.as_linear_operator(), k=6, which="LA", tol=1e-12)[0])[::-1]
+    res = top_eigen(op, 6, tol=1e-10)
+    np.testing.assert_allclose(res.values.numpy(), ref, rtol=1e-8)
+
+
+def test_spectral_density_wasserstein_to_exact():
+    """SLQ measure vs the uniform measure on the exact eigenvalues, Wasserstein-1 distance."""
+    d = 400
+    spectra = {"uniform": torch.rand(d), "marchenko_pastur": torch.linalg.eigvalsh(
+        (lambda G: G.T @ G / 800)(torch.randn(800, d))), "two_clusters": torch.cat([torch.full((350,), 0.01),
+                                                                                   1 + 0.1 * torch.rand(50)])}
+    for name, ev in spectra.items():
+        measure = spectral_density(with_spectrum(ev), n_probes=20, n_steps=40)
+        spread = float(ev.max() - ev.min())
+        w1 = measure.wasserstein1(ev.numpy())
+        assert w1 <= 0.02 * spread, name
+        assert measure.weights.sum() == pytest.approx(1.0, abs=1e-12)
+        grid = np.linspace(float(ev.min()) - 1, float(ev.max()) + 1, 4001)
+        assert np.trapezoid(measure.density(grid, 0.05 * spread), grid) == pytest.approx(1.0, abs=1e-6)
+        # the mass above the cluster gap matches the exact fraction
+        if name == "two_clusters":
+            assert measure.weights[measure.nodes > 0.5].sum() == pytest.approx(50 / d, abs=0.03)
+
+
+def test_overlap_is_squared_cosine():
+    u = torch.tensor([1.0, 0.0, 0.0])
+    V = torch.tensor([[2.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    torch.testing.assert_close(overlap(V, u), torch.tensor([1.0, 0.5]))
+    assert float(overlap(V[:, 1], u.reshape(1, 3))) == pytest.approx(0.5)
+
+
+def test_eigen_errors():
+    op = with_spectrum(torch.rand(5))
+    with pytest.raises(ValueError, match="k must be between 1 and d = 5"):
+        top_eigen(op, 6)
+    with pytest.raises(ValueError, match="k must be"):
+        top_eigen(op, 0)
+    with pytest.raises(ValueError, match="square"):
+        top_eigen(Dense(torch.randn(3, 4)), 1)
+    with pytest.raises(ValueError, match="tol"):
+        top_eigen(op, 2, tol=0)
+    with pytest.raises(ValueError, match="d = 3"):
+        overlap(torch.randn(4), torch.randn(3))
+    with pytest.raises(ValueError, match="zero vector"):
+        overlap(torch.zeros(3), torch.randn(3))
+    with pytest.raises(ValueError, match="n_probes"):
+        spectral_density(op, n_probes=0)

@@ -1,0 +1,98 @@
+"""The exact route for piecewise-linear models against dense autograd Hessians."""
+
+import pytest
+import torch
+from torch import nn
+from torch.func import hessian
+
+from poisoncurv.curvature import (assert_piecewise_linear, exact_dataset_hessian, exact_input_curvature,
+                                  input_hessian, premise_gap, top_eigen)
+from poisoncurv.models import MLP, PreActResNet
+
+TOL = 1e-10
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny_resnet():
+    """A PreActResNet-8 on 3×8×8 inputs with random eval-mode batch-norm statistics."""
+    net = PreActResNet(8, num_classes=4)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def dense_per_example(model, loss_fn, x, y):
+    return torch.stack([hessian(lambda xb: loss_fn(model(xb.reshape(1, *x.shape[1:])), y[b:b + 1]))(x[b].flatten())
+                        for b in range(x.shape[0])])
+
+
+@pytest.mark.parametrize("which", ["mlp-ce", "resnet-ce", "resnet-mse"])
+def test_exact_spectra_and_average_match_dense(which):
+    if which == "mlp-ce":
+        model, x, C = MLP(10, (12, 8), 5).eval(), torch.randn(4, 10), 5
+    else:
+        model, x, C = tiny_resnet(), torch.randn(3, 3, 8, 8), 4
+    loss_fn = nn.CrossEntropyLoss() if which.endswith("ce") else nn.MSELoss()
+    y = torch.randint(0, C, (x.shape[0],)) if which.endswith("ce") else torch.randn(x.shape[0], C)
+    ex = exact_input_curvature(model, loss_fn, x, y)
+    assert ex.premise_gap <= 1e-12
+    Hs = dense_per_example(model, loss_fn, x, y)
+    assert float((ex.dense() - Hs.mean(0)).norm() / Hs.mean(0).norm()) <= TOL
+    vals, vecs = ex.eigen()
+    dense_vals = torch.linalg.eigvalsh(Hs).flip(-1)
+    scale = dense_vals[:, :1]
+    assert float(((vals - dense_vals[:, :C]).abs() / scale).max()) <= TOL
+    assert float((dense_vals[:, C:].abs() / scale).max()) <= TOL  # nothing beyond C eigenvalues
+    if which.endswith("ce"):  # Λ 1 = 0: rank ≤ C − 1
+        assert float((vals[:, -1].abs() / scale[:, 0]).max()) <= TOL
+    for b in range(x.shape[0]):  # eigenvectors: H u = λ u
+        top = vecs[b][:, :2]
+        assert float((Hs[b] @ top - top * vals[b, :2]).norm() / vals[b, 0]) <= TOL
+    op = ex.operator()
+    assert float((op.dense() - Hs.mean(0)).norm() / Hs.mean(0).norm()) <= TOL
+    # top eigenpairs of the average through the factor operator
+    res = top_eigen(op, 3, tol=1e-12)
+    torch.testing.assert_close(res.values, torch.linalg.eigvalsh(Hs.mean(0)).flip(0)[:3], rtol=1e-9, atol=0)
+
+
+def test_dataset_accumulation_over_batches():
+    model, loss_fn = tiny_resnet(), nn.CrossEntropyLoss()
+    x, y = torch.randn(5, 3, 8, 8), torch.randint(0, 4, (5,))
+    loader = [(x[:2], y[:2]), (x[2:], y[2:])]
+    H = exact_dataset_hessian(model, loss_fn, loader)
+    ref = input_hessian(model, loss_fn, x, y).dense()
+    assert float((H - ref).norm() / ref.norm()) <= TOL
+
+
+def test_premise_fails_for_smooth_model():
+    model = nn.Sequential(nn.Linear(6, 8), nn.Softplus(), nn.Linear(8, 3)).eval()
+    x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+    gap = premise_gap(model, nn.CrossEntropyLoss(), x, y)
+    assert gap > 1e-3
+    with pytest.raises(ValueError, match="exact route does not apply"):
+        exact_input_curvature(model, nn.CrossEntropyLoss(), x, y)
+    with pytest.raises(ValueError, match="exact route does not apply"):
+        assert_piecewise_linear(model, nn.CrossEntropyLoss(), x, y)
+    relu = MLP(6, (8,), 3).eval()
+    assert assert_piecewise_linear(relu, nn.CrossEntropyLoss(), x, y) <= 1e-12
+    # the caller may skip the check (then the factors are the GGN's, not the Hessian's)
+    assert exact_input_curvature(model, nn.CrossEntropyLoss(), x, y, check=False).premise_gap is None
+
+
+def test_float32_exact_route():
+    model = MLP(10, (12,), 5).eval()
+    x, y = torch.randn(4, 10), torch.randint(0, 5, (4,))
+    ex64 = exact_input_curvature(model, nn.CrossEntropyLoss(), x, y)
+    ex32 = exact_input_curvature(model.float(), nn.CrossEntropyLoss(), x.float(), y)
+    assert ex32.J.dtype == torch.float32 and ex32.premise_gap <= 3.5e-4
+    torch.testing.assert_close(ex32.eigvals().double(), ex64.eigvals(), rtol=1e-4, atol=1e-6 * float(ex64.eigvals().max()))
