@@ -44,7 +44,9 @@ class PeakMemory:
     """Peak memory (MiB) used while the context is open, above the level at entry.
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: resident set size sampled every 2 ms by a
-    thread (an estimate: allocations shorter than the sampling period can be missed)."""
+    thread (an estimate: allocations shorter than the sampling period can be missed; meaningful
+    when glibc returns freed tensors to the system, which ``bench_curvature.py`` arranges by
+    setting ``MALLOC_MMAP_THRESHOLD_``)."""
 
     def __init__(self, device: torch.device):
         self.device, self.peak_mib = device, 0.0

@@ -200,3 +200,10 @@ def test_bad_inputs_are_refused():
         input_fisher(model, nn.HuberLoss(), x, torch.randn(5, 3))
     with pytest.raises(ValueError, match="max_dim"):
         op.dense(max_dim=4)
+
+
+def test_model_on_another_device_is_refused():
+    model, loss_fn, x, y = case("mlp", "ce")
+    model.to("meta")
+    with pytest.raises(ValueError, match="model parameters are on"):
+        input_hessian(model, loss_fn, x, y)

@@ -6,6 +6,8 @@ Modules, one job each:
 - :mod:`poisoncurv.profiles`   run profiles (smoke / cpu / gpu / full) and device checks
 - :mod:`poisoncurv.kernels`    kernels, kernel ridge regression, closed-form input derivatives
 - :mod:`poisoncurv.clones`     closed forms for cloned dirty-label poisons (Chapter 1)
+- :mod:`poisoncurv.curvature`  input-space Hessian/GGN/Fisher operators, Lanczos, SLQ, exact route
+- :mod:`poisoncurv.models`     LeNet, PreActResNet, MLP and linear models
 - :mod:`poisoncurv.provenance` who/where/what produced a result
 - :mod:`poisoncurv.results`    atomic results files
 - :mod:`poisoncurv.book`       glue and figure helpers used by the chapters

@@ -170,6 +170,15 @@ class _Data:
                 yield self._prepare(batch)
 
 
+def _check_model_device(model: Model, device: torch.device) -> None:
+    module = model if isinstance(model, nn.Module) else getattr(model, "__self__", None)
+    if isinstance(module, nn.Module):
+        devices = {p.device for p in module.parameters()}
+        if devices and device not in devices:
+            raise ValueError(f"model parameters are on {sorted(map(str, devices))} but the data is on {device}: "
+                             "move the model (model.to(device)) or pass device=")
+
+
 class _InputOperator(CurvatureOperator):
     """Shared machinery: per chunk, tangents ``(k, B, *input_shape)``; results averaged over all
     examples with chunk weights ``B_chunk / N``."""
@@ -177,9 +186,11 @@ class _InputOperator(CurvatureOperator):
     def __init__(self, model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], data: _Data, vec_chunk: int):
         check_eval_mode(model)
         check_loss(loss_fn)
+        _check_model_device(model, data.dev)
         super().__init__(data.d, data.dtype, data.dev, vec_chunk)
         self.model, self.loss_fn, self.data = model, loss_fn, data
         self._checked = False
+        self.keep_state = data.loader is None and len(data.chunks) == 1  # keep per-chunk state between products
         self._cache: dict[int, Any] = {}
 
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
@@ -224,11 +235,13 @@ class InputHessian(_InputOperator):
     """Mean over examples of each example's input Hessian of its loss, ``(d, d)``."""
 
     def __init__(self, model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], data: _Data, vec_chunk: int,
-                 method: str, cache_graph: bool):
+                 method: str, cache_graph: bool | None):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         super().__init__(model, loss_fn, data, vec_chunk)
-        self.method, self.cache_graph = method, cache_graph
+        self.method = method
+        if cache_graph is not None:
+            self.keep_state = cache_graph
 
     def _chunk_products(self, i: int, x: Tensor, y: Tensor, T: Tensor) -> Tensor:
         if self.method == "forward_over_reverse":
@@ -242,7 +255,7 @@ class InputHessian(_InputOperator):
         else:
             xr = x.clone().requires_grad_(True)
             g = _grad_graph(self._loss(xr, y), xr)
-            if self.cache_graph:
+            if self.keep_state:
                 self._cache[i] = (xr, g)
         return _double_backward(g, xr, T)
 
@@ -262,20 +275,17 @@ class InputGGN(_InputOperator):
     softmax cross-entropy this is also the true input Fisher."""
 
     def _chunk_products(self, i: int, x: Tensor, y: Tensor, T: Tensor) -> Tensor:
-        if i not in self._cache:
+        if i in self._cache:
+            lam, vjp_fn = self._cache[i]
+        else:
             out, vjp_fn = torch.func.vjp(self.model, x)
             self._loss(x, y)  # shape and decomposition checks
-            self._cache[i] = (_output_hessians(self.loss_fn, out, y), vjp_fn)
-        lam, vjp_fn = self._cache[i]
+            lam = _output_hessians(self.loss_fn, out, y)
+            if self.keep_state:
+                self._cache[i] = (lam, vjp_fn)
         Jt = torch.func.vmap(lambda t: torch.func.jvp(self.model, (x,), (t,))[1])(T)  # (k, B, C)
         u = torch.einsum("bcd,kbd->kbc", lam, Jt)
         return torch.func.vmap(lambda w: vjp_fn(w)[0])(u)
-
-    def _apply(self, V: Tensor) -> Tensor:
-        out = super()._apply(V)
-        if self.data.loader is not None:
-            self._cache.clear()  # loader batches may change between passes
-        return out
 
 
 class EmpiricalInputFisher(_InputOperator):
@@ -288,7 +298,7 @@ class EmpiricalInputFisher(_InputOperator):
             xr = x.clone().requires_grad_(True)
             (G,) = torch.autograd.grad(self._loss(xr, y), xr)
             G = x.shape[0] * G.detach()  # per-example gradients g_b (the loss is a mean)
-            if self.data.loader is None:
+            if self.keep_state:
                 self._cache[i] = G
         Gf, Tf = G.flatten(1), T.flatten(2)
         return (torch.einsum("bd,kbd->kb", Gf, Tf)[..., None] * Gf / x.shape[0]).reshape(T.shape)
@@ -377,9 +387,7 @@ def input_hessian(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], x: 
     CPU) or ``"forward_over_reverse"``. ``cache_graph`` keeps the first-order graph of each chunk
     between products (default: only when the data is one tensor chunk).
     """
-    data = _Data(x, y, chunk_size, device)
-    cache = (data.loader is None and len(data.chunks) == 1) if cache_graph is None else cache_graph
-    return InputHessian(model, loss_fn, data, vec_chunk, method, cache)
+    return InputHessian(model, loss_fn, _Data(x, y, chunk_size, device), vec_chunk, method, cache_graph)
 
 
 def per_example_input_hessian(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *,
