@@ -60,7 +60,7 @@ def per_example_dense(model, loss_fn, x, y):
         return loss_fn(model(xb.reshape(1, *x.shape[1:])), yb[None])
     Hs = torch.stack([hessian(lb)(x[b].flatten(), y[b]) for b in range(x.shape[0])])
     gs = torch.stack([grad(lb)(x[b].flatten(), y[b]) for b in range(x.shape[0])])
-    return Hs, gs
+    return Hs.detach(), gs.detach()
 
 
 CASES = [(k, l) for k in ("mlp", "cnn") for l in ("ce", "mse")]
