@@ -15,6 +15,7 @@ Modules, one job each:
 - :mod:`poisoncurv.spectral_filter` the penalty's Fourier picture (Chapter 4)
 - :mod:`poisoncurv.models`     linear, MLP, LeNet and pre-activation ResNet models
 - :mod:`poisoncurv.experiments` per-chapter drivers mapping profiles to sizes
+- :mod:`poisoncurv.curvature`  input-space Hessian/GGN/Fisher operators, Lanczos, SLQ, exact route
 - :mod:`poisoncurv.provenance` who/where/what produced a result
 - :mod:`poisoncurv.results`    atomic results files
 - :mod:`poisoncurv.book`       glue and figure helpers used by the chapters

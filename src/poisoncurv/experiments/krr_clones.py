@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
-from torch.func import hessian, jacrev
+from torch import Tensor, nn
 
 from ..clones import (add_clones, curvature_ratio, effective_curvature_ratio, linear_clone_update, measure_effect, ridge_weights, predicted_shift,
                       predicted_spike)
+from ..curvature import input_hessian, input_jacobian
 from ..kernels import KRR, Kernel, LinearKernel
 from ..ntk import train_vs_kernel
 from ..profiles import by_profile, resolve_device
@@ -68,25 +68,24 @@ def trigger_query(zeta: Tensor, r: float, seed: int) -> Tensor:
 
 
 def autograd_check(clean: KRR, poisoned: KRR, x0: Tensor, y0: Tensor) -> dict[str, float]:
-    """Input derivatives at one query ``x0`` (``(1, d)``) by automatic differentiation of ``predict``.
+    """Input derivatives at one query ``x0`` (``(1, d)``) by automatic differentiation of ``predict``,
+    through the curvature core (:mod:`poisoncurv.curvature`).
 
     Uses only kernel *values*, none of the closed-form kernel derivatives. Returns the spike
-    ``λ_max(ΔJᵀΔJ)`` with ``ΔJ`` the autograd Jacobian of ``f_poisoned − f_clean``, and the relative
-    gap between the autograd input Hessian of ``½|f_poisoned(x) − y0|²`` and the closed form
-    ``JᵀJ + Σ_c (f_c − y0_c) ∇²f_c`` of :meth:`KRR.loss_input_hessian`.
+    ``λ_max(ΔJᵀΔJ)`` with ``ΔJ`` the input Jacobian of ``f_poisoned − f_clean`` (``C`` backward
+    passes), and the relative gap between the input Hessian of ``½|f_poisoned(x) − y0|²`` from
+    :func:`~poisoncurv.curvature.input_hessian` and the closed form ``JᵀJ + Σ_c (f_c − y0_c) ∇²f_c``
+    of :meth:`KRR.loss_input_hessian`.
     """
-    def loss(x: Tensor) -> Tensor:
-        return 0.5 * ((poisoned.predict(x[None])[0] - y0) ** 2).sum()
-
-    def shift(x: Tensor) -> Tensor:
-        return poisoned.predict(x[None])[0] - clean.predict(x[None])[0]
-
-    H_auto = hessian(loss)(x0[0])
-    dJ = jacrev(shift)(x0[0])
+    n_out = y0.shape[0]
+    # torch's MSELoss (mean reduction) on one example with C outputs is |f − y|²/C = (2/C)·½|f − y|²,
+    # so the Hessian of the book's loss ½|f − y|² is (C/2) times the operator's.
+    H_auto = (n_out / 2) * input_hessian(poisoned.predict, nn.MSELoss(), x0, y0[None]).dense()[None]
+    _, dJ = input_jacobian(lambda x: poisoned.predict(x) - clean.predict(x), x0)
     gn, res = poisoned.loss_input_hessian(x0, y0[None])
     return {
-        "spike": float(torch.linalg.eigvalsh(dJ.T @ dJ)[-1]),
-        "hessian_rel_gap": float((H_auto - (gn + res)[0]).norm() / H_auto.norm()),
+        "spike": float(torch.linalg.eigvalsh(dJ[0].T @ dJ[0])[-1]),
+        "hessian_rel_gap": float((H_auto - (gn + res)).norm() / H_auto.norm()),
     }
 
 
