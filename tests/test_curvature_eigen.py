@@ -10,14 +10,6 @@ from poisoncurv.curvature import input_hessian, overlap, spectral_density, top_e
 from poisoncurv.models import MLP
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class Dense:
     """A matrix as an operator."""
 

@@ -12,14 +12,6 @@ from poisoncurv.models import MLP, PreActResNet
 TOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def tiny_resnet():
     """A PreActResNet-8 on 3×8×8 inputs with random eval-mode batch-norm statistics."""
     net = PreActResNet(8, num_classes=4)

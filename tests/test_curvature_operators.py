@@ -12,15 +12,6 @@ from poisoncurv.models import MLP, LinearModel
 TOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small products run far faster on one thread when the cores are shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class SmallCNN(nn.Module):
     """Conv, batch norm (eval), ReLU, max pool, linear: piecewise linear in the input."""
 

@@ -13,15 +13,6 @@ from poisoncurv.kernels import GaussianKernel, fit_krr
 from poisoncurv.lag import euler_alpha, first_crossing, krr_flow, saturation_time
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These solves are small: on a busy 2-core machine two torch threads ran them 15-50x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def smoke():
     return ex.settings("smoke")
