@@ -63,3 +63,22 @@ def test_results_carry_provenance_and_match_the_committed_chapter(path):
         assert glued[key] == repr(value), f"{key}: chapter shows {glued[key]}, results file has {value!r}"
     params = chapter.read_text()
     assert f"profile = '{data['provenance']['profile']}'" in params or f'profile = "{data["provenance"]["profile"]}"' in params
+
+
+def test_figure_labels_are_unique_and_named_by_chapter():
+    from poisoncurv.claims import figure_index
+
+    figures = figure_index()
+    names = [f["name"] for f in figures]
+    assert len(names) == len(set(names)), "duplicate figure labels"
+    for f in figures:
+        number = int(f["chapter"][2:4])
+        assert f["name"].startswith(f"fig-ch{number}-"), f
+        assert f["caption"], f"{f['name']} has no caption"
+
+
+def test_notes_show_markdown_characters_literally():
+    from poisoncurv.claims import notes_markdown
+
+    text = notes_markdown([{"id": "C9", "status": "partly", "note": "kappa*sum_i |g|^2"}])
+    assert text == "* **C9** (partly): kappa\\*sum\\_i \\|g\\|^2"

@@ -105,3 +105,33 @@ def ledger_markdown(claims: list[dict[str, Any]], values_by_chapter: dict[str, d
             ev.append(f"{'✓' if r.passed else '✗'} `{r.key}` = {shown} ({r.rule})")
         rows.append(f"| {c['id']} | {c['claim']} | {c['paper']} | {c['status']} | {'<br>'.join(ev) or '—'} |")
     return "\n".join(rows)
+
+
+def figure_index(book_dir: str | Path = REPO_ROOT / "book") -> list[dict[str, str]]:
+    """Every labelled figure of the chapters, in book order of files: ``{"chapter", "name", "caption"}``."""
+    import json
+
+    rows = []
+    for path in sorted(Path(book_dir).glob("ch*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            fig = cell.get("metadata", {}).get("mystnb", {}).get("figure")
+            if fig and "name" in fig:
+                rows.append({"chapter": path.stem, "name": fig["name"], "caption": fig.get("caption", "")})
+    return rows
+
+
+def figure_map_markdown(book_dir: str | Path = REPO_ROOT / "book") -> str:
+    """The figure index as a Markdown table: label, chapter and the caption's first sentence."""
+    rows = ["| book figure label | chapter | what it shows |", "| --- | --- | --- |"]
+    for f in figure_index(book_dir):
+        first = f["caption"].split(". ")[0].rstrip(".")
+        rows.append(f"| `{f['name']}` | [{f['chapter']}]({f['chapter']}) | {first} |")
+    return "\n".join(rows)
+
+
+def notes_markdown(claims: list[dict[str, Any]]) -> str:
+    """A bullet per claim with its status and note; ``*``, ``_`` and ``|`` in notes are shown literally."""
+    def escape(text: str) -> str:
+        return "".join("\\" + ch if ch in "*_|`" else ch for ch in text)
+
+    return "\n".join(f"* **{c['id']}** ({c['status']}): {escape(c.get('note', ''))}" for c in claims)
