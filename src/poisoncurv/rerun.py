@@ -15,9 +15,7 @@ The chapter file is replaced atomically, and only if execution succeeded.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import nbformat
 
 from .profiles import check_profile, resolve_device
 from .provenance import REPO_ROOT
+from .results import atomic_target
 
 BOOK_DIR = REPO_ROOT / "book"
 RESULTS_DIR = REPO_ROOT / "results"
@@ -98,17 +97,11 @@ def execute(source: Path, target: Path, parameters: dict[str, Any], cwd: Path) -
     """Run ``source`` with papermill into ``target`` (atomically) and return the cleaned notebook."""
     import papermill
 
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".ipynb")
-    os.close(fd)
-    try:
-        papermill.execute_notebook(str(source), tmp, parameters=parameters, kernel_name="python3",
+    with atomic_target(target, suffix=".ipynb") as tmp:
+        papermill.execute_notebook(str(source), str(tmp), parameters=parameters, kernel_name="python3",
                                    cwd=str(cwd), progress_bar=False, log_output=False)
         nb = clean_executed(nbformat.read(tmp, as_version=4), parameters)
         nbformat.write(nb, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return nb
 
 

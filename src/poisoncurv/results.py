@@ -6,6 +6,8 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +25,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as JSON to ``path`` via a temporary file and ``os.replace``; returns the path."""
+@contextmanager
+def atomic_target(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on any error it is removed.
+
+    ``path``'s folder is created if needed. Readers never see a half-written file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_jsonable(payload), fh, indent=1, sort_keys=True)
-            fh.write("\n")
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as JSON to ``path`` atomically (:func:`atomic_target`); returns the path."""
+    with atomic_target(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(payload), indent=1, sort_keys=True) + "\n")
+    return Path(path)
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 from ..models import LeNet, LinearModel, MLP, PreActResNet
 from ..profiles import device_name, resolve_device
 from ..provenance import git_commit, library_versions
+from ..results import atomic_target
 from .attacks import Poisoned, poison
 from .config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
 from .data import ImageData, cache_root, load, to_float
@@ -163,15 +163,8 @@ def _lr_factor(cfg: LabConfig, step: int, total: int) -> float:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = None) -> Path:
