@@ -30,12 +30,12 @@ book: $(STAMP)
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
-	$(PY) -m pytest tests $$($(PY) -m poisoncurv.nbcheck --list) \
+	$(PY) -m pytest tests $$($(PY) -m poisoncurv.book.nbcheck --list) \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 rerun: $(STAMP)
 	@test -n "$(CHAPTER)" || (echo "usage: make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda> [SEED=n]"; exit 2)
-	$(PY) -m poisoncurv.rerun $(CHAPTER) --profile $(PROFILE) --device $(DEVICE) $(if $(SEED),--seed $(SEED))
+	$(PY) -m poisoncurv.book.rerun $(CHAPTER) --profile $(PROFILE) --device $(DEVICE) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf _build

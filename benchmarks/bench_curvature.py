@@ -29,12 +29,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PeakMemory, environment, power_iteration_topk, save, sync, timed  # noqa: E402
-
-from poisoncurv.curvature import (exact_input_curvature, input_hessian, per_example_input_hessian,  # noqa: E402
-                                  premise_gap, top_eigen)
+from poisoncurv.core.profiles import resolve_device  # noqa: E402
+from poisoncurv.core.provenance import RunRecord  # noqa: E402
+from poisoncurv.curvature import exact_input_curvature, input_hessian, per_example_input_hessian, premise_gap, top_eigen  # noqa: E402
 from poisoncurv.models import LeNet, PreActResNet  # noqa: E402
-from poisoncurv.profiles import resolve_device  # noqa: E402
-from poisoncurv.provenance import RunRecord  # noqa: E402
 
 SETUPS = {  # model, input shape, batch of the task, CPU sizes for parts 2 and 3
     "lenet": (lambda: LeNet(), (1, 28, 28), 1000, {"eigen": 200, "dense": 4}),

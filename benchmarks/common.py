@@ -15,8 +15,8 @@ import psutil
 import torch
 from torch import Tensor
 
-from poisoncurv.provenance import RunRecord
-from poisoncurv.results import write_json_atomic
+from poisoncurv.core.provenance import RunRecord
+from poisoncurv.core.results import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,7 +51,7 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device, self.peak_mib = device, 0.0
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from poisoncurv.claims import check_results, load_ledger
-from poisoncurv.nbcheck import chapters
-from poisoncurv.rerun import BOOK_DIR, execute
+from poisoncurv.book.claims import check_results, load_ledger
+from poisoncurv.book.nbcheck import chapters
+from poisoncurv.book.rerun import execute
+from poisoncurv.core.paths import BOOK_DIR
 
 
 @pytest.mark.parametrize("chapter", chapters())

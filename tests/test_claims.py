@@ -1,13 +1,12 @@
 """The claims ledger against the committed results and the committed chapters."""
 
 import json
-from pathlib import Path
 
 import pytest
 
-from poisoncurv.claims import STATUSES, check_results, committed_values, evaluate, load_ledger
-from poisoncurv.nbcheck import chapters
-from poisoncurv.provenance import REPO_ROOT
+from poisoncurv.book.claims import STATUSES, check_results, committed_values, evaluate, load_ledger
+from poisoncurv.book.nbcheck import chapters
+from poisoncurv.core.paths import REPO_ROOT
 
 LEDGER = load_ledger()
 VALUES = committed_values()
@@ -66,7 +65,7 @@ def test_results_carry_provenance_and_match_the_committed_chapter(path):
 
 
 def test_figure_labels_are_unique_and_named_by_chapter():
-    from poisoncurv.claims import figure_index
+    from poisoncurv.book.claims import figure_index
 
     figures = figure_index()
     names = [f["name"] for f in figures]
@@ -78,7 +77,7 @@ def test_figure_labels_are_unique_and_named_by_chapter():
 
 
 def test_notes_show_markdown_characters_literally():
-    from poisoncurv.claims import notes_markdown
+    from poisoncurv.book.claims import notes_markdown
 
     text = notes_markdown([{"id": "C9", "status": "partly", "note": "kappa*sum_i |g|^2"}])
     assert text == "* **C9** (partly): kappa\\*sum\\_i \\|g\\|^2"

@@ -4,10 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from poisoncurv.clones import (add_clones, curvature_ratio, effective_curvature_ratio, linear_clone_update,
-                               measure_effect, predicted_shift, predicted_spike, ridge_weights, scalar_gain)
-from poisoncurv.experiments.krr_clones import exact_regime, loglog_slope, settings
-from poisoncurv.kernels import GaussianKernel, LaplaceKernel, LinearKernel
+from poisoncurv.chapters.krr_clones import exact_regime, settings
+from poisoncurv.core.fitting import loglog_slope
+from poisoncurv.krr.clones import (
+    add_clones,
+    curvature_ratio,
+    effective_curvature_ratio,
+    linear_clone_update,
+    measure_effect,
+    predicted_shift,
+    predicted_spike,
+    ridge_weights,
+    scalar_gain,
+)
+from poisoncurv.krr.kernels import GaussianKernel, LaplaceKernel
 
 
 @pytest.fixture
@@ -64,7 +74,7 @@ def test_overlapping_clones_follow_effective_law():
 
 @pytest.mark.parametrize("name", ["linear", "gaussian", "laplace"])
 def test_spike_efficacy_exponent_is_two(name):
-    from poisoncurv.kernels import make_kernel
+    from poisoncurv.krr.kernels import make_kernel
 
     res = exact_regime(make_kernel(name, 1.5), settings("smoke"), seed=0)
     assert loglog_slope(res["shift_meas"], res["spike_meas"]) == pytest.approx(2.0, abs=1e-8)

@@ -7,7 +7,6 @@ from scipy.sparse.linalg import eigsh
 from torch import nn
 
 from poisoncurv.curvature import input_hessian, overlap, spectral_density, top_eigen
-from poisoncurv.models import MLP
 
 
 class Dense:

@@ -5,8 +5,14 @@ import torch
 from torch import nn
 from torch.func import hessian
 
-from poisoncurv.curvature import (assert_piecewise_linear, exact_dataset_hessian, exact_input_curvature,
-                                  input_hessian, premise_gap, top_eigen)
+from poisoncurv.curvature import (
+    assert_piecewise_linear,
+    exact_dataset_hessian,
+    exact_input_curvature,
+    input_hessian,
+    premise_gap,
+    top_eigen,
+)
 from poisoncurv.models import MLP, PreActResNet
 
 TOL = 1e-10

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, hessian
 
-from poisoncurv.curvature import (input_fisher, input_ggn, input_hessian, param_hessian, per_example_input_hessian)
-from poisoncurv.kernels import GaussianKernel, fit_krr
+from poisoncurv.curvature import input_fisher, input_ggn, input_hessian, param_hessian, per_example_input_hessian
+from poisoncurv.krr.kernels import GaussianKernel, fit_krr
 from poisoncurv.models import MLP, LinearModel
 
 TOL = 1e-10

@@ -7,10 +7,17 @@ import pytest
 import torch
 from torch.func import jacrev
 
-from poisoncurv.derivative_krr import equivalent_kernel, fit_derivative_krr, full_gram, gram_blocks, objective
-from poisoncurv.kernels import GaussianKernel, LaplaceKernel, fit_krr
-from poisoncurv.spectral_filter import (continuum_kernel_1d, effective_density, gaussian_density, laplace_effective, laplace_grid_solve,
-                                        peak_length_slope, peak_length_squared)
+from poisoncurv.krr.derivative_krr import equivalent_kernel, fit_derivative_krr, full_gram, gram_blocks, objective
+from poisoncurv.krr.kernels import GaussianKernel, LaplaceKernel, fit_krr
+from poisoncurv.krr.spectral_filter import (
+    continuum_kernel_1d,
+    effective_density,
+    gaussian_density,
+    laplace_effective,
+    laplace_grid_solve,
+    peak_length_slope,
+    peak_length_squared,
+)
 
 K = GaussianKernel(0.8)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.func import hessian, jacrev
 
-from poisoncurv.kernels import GaussianKernel, LaplaceKernel, LinearKernel, fit_krr, make_kernel
+from poisoncurv.krr.kernels import GaussianKernel, LaplaceKernel, LinearKernel, fit_krr, make_kernel
 
 KERNELS = [LinearKernel(), GaussianKernel(1.3), LaplaceKernel(0.9)]
 

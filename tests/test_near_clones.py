@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from poisoncurv.clean_clones import crossover_eps, limit_shift, pair_effect, small_eps_coefficient
-from poisoncurv.clones import add_clones, effective_curvature_ratio, measure_effect, scalar_gain
-from poisoncurv.detect import bulk_edge, target_margin, top_gn_eigenvalue
-from poisoncurv.experiments import near_clones as ex
-from poisoncurv.experiments.krr_clones import loglog_slope
-from poisoncurv.kernels import GaussianKernel, fit_krr
-from poisoncurv.lag import euler_alpha, first_crossing, krr_flow, saturation_time
+from poisoncurv.chapters import near_clones as ex
+from poisoncurv.chapters.krr_clones import loglog_slope
+from poisoncurv.krr.clean_clones import crossover_eps, limit_shift, pair_effect, small_eps_coefficient
+from poisoncurv.krr.clones import add_clones, effective_curvature_ratio, measure_effect, scalar_gain
+from poisoncurv.krr.flow import euler_alpha, first_crossing, krr_flow, saturation_time
+from poisoncurv.krr.kernels import GaussianKernel, fit_krr
+from poisoncurv.krr.visibility import bulk_edge, target_margin, top_gn_eigenvalue
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import torch
 from torch.func import functional_call, jacrev
 
-from poisoncurv.ntk import TwoLayerReLU, empirical_ntk, train_vs_kernel
+from poisoncurv.krr.ntk import TwoLayerReLU, empirical_ntk, train_vs_kernel
 
 
 def test_empirical_ntk_is_jacobian_gram():

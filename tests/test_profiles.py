@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from poisoncurv.profiles import PROFILES, by_profile, check_profile, device_name, resolve_device
+from poisoncurv.core.profiles import PROFILES, by_profile, check_profile, device_name, resolve_device
 
 
 def test_profiles_and_errors():

@@ -7,11 +7,21 @@ import torch
 from scipy.optimize import minimize
 from torch.func import jacrev
 
-from poisoncurv.experiments.gradient_flow_defence import cluster_penalty_energy, residual_counterexample, settings
-from poisoncurv.kernels import GaussianKernel, LinearKernel
-from poisoncurv.regularised import (effective_ridge, euler_flow, feature_coordinates, gradient_penalty_matrix,
-                                    linear_flow_closed_form, loss_gradient_objective, mean_loss,
-                                    regularised_krr_objective, ridge_filter, ridge_solution, ridge_stationary_points)
+from poisoncurv.chapters.gradient_flow_defence import cluster_penalty_energy, residual_counterexample, settings
+from poisoncurv.krr.kernels import GaussianKernel, LinearKernel
+from poisoncurv.krr.regularised import (
+    effective_ridge,
+    euler_flow,
+    feature_coordinates,
+    gradient_penalty_matrix,
+    linear_flow_closed_form,
+    loss_gradient_objective,
+    mean_loss,
+    regularised_krr_objective,
+    ridge_filter,
+    ridge_solution,
+    ridge_stationary_points,
+)
 
 
 @pytest.mark.parametrize("kernel", [GaussianKernel(0.8), LinearKernel()], ids=lambda k: k.name)

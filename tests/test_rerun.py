@@ -6,8 +6,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from poisoncurv.nbcheck import nbval_notebooks, parameters
-from poisoncurv.rerun import chapter_path, execute, rerun_chapter
+from poisoncurv.book.nbcheck import nbval_notebooks, parameters
+from poisoncurv.book.rerun import chapter_path, execute, rerun_chapter
 
 
 def _tiny(path):

@@ -6,11 +6,24 @@
 - :mod:`.exact`      exact per-example spectra and dataset averages for piecewise-linear models
 """
 
-from .eigen import EigenResult, SpectralMeasure, overlap, spectral_density, top_eigen
-from .exact import (ExactCurvature, assert_piecewise_linear, exact_dataset_hessian, exact_input_curvature,
-                    input_jacobian, premise_gap)
-from .operators import (CurvatureOperator, check_eval_mode, input_fisher, input_ggn, input_hessian, param_hessian,
-                        per_example_input_hessian)
+from poisoncurv.curvature.eigen import EigenResult, SpectralMeasure, overlap, spectral_density, top_eigen
+from poisoncurv.curvature.exact import (
+                    ExactCurvature,
+                    assert_piecewise_linear,
+                    exact_dataset_hessian,
+                    exact_input_curvature,
+                    input_jacobian,
+                    premise_gap,
+)
+from poisoncurv.curvature.operators import (
+                    CurvatureOperator,
+                    check_eval_mode,
+                    input_fisher,
+                    input_ggn,
+                    input_hessian,
+                    param_hessian,
+                    per_example_input_hessian,
+)
 
 __all__ = ["CurvatureOperator", "EigenResult", "ExactCurvature", "SpectralMeasure", "assert_piecewise_linear",
            "check_eval_mode", "exact_dataset_hessian", "exact_input_curvature", "input_fisher", "input_ggn",

@@ -25,8 +25,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .operators import Batch, CurvatureOperator, Model, _check_batch, _output_hessians, check_eval_mode, check_loss
-from .operators import input_ggn, input_hessian
+from poisoncurv.curvature.operators import (
+    Batch,
+    CurvatureOperator,
+    Model,
+    _check_batch,
+    _output_hessians,
+    check_eval_mode,
+    check_loss,
+    input_ggn,
+    input_hessian,
+)
 
 
 def input_jacobian(model: Model, x: Tensor) -> tuple[Tensor, Tensor]:

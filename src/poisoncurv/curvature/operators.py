@@ -1,7 +1,7 @@
 """Curvature operators over the flattened input (and, for comparison, the parameters) of a model.
 
 Conventions. ``model`` is any callable mapping a batch ``x`` of shape ``(B, *input_shape)`` to
-outputs ``(B, C)`` (an ``nn.Module`` in eval mode, or e.g. :meth:`poisoncurv.kernels.KRR.predict`).
+outputs ``(B, C)`` (an ``nn.Module`` in eval mode, or e.g. :meth:`poisoncurv.krr.kernels.KRR.predict`).
 ``loss_fn`` is a standard torch loss with mean reduction, so that the batch loss is the mean over
 examples of each example's own loss ``ℓ_b = loss_fn(model(x[b:b+1]), y[b:b+1])``. Input
 coordinates are shared: every example lives in the same ``d = prod(input_shape)`` dimensional

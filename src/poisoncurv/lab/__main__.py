@@ -11,9 +11,9 @@ import argparse
 import ast
 import sys
 
-from .cache import StaleResultError, get, result_path
-from .config import profile_config
-from .data import DataNotFoundError
+from poisoncurv.lab.cache import StaleResultError, get, result_path
+from poisoncurv.lab.config import profile_config
+from poisoncurv.lab.data import DataNotFoundError
 
 
 def _value(text: str):

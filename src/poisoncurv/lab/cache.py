@@ -10,16 +10,15 @@ reported with :class:`StaleResultError`, never silently reused.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..provenance import REPO_ROOT
-from ..results import read_json, write_json_atomic
-from .config import SCHEMA_VERSION, LabConfig, validate
-from .data import SOURCES, ImageData, locate
-from .train import train
-
-LAB_RESULTS = REPO_ROOT / "results" / "lab"
+from poisoncurv.core.paths import LAB_RESULTS_DIR
+from poisoncurv.core.results import read_json, write_json_atomic
+from poisoncurv.lab.config import SCHEMA_VERSION, LabConfig, validate
+from poisoncurv.lab.data import SOURCES, ImageData, locate
+from poisoncurv.lab.train import train
 
 
 class StaleResultError(RuntimeError):
@@ -28,7 +27,7 @@ class StaleResultError(RuntimeError):
 
 def result_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> Path:
     """``<results_dir or results/lab>/<cfg.key()>.json``."""
-    return Path(results_dir or LAB_RESULTS) / f"{cfg.key()}.json"
+    return Path(results_dir or LAB_RESULTS_DIR) / f"{cfg.key()}.json"
 
 
 def _force_from_env() -> bool:

@@ -38,9 +38,9 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from ..profiles import by_profile, check_profile, resolve_device
-from .attacks import check_attack
-from .data import check_dataset
+from poisoncurv.core.profiles import by_profile, check_profile, resolve_device
+from poisoncurv.lab.attacks import check_attack
+from poisoncurv.lab.data import check_dataset
 
 SCHEMA_VERSION = 1
 MODELS = ("linear", "mlp", "lenet", "preresnet20", "preresnet110")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..provenance import REPO_ROOT
+from poisoncurv.core.paths import DATA_DIR, SHARED_DATA_DIR
 
 DATASETS = ("mnist", "cifar10", "cifar100")
 SOURCES = {
@@ -56,7 +56,7 @@ class ImageData:
     num_classes: int
     source: str
 
-    def subset(self, n_train: int | None, n_test: int | None, seed: int) -> "ImageData":
+    def subset(self, n_train: int | None, n_test: int | None, seed: int) -> ImageData:
         """The first ``n_train`` / ``n_test`` images of a seeded permutation (``None``: all)."""
         gen = torch.Generator().manual_seed(seed)
         tr, te = torch.randperm(len(self.y_train), generator=gen), torch.randperm(len(self.y_test), generator=gen)
@@ -67,12 +67,12 @@ class ImageData:
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:
     """The writable cache folder: ``root``, else ``$POISONCURV_DATA``, else ``<repo>/data``."""
-    return Path(root or os.environ.get("POISONCURV_DATA") or REPO_ROOT / "data")
+    return Path(root or os.environ.get("POISONCURV_DATA") or DATA_DIR)
 
 
 def shared_root(shared: str | os.PathLike | None = None) -> Path:
     """The read-only offline folder: ``shared``, else ``$POISONCURV_SHARED_DATA``, else ``<repo>/../shared/data``."""
-    return Path(shared or os.environ.get("POISONCURV_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+    return Path(shared or os.environ.get("POISONCURV_SHARED_DATA") or SHARED_DATA_DIR)
 
 
 def check_dataset(name: str) -> str:

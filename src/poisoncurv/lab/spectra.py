@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..curvature import input_fisher, input_hessian, top_eigen
-from ..models import LinearModel
+from poisoncurv.curvature import input_fisher, input_hessian, top_eigen
+from poisoncurv.models import LinearModel
 
 
 class SquaredLoss(nn.Module):

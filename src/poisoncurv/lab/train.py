@@ -27,14 +27,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models import LeNet, LinearModel, MLP, PreActResNet
-from ..profiles import device_name, resolve_device
-from ..provenance import git_commit, library_versions
-from ..results import atomic_target
-from .attacks import Poisoned, poison
-from .config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
-from .data import ImageData, cache_root, load, to_float
-from .spectra import SquaredLoss, spectral_metrics
+from poisoncurv.core.profiles import device_name, resolve_device
+from poisoncurv.core.provenance import git_commit, library_versions
+from poisoncurv.core.results import atomic_target
+from poisoncurv.lab.attacks import Poisoned, poison
+from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
+from poisoncurv.lab.data import ImageData, cache_root, load, to_float
+from poisoncurv.lab.spectra import SquaredLoss, spectral_metrics
+from poisoncurv.models import MLP, LeNet, LinearModel, PreActResNet
 
 
 def build_model(cfg: LabConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:

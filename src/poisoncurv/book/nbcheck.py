@@ -4,7 +4,7 @@ A chapter qualifies when its ``parameters`` cell ran on the CPU with the ``smoke
 profile (CPU runs are deterministic here); notebooks without a ``parameters`` cell (such as the
 claims page) always qualify. Chapters committed from a GPU run are skipped, with a note on stderr.
 
-``python -m poisoncurv.nbcheck --list`` prints the qualifying paths, one per line.
+``python -m poisoncurv.book.nbcheck --list`` prints the qualifying paths, one per line.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from .provenance import REPO_ROOT
+from poisoncurv.core.paths import BOOK_DIR
 
 NBVAL_PROFILES = ("smoke", "cpu")
 
@@ -33,7 +33,7 @@ def parameters(path: Path) -> dict[str, object] | None:
     return None
 
 
-def nbval_notebooks(book_dir: Path = REPO_ROOT / "book") -> list[Path]:
+def nbval_notebooks(book_dir: Path = BOOK_DIR) -> list[Path]:
     """Notebooks in ``book_dir`` that nbval should check, sorted."""
     chosen = []
     for path in sorted(book_dir.glob("*.ipynb")):
@@ -46,7 +46,7 @@ def nbval_notebooks(book_dir: Path = REPO_ROOT / "book") -> list[Path]:
     return chosen
 
 
-def chapters(book_dir: Path = REPO_ROOT / "book") -> list[str]:
+def chapters(book_dir: Path = BOOK_DIR) -> list[str]:
     """Names of the chapters (notebooks with a ``parameters`` cell), sorted."""
     return [p.stem for p in sorted(book_dir.glob("*.ipynb")) if parameters(p) is not None]
 

@@ -16,13 +16,21 @@ import torch
 from scipy.special import lambertw
 from torch import Tensor
 
-from ..clean_clones import pair_effect
-from ..clones import add_clones, curvature_ratio, effective_curvature_ratio, measure_effect, predicted_shift, predicted_spike
-from ..detect import bulk_edge, target_margin, top_gn_eigenvalue
-from ..kernels import Kernel, LinearKernel, fit_krr, make_kernel
-from ..lag import euler_alpha, first_crossing, krr_flow, saturation_time
-from ..profiles import by_profile
-from .krr_clones import DTYPE, clean_data, loglog_slope, target_vector
+from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
+from poisoncurv.core.fitting import loglog_slope
+from poisoncurv.core.profiles import by_profile
+from poisoncurv.krr.clean_clones import pair_effect
+from poisoncurv.krr.clones import (
+    add_clones,
+    curvature_ratio,
+    effective_curvature_ratio,
+    measure_effect,
+    predicted_shift,
+    predicted_spike,
+)
+from poisoncurv.krr.flow import euler_alpha, first_crossing, krr_flow, saturation_time
+from poisoncurv.krr.kernels import Kernel, LinearKernel, fit_krr, make_kernel
+from poisoncurv.krr.visibility import bulk_edge, target_margin, top_gn_eigenvalue
 
 TARGET = 1      # the attacker's target class
 
@@ -124,7 +132,7 @@ def near_clone_law(name: str, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
 def phase_diagram(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     """Attack success and spectral visibility over the grid ``(r/ℓ, m)``, Gaussian kernel.
 
-    On the grid: the closed forms (exact here, :mod:`poisoncurv.clones`) for the efficacy
+    On the grid: the closed forms (exact here, :mod:`poisoncurv.krr.clones`) for the efficacy
     ``|Δf| = k0 S(m)``, the target margin (the clean model predicts 0 at the far trigger, so the
     margin is ``|Δf|``) and the spike ``R_k |Δf|²``. ``success``: margin ≥ ``success_margin``;
     ``visible``: spike ≥ ``Λ_clean``; arrays ``(len(m), len(r))``. For every ``m`` in
@@ -174,7 +182,7 @@ def lag_gaussian(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     converged clean model (``t_vis``), or the bulk edge of the clean flow at the same time ``t``
     (``t_vis_moving``; the poisons do not move the model at clean inputs, so this is also the
     poisoned model's edge). Crossing times are read off the flow on the time grid and compared
-    with their closed forms (:func:`poisoncurv.lag.saturation_time`). Also the Euler-vs-closed-form
+    with their closed forms (:func:`poisoncurv.krr.flow.saturation_time`). Also the Euler-vs-closed-form
     relative gap of the poisoned flow's dual weights at ``t = euler_time``.
     """
     ell, ridge, m, tau = cfg["lengthscale"], cfg["ridge"], cfg["m_near"], cfg["success_margin"]
@@ -286,7 +294,7 @@ def clean_clone(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     """A poison ``x_p = x_c + ε u`` near a clean training point ``x_c``, ``pair_m`` copies, other label.
 
     Two settings, direct KRR solves against the two-cluster closed form of
-    :mod:`poisoncurv.clean_clones`: *isolated* (``x_c`` is moved ``1000ℓ`` from the rest of the
+    :mod:`poisoncurv.krr.clean_clones`: *isolated* (``x_c`` is moved ``1000ℓ`` from the rest of the
     clean data) and *in the cloud* (``x_c`` is the clean training point nearest the origin).
     Returns shifts at ``x_p`` and ``x_c`` and the poison-aligned curvature ``|ΔJ(x_p) u|²`` per ``ε``,
     and for each setting the value of that curvature at ``ε = 0`` exactly (``m`` copies of ``x_c``

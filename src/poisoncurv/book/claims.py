@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from .provenance import REPO_ROOT
-from .results import read_json
+from poisoncurv.core.paths import BOOK_DIR, CLAIMS_FILE, RESULTS_DIR
+from poisoncurv.core.results import read_json
 
 STATUSES = ("reproduced", "partly", "not reproduced", "not yet run")
 RULES = ("expect", "max", "min", "equals")
@@ -31,7 +31,7 @@ class CheckResult:
     passed: bool
 
 
-def load_ledger(path: str | Path = REPO_ROOT / "claims.yml") -> list[dict[str, Any]]:
+def load_ledger(path: str | Path = CLAIMS_FILE) -> list[dict[str, Any]]:
     """Read and validate the ledger; raises ``ValueError`` naming the bad entry."""
     claims = yaml.safe_load(Path(path).read_text())
     for c in claims:
@@ -86,7 +86,7 @@ def check_results(claims: list[dict[str, Any]], values_by_chapter: dict[str, dic
     return out
 
 
-def committed_values(results_dir: str | Path = REPO_ROOT / "results") -> dict[str, dict[str, Any]]:
+def committed_values(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict[str, Any]]:
     """Values of every committed chapter results file ``results/<chapter>.json``, keyed by chapter."""
     return {p.stem: read_json(p)["values"] for p in sorted(Path(results_dir).glob("*.json"))}
 
@@ -107,7 +107,7 @@ def ledger_markdown(claims: list[dict[str, Any]], values_by_chapter: dict[str, d
     return "\n".join(rows)
 
 
-def figure_index(book_dir: str | Path = REPO_ROOT / "book") -> list[dict[str, str]]:
+def figure_index(book_dir: str | Path = BOOK_DIR) -> list[dict[str, str]]:
     """Every labelled figure of the chapters, in book order of files: ``{"chapter", "name", "caption"}``."""
     import json
 
@@ -120,7 +120,7 @@ def figure_index(book_dir: str | Path = REPO_ROOT / "book") -> list[dict[str, st
     return rows
 
 
-def figure_map_markdown(book_dir: str | Path = REPO_ROOT / "book") -> str:
+def figure_map_markdown(book_dir: str | Path = BOOK_DIR) -> str:
     """The figure index as a Markdown table: label, chapter and the caption's first sentence."""
     rows = ["| book figure label | chapter | what it shows |", "| --- | --- | --- |"]
     for f in figure_index(book_dir):

@@ -1,6 +1,6 @@
 """Re-execute one chapter with papermill and write it back without papermill's noise.
 
-``python -m poisoncurv.rerun CHAPTER --profile cpu --device cuda`` (or ``make rerun``) runs
+``python -m poisoncurv.book.rerun CHAPTER --profile cpu --device cuda`` (or ``make rerun``) runs
 ``book/CHAPTER.ipynb`` with the given parameters, writes its results file to ``results/``, and
 replaces the chapter by the executed notebook in which
 
@@ -21,12 +21,10 @@ from typing import Any
 
 import nbformat
 
-from .profiles import check_profile, resolve_device
-from .provenance import REPO_ROOT
-from .results import atomic_target
+from poisoncurv.core.paths import BOOK_DIR, RESULTS_DIR
+from poisoncurv.core.profiles import check_profile, resolve_device
+from poisoncurv.core.results import atomic_target
 
-BOOK_DIR = REPO_ROOT / "book"
-RESULTS_DIR = REPO_ROOT / "results"
 # Parameters that steer where a run writes; injected but not shown in the rendered chapter.
 HIDDEN_PARAMETERS = ("results_dir",)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .kernels import KRR, Kernel, fit_krr
+from poisoncurv.krr.kernels import KRR, Kernel, fit_krr
 
 
 def scalar_gain(m: float | Tensor, ridge: float, k_zeta: float | Tensor) -> float | Tensor:

@@ -31,7 +31,7 @@ def check_profile(profile: str) -> str:
     """Return ``profile`` if it is known, else raise ``ValueError`` listing the known ones."""
     if profile not in PROFILES:
         known = ", ".join(PROFILES)
-        raise ValueError(f"unknown profile {profile!r}: choose one of {known} (see poisoncurv.profiles)")
+        raise ValueError(f"unknown profile {profile!r}: choose one of {known} (see poisoncurv.core.profiles)")
     return profile
 
 

@@ -6,17 +6,16 @@ re-executes from the committed files in ``results/lab/`` and recomputes with ``F
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from functools import lru_cache
-from pathlib import Path
-
-from ..lab.cache import get
-from ..lab.config import LabConfig, profile_config
-from ..lab.data import ImageData, load
-from ..profiles import by_profile
+from poisoncurv.core.profiles import by_profile
+from poisoncurv.lab.cache import get
+from poisoncurv.lab.config import LabConfig, profile_config
+from poisoncurv.lab.data import ImageData, load
 
 LOSSES = ("squared", "ce")
 LOSS_NAMES = {"squared": "linear regression (squared loss)", "ce": "logistic regression (cross-entropy)"}

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .profiles import check_profile, device_name
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from poisoncurv import __version__
+from poisoncurv.core.paths import REPO_ROOT
+from poisoncurv.core.profiles import check_profile, device_name
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:

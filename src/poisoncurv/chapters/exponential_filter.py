@@ -1,7 +1,7 @@
 """Drivers of the chapter on the gradient penalty as a filter (claim C6): float64, numpy outputs.
 
 Lengths are in units of the kernel length scale ``ℓ = 1``. The penalty strength is reported as the
-dimensionless ``gamma = kappa·N_ℓ/(ridge·ℓ²)`` (:func:`poisoncurv.spectral_filter.gamma`).
+dimensionless ``gamma = kappa·N_ℓ/(ridge·ℓ²)`` (:func:`poisoncurv.krr.spectral_filter.gamma`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..derivative_krr import equivalent_kernel, fit_derivative_krr, objective
-from ..kernels import GaussianKernel, LaplaceKernel, fit_krr
-from ..profiles import by_profile
-from ..spectral_filter import (continuum_kernel_1d, effective_density, gamma, gaussian_density, laplace_density_1d, laplace_effective,
-                               laplace_grid_solve, peak_length_slope, peak_length_squared, window_count)
+from poisoncurv.core.profiles import by_profile
+from poisoncurv.krr.derivative_krr import equivalent_kernel, fit_derivative_krr, objective
+from poisoncurv.krr.kernels import GaussianKernel, LaplaceKernel, fit_krr
+from poisoncurv.krr.spectral_filter import (
+    continuum_kernel_1d,
+    effective_density,
+    gamma,
+    gaussian_density,
+    laplace_density_1d,
+    laplace_effective,
+    laplace_grid_solve,
+    peak_length_slope,
+    peak_length_squared,
+    window_count,
+)
 
 DTYPE = torch.float64
 ELL = 1.0

@@ -11,12 +11,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..clones import (add_clones, curvature_ratio, effective_curvature_ratio, linear_clone_update, measure_effect, ridge_weights, predicted_shift,
-                      predicted_spike)
-from ..curvature import input_hessian, input_jacobian
-from ..kernels import KRR, Kernel, LinearKernel
-from ..ntk import train_vs_kernel
-from ..profiles import by_profile, resolve_device
+from poisoncurv.core.fitting import loglog_slope
+from poisoncurv.core.profiles import by_profile, resolve_device
+from poisoncurv.curvature import input_hessian, input_jacobian
+from poisoncurv.krr.clones import (
+    add_clones,
+    curvature_ratio,
+    effective_curvature_ratio,
+    linear_clone_update,
+    measure_effect,
+    predicted_shift,
+    predicted_spike,
+    ridge_weights,
+)
+from poisoncurv.krr.kernels import KRR, Kernel, LinearKernel
+from poisoncurv.krr.ntk import train_vs_kernel
 
 DTYPE = torch.float64
 
@@ -129,11 +138,6 @@ def exact_regime(kernel: Kernel, cfg: dict[str, Any], seed: int, device: str = "
             "autograd_hessian_rel_gap": auto["hessian_rel_gap"]}
 
 
-def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of ``log y`` against ``log x``."""
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
-
-
 def linear_patch(cfg: dict[str, Any], seed: int, patch: int = 3, device: str = "cpu") -> dict[str, float]:
     """Linear kernel with a trigger patch on ``patch`` coordinates where every clean input is zero.
 
@@ -156,7 +160,7 @@ def linear_patch(cfg: dict[str, Any], seed: int, patch: int = 3, device: str = "
     R = curvature_ratio(kernel, sources, t)
     return {
         "sm_rel_err": float((W_sm - W_direct).norm() / W_direct.norm()),
-        "shift_rel_err": float(((eff.shift - pred).norm() / pred.norm())),
+        "shift_rel_err": float((eff.shift - pred).norm() / pred.norm()),
         "R_k_rel_spread": float((R.max() - R.min()) / R.mean()),
         "R_k_times_t2": float(R.mean() * (t**2).sum()),
         "spike_rel_err": float(((eff.spike - R * (eff.shift**2).sum(-1)).abs() / eff.spike).max()),

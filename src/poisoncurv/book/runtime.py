@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .provenance import RunRecord, provenance_markdown
-from .results import write_json_atomic
+from poisoncurv.core.provenance import RunRecord, provenance_markdown
+from poisoncurv.core.results import write_json_atomic
 
 
 def round_sig(value: float, sig: int = 4) -> float:

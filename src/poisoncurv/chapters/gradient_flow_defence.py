@@ -13,11 +13,20 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
-from ..kernels import GaussianKernel, LinearKernel
-from ..profiles import by_profile
-from ..regularised import (euler_flow, feature_coordinates, gradient_penalty_matrix, linear_flow_closed_form,
-                           effective_ridge, loss_gradient_objective, mean_loss, ridge_filter, ridge_solution,
-                           ridge_stationary_points)
+from poisoncurv.core.profiles import by_profile
+from poisoncurv.krr.kernels import GaussianKernel, LinearKernel
+from poisoncurv.krr.regularised import (
+    effective_ridge,
+    euler_flow,
+    feature_coordinates,
+    gradient_penalty_matrix,
+    linear_flow_closed_form,
+    loss_gradient_objective,
+    mean_loss,
+    ridge_filter,
+    ridge_solution,
+    ridge_stationary_points,
+)
 
 DTYPE = torch.float64
 

@@ -12,8 +12,8 @@ problem is KRR with the *equivalent kernel* ``k̃``: the prior ``k`` conditioned
 ``∇f(x_i) = 0`` with noise variance ``ridge/mu`` (:func:`equivalent_kernel`).
 
 Only stationary kernels are supported (``∂_z k = −∇_x k`` and ``∂_x∂_z k = −∇²_x k``), through the
-closed-form ``grad`` and ``hess`` of :mod:`poisoncurv.kernels`. The Laplace kernel has no gradient at
-``x = z``, so the pointwise penalty is undefined for it: use :mod:`poisoncurv.spectral_filter`.
+closed-form ``grad`` and ``hess`` of :mod:`poisoncurv.krr.kernels`. The Laplace kernel has no gradient at
+``x = z``, so the pointwise penalty is undefined for it: use :mod:`poisoncurv.krr.spectral_filter`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .kernels import GaussianKernel, Kernel
+from poisoncurv.krr.kernels import GaussianKernel, Kernel
 
 
 def _check_kernel(kernel: Kernel) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .kernels import Kernel
+from poisoncurv.krr.kernels import Kernel
 
 
 @dataclass

@@ -18,15 +18,16 @@ Conventions. Training inputs ``X`` ``(n, d)``, scalar targets ``y`` ``(n,)``, me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Union
 
 import numpy as np
 import torch
 from scipy.optimize import brentq
 from torch import Tensor
 
-from .kernels import Kernel
+from poisoncurv.krr.kernels import Kernel
 
 Array = Union[Tensor, np.ndarray]
 

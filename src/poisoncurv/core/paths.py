@@ -1,0 +1,13 @@
+"""Repository paths, defined once: every module and test takes its folders from here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+BOOK_DIR = REPO_ROOT / "book"
+RESULTS_DIR = REPO_ROOT / "results"
+LAB_RESULTS_DIR = RESULTS_DIR / "lab"
+CLAIMS_FILE = REPO_ROOT / "claims.yml"
+DATA_DIR = REPO_ROOT / "data"                      # canonical copies and unpacked caches (git-ignored)
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"   # the workplace's offline copies, if present
