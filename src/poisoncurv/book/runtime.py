@@ -1,12 +1,15 @@
-"""Helpers the chapters call: glued numbers, plotting defaults, and the closing provenance cell."""
+"""The chapter runtime: glued numbers, tables, the run label that captions cite, and the closing provenance cell."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poisoncurv.book.tables import Table
+from poisoncurv.core.profiles import device_name
 from poisoncurv.core.provenance import RunRecord, provenance_markdown
 from poisoncurv.core.results import write_json_atomic
 
@@ -26,20 +29,14 @@ def quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 
-def setup_plots() -> None:
-    """Matplotlib defaults shared by every chapter."""
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
-                         "axes.spines.top": False, "axes.spines.right": False, "font.size": 10})
-
-
 @dataclass
 class Chapter:
     """One executed chapter: parameters, glued values and provenance.
 
-    ``glue`` stores a rounded number under ``key`` both for the page (``{glue:text}`key```) and
-    for the machine-readable results file that :meth:`finish` writes when ``results_dir`` is set.
+    Create it in the chapter's first code cell, before any work, so its wall time covers the chapter.
+    ``glue`` stores a rounded number under ``key`` both for the page (``{glue:text}`key```) and for the
+    machine-readable results file that :meth:`finish` writes when ``results_dir`` is set. The text
+    ``<name>_run`` ("cpu profile, device cpu (CPU: ...)") is glued at once, for figure and table captions.
     """
 
     name: str
@@ -59,6 +56,17 @@ class Chapter:
             import torch
 
             torch.set_num_threads(1)
+        self._glue_text(f"{self.name}_run", self.run_label)
+
+    @property
+    def run_label(self) -> str:
+        """The profile and device of this run, as captions state it."""
+        return f"{self.profile} profile, device {self.device} ({device_name(self.device)})"
+
+    def _glue_text(self, key: str, text: str) -> None:
+        from myst_nb import glue
+
+        glue(key, text, display=False)
 
     def glue(self, key: str, value: Any, sig: int = 4) -> None:
         """Glue ``value`` (numbers rounded to ``sig`` significant digits) without displaying it."""
@@ -72,6 +80,17 @@ class Chapter:
                 stored = int(value)
         glue(key, stored, display=False)
         self.values[key] = stored
+
+    def glue_summary(self, summary: Mapping[str, Any], sig: int | Mapping[str, int] = 4) -> None:
+        """Glue every entry of a driver's summary (``key -> number or text``); ``sig`` per key or for all."""
+        for key, value in summary.items():
+            self.glue(key, value, sig if isinstance(sig, int) else sig.get(key, 4))
+
+    def show_table(self, table: Table) -> None:
+        """Display ``table`` as a numbered, captioned table (label ``table.name``)."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(table.markdown()))
 
     def finish(self) -> dict[str, Any]:
         """Display the provenance table; write ``<results_dir>/<name>.json`` if asked. Returns provenance."""
