@@ -76,8 +76,12 @@ def test_figure_labels_are_unique_and_named_by_chapter():
         assert f["caption"], f"{f['name']} has no caption"
 
 
-def test_notes_show_markdown_characters_literally():
-    from poisoncurv.book.claims import notes_markdown
+def test_notes_are_myst_and_figure_rows_link_to_figures():
+    from poisoncurv.book.claims import caption_summary, figure_table, notes_markdown
 
-    text = notes_markdown([{"id": "C9", "status": "partly", "note": "kappa*sum_i |g|^2"}])
-    assert text == "* **C9** (partly): kappa\\*sum\\_i \\|g\\|^2"
+    text = notes_markdown([{"id": "C9", "status": "partly", "note": "holds for\n $\\ell_{\\text{eff}}^2 = \\ell^2 + c\\kappa$"}])
+    assert text == "* **C9** (partly): holds for $\\ell_{\\text{eff}}^2 = \\ell^2 + c\\kappa$"
+    assert caption_summary("Spike $|a|$ at {glue:text}`ch1_x` inputs. More.") == "Spike $|a|$ at … inputs"
+    table = figure_table()
+    assert table.rows and all(r[0] == f"{{numref}}`{r[1][1:-1]}`" for r in table.rows)
+    assert "\\|" in table.markdown() or not any("|" in str(r[3]) for r in table.rows)

@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from poisoncurv.models import MLP, LeNet, LinearModel, PreActResNet, count_parameters
+from poisoncurv.models import MLP, LeNet, LinearModel, PreActResNet
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def test_shapes_and_parameter_counts():

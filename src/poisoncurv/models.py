@@ -12,11 +12,6 @@ import torch
 from torch import Tensor, nn
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 class LinearModel(nn.Module):
     """``f(x) = W flatten(x) + b``: linear regression (squared loss on one-hot targets) or, with
     cross-entropy, multinomial logistic regression."""

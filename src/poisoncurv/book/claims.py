@@ -8,12 +8,14 @@ Each claim has ``id``, ``claim``, ``paper`` (where it sits in the paper, as far 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from poisoncurv.book.tables import Table
 from poisoncurv.core.paths import BOOK_DIR, CLAIMS_FILE, RESULTS_DIR
 from poisoncurv.core.results import read_json
 
@@ -91,20 +93,30 @@ def committed_values(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict[st
     return {p.stem: read_json(p)["values"] for p in sorted(Path(results_dir).glob("*.json"))}
 
 
-def ledger_markdown(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict[str, Any]]) -> str:
-    """The ledger as a Markdown table: claim, status, and each check with its measured value."""
-    rows = ["| id | claim | where in the paper | status | evidence (chapter · key: measured, rule) |",
-            "| --- | --- | --- | --- | --- |"]
+def ledger_table(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict[str, Any]]) -> Table:
+    """The ledger as a numbered table: claim, where in the paper, status, and each check with its measured value."""
+    rows = []
     for c in claims:
         ev, last_chapter = [], None
         for r in check_results([c], values_by_chapter):
             if r.chapter != last_chapter:
-                ev.append(f"[{r.chapter}]({r.chapter}):")
+                ev.append(f"{{doc}}`{r.chapter}`:")
                 last_chapter = r.chapter
             shown = "not run" if r.value is None else f"{r.value}"
             ev.append(f"{'✓' if r.passed else '✗'} `{r.key}` = {shown} ({r.rule})")
-        rows.append(f"| {c['id']} | {c['claim']} | {c['paper']} | {c['status']} | {'<br>'.join(ev) or '—'} |")
-    return "\n".join(rows)
+        rows.append([c["id"], c["claim"], c["paper"], c["status"], "<br>".join(ev) or None])
+    return Table("tbl-claims-ledger", "The claims of the paper, their status in this book, and the checks that decide it "
+                 "(✓ passes on the committed results, ✗ fails or has not run).",
+                 ["id", "claim", "where in the paper", "status", "evidence (chapter, key: measured, rule)"], rows)
+
+
+_ROLE = re.compile(r"\{glue(:text)?\}`[^`]*`")
+
+
+def caption_summary(caption: str) -> str:
+    """The first sentence of a figure caption, without glued values (they belong to the chapter's page)."""
+    first = caption.split(". ")[0].rstrip(".")
+    return " ".join(_ROLE.sub("…", first).split())
 
 
 def figure_index(book_dir: str | Path = BOOK_DIR) -> list[dict[str, str]]:
@@ -120,18 +132,16 @@ def figure_index(book_dir: str | Path = BOOK_DIR) -> list[dict[str, str]]:
     return rows
 
 
-def figure_map_markdown(book_dir: str | Path = BOOK_DIR) -> str:
-    """The figure index as a Markdown table: label, chapter and the caption's first sentence."""
-    rows = ["| book figure label | chapter | what it shows |", "| --- | --- | --- |"]
-    for f in figure_index(book_dir):
-        first = f["caption"].split(". ")[0].rstrip(".")
-        rows.append(f"| `{f['name']}` | [{f['chapter']}]({f['chapter']}) | {first} |")
-    return "\n".join(rows)
+def figure_table(book_dir: str | Path = BOOK_DIR) -> Table:
+    """The figure index as a numbered table: a link to each figure with its current number, its label, chapter and
+    the caption's first sentence."""
+    rows = [[f"{{numref}}`{f['name']}`", f"`{f['name']}`", f"{{doc}}`{f['chapter']}`", caption_summary(f["caption"])]
+            for f in figure_index(book_dir)]
+    return Table("tbl-claims-figures", "Every figure of the chapters, by label (cite figures by label: numbers follow "
+                 "the table of contents and change when chapters are added).",
+                 ["figure", "label", "chapter", "what it shows"], rows)
 
 
 def notes_markdown(claims: list[dict[str, Any]]) -> str:
-    """A bullet per claim with its status and note; ``*``, ``_`` and ``|`` in notes are shown literally."""
-    def escape(text: str) -> str:
-        return "".join("\\" + ch if ch in "*_|`" else ch for ch in text)
-
-    return "\n".join(f"* **{c['id']}** ({c['status']}): {escape(c.get('note', ''))}" for c in claims)
+    """A bullet per claim with its status and note; notes are MyST (maths in ``$...$``), shown as written."""
+    return "\n".join(f"* **{c['id']}** ({c['status']}): {' '.join(c.get('note', '').split())}" for c in claims)

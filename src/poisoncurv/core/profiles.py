@@ -13,7 +13,7 @@ full      the paper's scale (as far as it is known); hours on a GPU.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -90,8 +90,3 @@ def _cpu_model() -> str:
     import platform
 
     return platform.processor() or platform.machine()
-
-
-def describe_profiles() -> list[dict[str, Any]]:
-    """The profile table as a list of ``{"profile", "meaning"}`` rows (for the book)."""
-    return [{"profile": k, "meaning": v} for k, v in PROFILES.items()]
