@@ -104,10 +104,10 @@ def ledger_table(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict
                 last_chapter = r.chapter
             shown = "not run" if r.value is None else f"{r.value}"
             ev.append(f"{'✓' if r.passed else '✗'} `{r.key}` = {shown} ({r.rule})")
-        rows.append([c["id"], c["claim"], c["paper"], c["status"], "<br>".join(ev) or None])
+        rows.append([c["id"], f"{c['claim']}<br>*{c['paper']}*", c["status"], "<br>".join(ev) or None])
     return Table("tbl-claims-ledger", "The claims of the paper, their status in this book, and the checks that decide it "
                  "(✓ passes on the committed results, ✗ fails or has not run).",
-                 ["id", "claim", "where in the paper", "status", "evidence (chapter, key: measured, rule)"], rows)
+                 ["id", "claim (where in the paper)", "status", "evidence (chapter, key: measured, rule)"], rows)
 
 
 _ROLE = re.compile(r"\{glue(:text)?\}`[^`]*`")
