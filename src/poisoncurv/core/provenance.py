@@ -15,11 +15,14 @@ from poisoncurv.core.profiles import check_profile, device_name
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:
-    """``HEAD`` commit id, with ``+dirty`` if tracked files differ from it; ``"unknown"`` outside git."""
+    """``HEAD`` commit id, with ``+dirty`` if tracked files outside ``results/`` differ from it; ``"unknown"`` outside git.
+
+    ``results/`` is excluded: it holds outputs (a sweep writing run after run must not mark the later runs dirty).
+    """
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
