@@ -182,7 +182,7 @@ def krr_fit_length(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def laplace_law(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Exponential kernel on the line with the integrated penalty ``kappa_int·∫f'²``: brute-force grid
+    """Exponential kernel on the line with the integrated penalty ``kappa·∫f'²``: brute-force grid
     minimisation against closed-form Laplace KRR with ``(ℓ_e, ridge_e)``, and ``ℓ_e`` measured from the
     decay of the brute-force response to one training point."""
     ridge, h = cfg["ridge"], cfg["laplace_h"]

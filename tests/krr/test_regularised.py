@@ -8,10 +8,10 @@ from scipy.optimize import minimize
 from torch.func import jacrev
 
 from poisoncurv.chapters.gradient_flow_defence import cluster_penalty_energy, residual_counterexample, settings
+from poisoncurv.krr.flow import euler_flow
 from poisoncurv.krr.kernels import GaussianKernel, LinearKernel
 from poisoncurv.krr.regularised import (
     effective_ridge,
-    euler_flow,
     feature_coordinates,
     gradient_penalty_matrix,
     linear_flow_closed_form,
@@ -101,7 +101,7 @@ def test_loss_gradient_penalty_closed_form_and_stationary_points():
     assert float(J_auto.detach()) == pytest.approx(float(loss_gradient_objective(w, X, y, kappa)), rel=1e-12)
     for k in (0.1, 3.0, 300.0):
         points = ridge_stationary_points(X, y, k)
-        for J, w_s, mu in points:                            # each is stationary and a ridge solution
+        for _J, w_s, mu in points:                           # each is stationary and a ridge solution
             g = torch.func.grad(lambda v: loss_gradient_objective(v, X, y, k))(w_s)
             assert float(g.norm()) < 1e-8 * max(1.0, float(w_s.norm()))
             assert mu == pytest.approx(effective_ridge(w_s, X, y, k), rel=1e-8, abs=1e-14)
