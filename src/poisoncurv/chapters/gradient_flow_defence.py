@@ -654,11 +654,11 @@ class MatrixRidge:
         return Table(
             name="tbl-ch3-matrix-ridge",
             caption=(f"The paper's loss-gradient penalty with $C = {self.outputs}$ outputs (patch data): at the minimiser "
-                     "$W$ found by L-BFGS, the Sylvester residual, the eigenvalue spread of the matrix ridge $A$, the "
-                     "distance to the nearest isotropic ridge solution $B(H + \\mu I)^{-1}$, and the gap between the "
-                     "contraction of the poison mode (target output) and of the clean mode of equal eigenvalue. " + RUN),
-            columns=["$\\kappa$", "$\\lVert WH + AW - B\\rVert / \\lVert B\\rVert$", "$a_{\\max}/a_{\\min}$",
-                     "$\\min_\\mu \\lVert W - W_\\mu\\rVert / \\lVert W\\rVert$", "contraction gap"],
+                     "$W$ found by L-BFGS, the Sylvester residual $\\lVert WH + AW - B\\rVert/\\lVert B\\rVert$, the "
+                     "eigenvalue spread $a_{\\max}/a_{\\min}$ of the matrix ridge $A$, the isotropic gap "
+                     "$\\min_\\mu\\lVert W - B(H + \\mu I)^{-1}\\rVert/\\lVert W\\rVert$, and the contraction gap between "
+                     "the poison mode (target output) and the clean mode of equal eigenvalue (any output). " + RUN),
+            columns=["$\\kappa$", "Sylvester residual", "$a_{\\max}/a_{\\min}$", "isotropic gap", "contraction gap"],
             rows=[[float(k), float(r), float(a), float(g), float(f)] for k, r, a, g, f in
                   zip(self.kappa, self.sylvester_residual, self.a_spread, self.isotropic_gap, self.factor_gap)])
 
