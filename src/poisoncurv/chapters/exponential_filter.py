@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from poisoncurv.core.fitting import rel_err
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.krr.derivative_krr import equivalent_kernel, fit_derivative_krr, objective
 from poisoncurv.krr.kernels import GaussianKernel, LaplaceKernel, fit_krr
@@ -39,14 +40,18 @@ def settings(profile: str) -> dict[str, Any]:
         "ridge": 0.1,
         "spacing": 0.5,
         "fourier_kappas": [1e-3, 1e-2, 3e-2],
-        "law_spacings": by_profile(profile, smoke=[0.5, 2.0], cpu=[0.25, 0.5, 1.0, 2.0], gpu=[0.25, 0.5, 1.0, 2.0], full=[0.25, 0.5, 1.0, 2.0]),
+        "law_spacings": by_profile(profile, smoke=[0.5, 2.0], cpu=[0.25, 0.5, 1.0, 2.0],
+                                   gpu=[0.25, 0.5, 1.0, 2.0], full=[0.25, 0.5, 1.0, 2.0]),
         "law_gammas": list(np.logspace(-2, 1.5, by_profile(profile, smoke=5, cpu=12, gpu=24, full=24))),
-        "grid2d_half_width": by_profile(profile, smoke=2.0, cpu=4.0, gpu=5.0, full=5.0),
-        "fit_kappas": by_profile(profile, smoke=[1e-3, 1e-1], cpu=[1e-3, 1e-2, 1e-1], gpu=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1], full=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1]),
-        "laplace_kappas": by_profile(profile, smoke=[0.1, 1.0], cpu=[0.03, 0.1, 0.3, 1.0, 3.0], gpu=[0.03, 0.1, 0.3, 1.0, 3.0], full=[0.03, 0.1, 0.3, 1.0, 3.0]),
+        "grid2d_half_width": by_profile(profile, smoke=4.0, cpu=4.0, gpu=5.0, full=5.0),
+        "fit_kappas": by_profile(profile, smoke=[1e-3, 1e-1], cpu=[1e-3, 1e-2, 1e-1],
+                                 gpu=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1], full=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1]),
+        "laplace_kappas": by_profile(profile, smoke=[0.1, 1.0], cpu=[0.03, 0.1, 0.3, 1.0, 3.0],
+                                     gpu=[0.03, 0.1, 0.3, 1.0, 3.0], full=[0.03, 0.1, 0.3, 1.0, 3.0]),
         "laplace_h": by_profile(profile, smoke=0.01, cpu=0.004, gpu=0.002, full=0.001),
         "aniso_kappas": list(np.logspace(-3, -0.5, by_profile(profile, smoke=3, cpu=6, gpu=10, full=10))),
-        "nc_r": by_profile(profile, smoke=[0.1, 0.3, 1.0], cpu=[0.1, 0.3, 1.0, 2.0], gpu=[0.1, 0.2, 0.3, 0.5, 1.0, 2.0], full=[0.1, 0.2, 0.3, 0.5, 1.0, 2.0]),
+        "nc_r": by_profile(profile, smoke=[0.1, 0.3, 1.0], cpu=[0.1, 0.3, 1.0, 2.0],
+                           gpu=[0.1, 0.2, 0.3, 0.5, 1.0, 2.0], full=[0.1, 0.2, 0.3, 0.5, 1.0, 2.0]),
         "nc_kappas": list(np.logspace(-5, 1, by_profile(profile, smoke=7, cpu=13, gpu=25, full=25))),
         "nc_n_gauss": by_profile(profile, smoke=40, cpu=80, gpu=200, full=400),
         "nc_n_laplace": by_profile(profile, smoke=40, cpu=80, gpu=200, full=400),
@@ -182,7 +187,7 @@ def krr_fit_length(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def laplace_law(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Exponential kernel on the line with the integrated penalty ``kappa_int·∫f'²``: brute-force grid
+    """Exponential kernel on the line with the integrated penalty ``kappa·∫f'²``: brute-force grid
     minimisation against closed-form Laplace KRR with ``(ℓ_e, ridge_e)``, and ``ℓ_e`` measured from the
     decay of the brute-force response to one training point."""
     ridge, h = cfg["ridge"], cfg["laplace_h"]
@@ -266,7 +271,8 @@ def near_clone_sweep(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     Efficacy: the mean over poisons of the differential shift
     ``[f_pois(x_p) − f_clean(x_p)] − [f_pois(x_c) − f_clean(x_c)]`` (what separates the triggered input
     from its clean twin), against ``kappa``, for each ``r``; clean error: RMS test error on clean test
-    inputs over the target's RMS, of the clean model (``<kernel>_clean_err``) and of the poisoned one. Gaussian kernel: exact solver in the plane
+    inputs over the target's RMS, of the clean model (``<kernel>_clean_err``) and of the poisoned one. Gaussian kernel: exact
+    solver in the plane
     (pointwise penalty); exponential kernel: the line, integrated penalty ``kappa·rho·∫f'²`` (exact
     closed form). Also ``kappa_1/2(r)`` and, for the Gaussian, an isolated cluster of clones.
     """
@@ -312,4 +318,80 @@ def near_clone_sweep(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     iso = np.array(iso)
     out["isolated_eff"] = iso
     out["isolated_max_rel_dev"] = float(np.abs(iso / iso[0] - 1).max())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Glue values: every number the chapter quotes and the ledger checks, computed here (keys = glue keys)
+# ---------------------------------------------------------------------------------------------
+
+Summary = dict[str, float | int | str]
+SIG = {**dict.fromkeys(("ch4_stationarity", "ch4_equiv_rel_err", "ch4_fourier_max_err", "ch4_fourier_gamma_max",
+                        "ch4_laplace_max_rel_err", "ch4_laplace_c_rel_err", "ch4_slope_2d_abs", "ch4_slope_quad_max_err",
+                        "ch4_gamma_10pct", "ch4_law_gamma_max", "ch4_fit_fixed_res_max", "ch4_fit_gamma_max",
+                        "ch4_fit_free_res_max", "ch4_across_dev", "ch4_along_vs_1d", "ch4_across_profile_err",
+                        "ch4_aniso_gamma_max", "ch4_isolated_max_rel_dev", "ch4_nc_gaussian_eff0_small",
+                        "ch4_nc_gaussian_eff0_l", "ch4_nc_laplace_eff0_small", "ch4_nc_laplace_eff0_l",
+                        "ch4_nc_gaussian_err_at_half", "ch4_nc_gaussian_err_at_0", "ch4_nc_laplace_err_at_half",
+                        "ch4_nc_laplace_err_at_0"), 2),
+       **dict.fromkeys(("ch4_slope_3d_quad", "ch4_sparse_lc2_at_max_gamma", "ch4_cont_lc2_at_max_gamma", "ch4_fit_c_fixed",
+                        "ch4_fit_c_peak", "ch4_fit_free_l2_max", "ch4_fit_free_ridge_max", "ch4_along_at_max",
+                        "ch4_nc_gaussian_half_ratio", "ch4_nc_laplace_half_ratio"), 3)}
+
+
+def exactness_summary(exact: dict[str, float]) -> Summary:
+    """Glue values of :func:`exactness_check`."""
+    return {"ch4_stationarity": exact["stationarity"], "ch4_equiv_rel_err": exact["equivalent_rel_err"],
+            "ch4_system_size": int(exact["system_size"])}
+
+
+def fourier_summary(fc: dict[str, Any], cfg: dict[str, Any]) -> Summary:
+    """Glue values of :func:`fourier_check`."""
+    return {"ch4_fourier_max_err": fc["max_err"], "ch4_fourier_gamma_max": max(fc[f"gamma_{k}"] for k in fc["kappas"]),
+            "ch4_spacing": cfg["spacing"], "ch4_ridge": cfg["ridge"]}
+
+
+def laplace_summary(lap: dict[str, Any], cfg: dict[str, Any]) -> Summary:
+    """Glue values of :func:`laplace_law`."""
+    return {"ch4_laplace_h": cfg["laplace_h"], "ch4_laplace_max_rel_err": lap["max_rel_err"],
+            "ch4_laplace_c_measured": lap["c_measured"], "ch4_laplace_c_theory": lap["c_theory"],
+            "ch4_laplace_c_rel_err": rel_err(lap["c_measured"], lap["c_theory"]), "ch4_laplace_kappa_max": float(lap["kappas"].max())}
+
+
+def length_summary(law: dict[str, Any], fit: dict[str, Any]) -> Summary:
+    """Glue values of :func:`gaussian_length_law` and :func:`krr_fit_length`."""
+    h_sparse = max(law["spacings"])
+    return {"ch4_slope_1d": law["slope_1d"], "ch4_slope_1d_theory": peak_length_slope(1), "ch4_slope_2d_abs": abs(law["slope_2d"]),
+            "ch4_slope_quad_max_err": max(abs(law["slope_quadrature"][d] - law["slope_theory"][d]) for d in (1, 2, 3)),
+            "ch4_slope_3d_quad": law["slope_quadrature"][3], "ch4_gamma_10pct": law["gamma_10pct"],
+            "ch4_sparse_spacing": h_sparse, "ch4_sparse_lc2_at_max_gamma": law[f"finite_{h_sparse}"][-1],
+            "ch4_cont_lc2_at_max_gamma": law["continuum"][-1], "ch4_law_gamma_max": law["gammas"][-1],
+            "ch4_fit_c_fixed": fit["c_fixed"], "ch4_fit_c_peak": fit["c_peak"], "ch4_fit_fixed_res_max": fit["fixed_res"][-1],
+            "ch4_fit_gamma_max": fit["gammas"][-1], "ch4_fit_free_l2_max": fit["free_l2"][-1],
+            "ch4_fit_free_ridge_max": fit["free_ridge"][-1], "ch4_fit_free_res_max": fit["free_res"][-1]}
+
+
+def anisotropy_summary(an: dict[str, Any]) -> Summary:
+    """Glue values of :func:`anisotropy`."""
+    return {"ch4_across_dev": float(np.abs(an["across"] - 1).max()), "ch4_along_vs_1d": rel_err(an["along"], an["one_d"]),
+            "ch4_across_profile_err": an["across_profile_err"], "ch4_along_at_max": an["along"][-1],
+            "ch4_aniso_gamma_max": an["gammas"][-1]}
+
+
+def near_clone_summary(nc: dict[str, Any], cfg: dict[str, Any]) -> Summary:
+    """Glue values of :func:`near_clone_sweep`: ordering of ``kappa_1/2`` over ``r ≤ ℓ``, efficacies without
+    penalty, and the clean error at ``kappa_1/2(ℓ)`` (log-linear interpolation)."""
+    r = nc["r"]
+    near = r <= 1.0
+    out: Summary = {"ch4_nc_poisons": cfg["nc_poisons"], "ch4_nc_ridge": cfg["nc_ridge"], "ch4_nc_n_gauss": cfg["nc_n_gauss"],
+                    "ch4_nc_n_laplace": cfg["nc_n_laplace"], "ch4_nc_r_small": float(r[0]),
+                    "ch4_isolated_max_rel_dev": nc["isolated_max_rel_dev"]}
+    for name in ("gaussian", "laplace"):
+        kh = nc[f"{name}_kappa_half"]
+        k_half = kh[list(r).index(1.0)]
+        out.update({f"ch4_nc_{name}_monotone": int(bool(np.all(np.diff(kh[near]) > 0))),
+                    f"ch4_nc_{name}_half_ratio": kh[near][-1] / kh[0], f"ch4_nc_{name}_eff0_small": nc[f"{name}_eff_{r[0]}"][0],
+                    f"ch4_nc_{name}_eff0_l": nc[f"{name}_eff_1.0"][0],
+                    f"ch4_nc_{name}_err_at_half": float(np.interp(np.log(k_half), np.log(nc["kappas"]), nc[f"{name}_clean_err"])),
+                    f"ch4_nc_{name}_err_at_0": nc[f"{name}_clean_err"][0]})
     return out

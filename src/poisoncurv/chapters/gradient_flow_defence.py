@@ -1,11 +1,13 @@
 """Chapter 3 drivers: input-gradient regularisation under gradient flow (claims C4, C5).
 
-All computations are float64 on the CPU (the problems are small). Returned dictionaries hold numpy
-arrays ready to plot and floats ready to glue.
+All computations are float64 on the CPU (the problems are small). Each experiment returns a frozen
+dataclass: arrays to plot (with their axis, e.g. ``kappa``, stored beside them) and a ``summary()``
+whose keys are the chapter's glue keys (the numbers the text quotes and ``claims.yml`` checks).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,20 +15,44 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
+from poisoncurv.book.tables import Table
+from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
 from poisoncurv.core.profiles import by_profile
+from poisoncurv.krr.flow import euler_flow
 from poisoncurv.krr.kernels import GaussianKernel, LinearKernel
 from poisoncurv.krr.regularised import (
     effective_ridge,
-    euler_flow,
     feature_coordinates,
     gradient_penalty_matrix,
     linear_flow_closed_form,
     loss_gradient_objective,
+    loss_gradient_objective_multi,
+    matrix_ridge,
     mean_loss,
     ridge_filter,
     ridge_solution,
     ridge_stationary_points,
+    sylvester_ridge_solution,
 )
+
+Summary = dict[str, float | int | str]
+RUN = "Run: {glue:text}`ch03_gradient_flow_defence_run`."     # ends every caption of the chapter
+
+# significant digits of each glued value (default 4), as the chapter has always shown them
+SIG = {"ch3_loss_penalty_rel_err": 2, "ch3_loss_ridge_rel_err": 2, "ch3_loss_kappa_ref": 3, "ch3_loss_eff_global_ref": 3,
+       "ch3_loss_eff_descent_ref": 3, "ch3_loss_kappa_local_branch": 3,
+       **dict.fromkeys(("ch3_df_max_step", "ch3_ddf_max", "ch3_res_min_step", "ch3_data_min_step", "ch3_pen_max_step",
+                        "ch3_df_at_min", "ch3_df_at_max", "ch3_eff_at_min", "ch3_eff_at_max", "ch3_res_counter_d",
+                        "ch3_res_counter_fd", "ch3_res_counter_data", "ch3_counter_Eu_max", "ch3_a_poison", "ch3_a_clean",
+                        "ch3_cost_kappa", "ch3_cost_eff_ratio", "ch3_cost_r2_before", "ch3_cost_r2_after", "ch3_h_p",
+                        "ch3_viol_random", "ch3_viol_fisher_penalty", "ch3_viol_fisher_data", "ch3_iso_clean_fit_min",
+                        "ch3_iso_clean_eq_min", "ch3_iso_eig_ratio", "ch3_multi_a_spread_min", "ch3_multi_isotropic_gap_max",
+                        "ch3_multi_factor_gap_max"), 3),
+       **dict.fromkeys(("ch3_df_fd_rel_err", "ch3_curves_vs_direct", "ch3_linear_df_rel_err", "ch3_rate_rel_err",
+                        "ch3_bound_min_gap", "ch3_counter_Eu0", "ch3_cluster_law_rel_err", "ch3_cluster_min_s",
+                        "ch3_frontier_eff_rel_err", "ch3_frontier_r2_abs_err", "ch3_factor_gap_equal_eig",
+                        "ch3_factor_vs_theory", "ch3_iso_poison_dev", "ch3_multi_sylvester_res",
+                        "ch3_viol_hessian", "ch3_multi_sylvester_gap"), 2)}
 
 DTYPE = torch.float64
 
@@ -60,6 +86,13 @@ def settings(profile: str) -> dict[str, Any]:
         "flow_kappa": 1.0,
         "flow_step_fraction": 0.01,
         "flow_steps": by_profile(profile, smoke=400, cpu=2000, gpu=10000, full=20000),
+        "flow_n_directions": by_profile(profile, smoke=500, cpu=4000, gpu=20000, full=20000),
+        # counterexamples to the equal-eigenvalue statement
+        "iso_distance": 40.0,
+        "iso_kappas": np.logspace(-3, 3, 13),
+        "multi_outputs": 3,
+        "multi_noise": [0.05, 0.3, 1.0],
+        "multi_kappas": [0.1, 1.0, 10.0],
     }
 
 
@@ -125,20 +158,51 @@ def penalty_identities(data: dict[str, Any], kappa: float) -> dict[str, float]:
             "f_penalty_rel_err": float(abs(pen_f / (0.5 * kappa * (w @ w)) - 1))}
 
 
-def loss_penalty_minimisers(data: dict[str, Any], kappas: list[float]) -> dict[str, np.ndarray]:
-    """Minimise the paper's loss-gradient objective directly (L-BFGS from ``w = 0``) for each ``κ``.
+@dataclass(frozen=True)
+class TwoPenalties:
+    """The paper's loss-gradient penalty against the model-gradient (ridge) penalty on the patch data.
 
-    Returns per ``κ``: ``mu`` (the effective ridge of the minimiser found), ``rel_err``
-    (|w_min − w_ridge(μ)|/|w_ridge(μ)|: is it a ridge solution?), ``n_stationary`` (number of
-    stationary points, :func:`ridge_stationary_points`), ``J_gap`` (J at the minimiser found minus
-    the smallest J over the stationary points), ``efficacy`` and ``r2`` at the minimiser found and
-    ``efficacy_global``, ``r2_global`` at the global minimiser.
+    Per ``kappa`` (``(K,)``): ``mu`` (effective ridge of the minimiser L-BFGS finds from ``w = 0``),
+    ``mu_global`` (of the global minimiser), ``rel_err`` (is the minimiser found a ridge solution?),
+    ``n_stationary``, ``J_gap`` (J found minus the smallest stationary J), ``efficacy``, ``r2`` and their
+    ``*_global`` versions. ``ridge_kappa``, ``ridge_efficacy``: the ridge curve; ``eff_unreg``: efficacy at 0.
     """
+
+    kappa: np.ndarray
+    mu: np.ndarray
+    mu_global: np.ndarray
+    rel_err: np.ndarray
+    n_stationary: np.ndarray
+    J_gap: np.ndarray
+    efficacy: np.ndarray
+    r2: np.ndarray
+    efficacy_global: np.ndarray
+    r2_global: np.ndarray
+    ridge_kappa: np.ndarray
+    ridge_efficacy: np.ndarray
+    eff_unreg: float
+    identity_rel_err: float
+
+    def summary(self) -> Summary:
+        i10 = int(np.argmin(np.abs(self.kappa - 10.0)))
+        off = self.J_gap > 1e-9
+        return {"ch3_loss_penalty_rel_err": self.identity_rel_err, "ch3_loss_ridge_rel_err": float(self.rel_err.max()),
+                "ch3_loss_max_stationary": int(self.n_stationary.max()), "ch3_loss_kappa_ref": float(self.kappa[i10]),
+                "ch3_loss_eff_global_ref": float(self.efficacy_global[i10] / self.eff_unreg),
+                "ch3_loss_eff_descent_ref": float(self.efficacy[i10] / self.eff_unreg),
+                "ch3_loss_kappa_local_branch": float(self.kappa[np.argmax(off)]) if off.any() else float("nan")}
+
+
+def two_penalties(data: dict[str, Any], cfg: dict[str, Any]) -> TwoPenalties:
+    """Minimise the paper's loss-gradient objective directly (L-BFGS from ``w = 0``) for each ``κ`` of
+    ``cfg["lin_loss_kappas"]``, locate all its stationary points (:func:`ridge_stationary_points`), and
+    check the penalty identities by double backpropagation (:func:`penalty_identities`, ``κ = 0.7``)."""
     X, y = data["X"], data["y"]
+    kappas = cfg["lin_loss_kappas"]
     rows = []
     for kappa in kappas:
 
-        def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
+        def fun(v: np.ndarray, kappa: float = kappa) -> tuple[float, np.ndarray]:
             w = torch.tensor(v, dtype=DTYPE, requires_grad=True)
             J = loss_gradient_objective(w, X, y, kappa)
             g, = torch.autograd.grad(J, w)
@@ -152,15 +216,68 @@ def loss_penalty_minimisers(data: dict[str, Any], kappas: list[float]) -> dict[s
         stat = ridge_stationary_points(X, y, kappa)
         eff, r2 = efficacy_and_fit(w_min, data)
         eff_g, r2_g = efficacy_and_fit(stat[0][1], data)
-        rows.append((mu, float((w_min - w_r).norm() / w_r.norm()), len(stat),
+        rows.append((mu, effective_ridge(stat[0][1], X, y, kappa), float((w_min - w_r).norm() / w_r.norm()), len(stat),
                      float(loss_gradient_objective(w_min, X, y, kappa)) - stat[0][0], float(eff), float(r2),
                      float(eff_g), float(r2_g)))
     cols = list(map(np.array, zip(*rows)))
-    keys = ("mu", "rel_err", "n_stationary", "J_gap", "efficacy", "r2", "efficacy_global", "r2_global")
-    return {"kappa": np.array(kappas), **dict(zip(keys, cols))}
+    rk = np.asarray(cfg["lin_kappas"])
+    ridge_eff = np.array([float(efficacy_and_fit(ridge_solution(X, y, float(m)), data)[0]) for m in rk])
+    eff0 = float(efficacy_and_fit(ridge_solution(X, y, 0.0), data)[0])
+    return TwoPenalties(np.array(kappas), *cols, ridge_kappa=rk, ridge_efficacy=ridge_eff, eff_unreg=eff0,
+                        identity_rel_err=max(penalty_identities(data, kappa=0.7).values()))
 
 
-def frontier(data: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+def cost_of_safety(data: dict[str, Any], epsilon: float) -> dict[str, float]:
+    """The smallest ``κ`` that brings the converged efficacy to ``ε`` times its unregularised value,
+    ``κ_ε = h_p(1/ε − 1)``, and the clean ``R²`` before and after (converged ridge solutions)."""
+    X, y = data["X"], data["y"]
+    h_p = data["h_p"]
+    kappa_eps = h_p * (1 / epsilon - 1)
+    w0, we = ridge_solution(X, y, 0.0), ridge_solution(X, y, kappa_eps)
+    e0, r0 = efficacy_and_fit(w0, data)
+    ee, re = efficacy_and_fit(we, data)
+    return {"h_p": h_p, "kappa_eps": kappa_eps, "eff_ratio": float(ee / e0), "r2_before": float(r0), "r2_after": float(re)}
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """Safety-efficacy frontier of the model-gradient (ridge) penalty, per ``kappa`` ``(K,)``.
+
+    ``eff_sim``, ``r2_sim`` (Euler flow), ``eff_th``, ``r2_th`` (closed form); contraction factors
+    ``factor_poison``, ``factor_clean_eq`` ``(K,)``, ``factor_clean_all`` ``(K, q)`` (clean eigenvalues ``h``)
+    and ``factor_theory``; the unregularised efficacy and fit; the cost of safety at ``epsilon``
+    (:func:`cost_of_safety`); the Euler step and horizon.
+    """
+
+    kappa: np.ndarray
+    eff_sim: np.ndarray
+    r2_sim: np.ndarray
+    eff_th: np.ndarray
+    r2_th: np.ndarray
+    factor_poison: np.ndarray
+    factor_clean_eq: np.ndarray
+    factor_clean_all: np.ndarray
+    factor_theory: np.ndarray
+    h: np.ndarray
+    k_eq: int
+    eff_unreg: float
+    r2_unreg: float
+    cost: dict[str, float]
+    step: float
+    time: float
+
+    def summary(self) -> Summary:
+        return {"ch3_lin_step": self.step, "ch3_lin_time": self.time,
+                "ch3_frontier_eff_rel_err": rel_err(self.eff_sim, self.eff_th),
+                "ch3_frontier_r2_abs_err": float(np.abs(self.r2_sim - self.r2_th).max()),
+                "ch3_factor_gap_equal_eig": float(np.abs(self.factor_poison - self.factor_clean_eq).max()),
+                "ch3_factor_vs_theory": float(np.abs(self.factor_poison - self.factor_theory).max()),
+                "ch3_cost_kappa": self.cost["kappa_eps"], "ch3_cost_eff_ratio": self.cost["eff_ratio"],
+                "ch3_cost_r2_before": self.cost["r2_before"], "ch3_cost_r2_after": self.cost["r2_after"],
+                "ch3_h_p": self.cost["h_p"], "ch3_n_kappa": len(self.kappa)}
+
+
+def frontier(data: dict[str, Any], cfg: dict[str, Any], epsilon: float = 0.1) -> Frontier:
     """Safety-efficacy frontier of the f-gradient (ridge) penalty over ``cfg["lin_kappas"]``.
 
     *Simulation*: explicit Euler gradient flow from ``w = 0`` on the data, all ``κ`` at once.
@@ -181,34 +298,16 @@ def frontier(data: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     eff_sim, r2_sim = efficacy_and_fit(W_sim, data)
     eff_th, r2_th = efficacy_and_fit(W_th, data)
     t_hat = data["t"] / data["t"].norm()
-    k_eq = data["k_eq"]
-    poison_mode, clean_mode = W_sim @ t_hat, W_sim[:, k_eq]
-    # unregularised reference: κ = 0 closed form at time T
-    W0 = linear_flow_closed_form(X, y, 0.0, T)
+    k_eq, q = data["k_eq"], len(data["h"])
+    W0 = linear_flow_closed_form(X, y, 0.0, T)               # unregularised reference at time T
     h_p = data["h_p"]
-    return {
-        "kappa": kappas.numpy(), "eff_sim": eff_sim.numpy(), "r2_sim": r2_sim.numpy(),
-        "eff_th": eff_th.numpy(), "r2_th": r2_th.numpy(),
-        "eff_rel_err": float(((eff_sim - eff_th).abs() / eff_th.abs()).max()),
-        "r2_abs_err": float((r2_sim - r2_th).abs().max()),
-        "factor_poison": (poison_mode / (W0 @ t_hat)).numpy(),
-        "factor_clean_eq": (clean_mode / W0[k_eq]).numpy(),
-        "factor_clean_all": (W_sim[:, : len(data["h"])] / W0[: len(data["h"])]).numpy(), "h": data["h"].numpy(),
-        "factor_theory": ridge_filter(h_p, kappas.numpy(), T) / ridge_filter(h_p, 0.0, T),
-        "eff_unreg": float(W0 @ data["t"]), "r2_unreg": float(efficacy_and_fit(W0, data)[1]),
-    }
-
-
-def cost_of_safety(data: dict[str, Any], epsilon: float) -> dict[str, float]:
-    """The smallest ``κ`` that brings the converged efficacy to ``ε`` times its unregularised value,
-    ``κ_ε = h_p(1/ε − 1)``, and the clean ``R²`` before and after (converged ridge solutions)."""
-    X, y = data["X"], data["y"]
-    h_p = data["h_p"]
-    kappa_eps = h_p * (1 / epsilon - 1)
-    w0, we = ridge_solution(X, y, 0.0), ridge_solution(X, y, kappa_eps)
-    e0, r0 = efficacy_and_fit(w0, data)
-    ee, re = efficacy_and_fit(we, data)
-    return {"h_p": h_p, "kappa_eps": kappa_eps, "eff_ratio": float(ee / e0), "r2_before": float(r0), "r2_after": float(re)}
+    return Frontier(
+        kappa=kappas.numpy(), eff_sim=eff_sim.numpy(), r2_sim=r2_sim.numpy(), eff_th=eff_th.numpy(), r2_th=r2_th.numpy(),
+        factor_poison=((W_sim @ t_hat) / (W0 @ t_hat)).numpy(), factor_clean_eq=(W_sim[:, k_eq] / W0[k_eq]).numpy(),
+        factor_clean_all=(W_sim[:, :q] / W0[:q]).numpy(),
+        factor_theory=ridge_filter(h_p, kappas.numpy(), T) / ridge_filter(h_p, 0.0, T), h=data["h"].numpy(), k_eq=k_eq,
+        eff_unreg=float(W0 @ data["t"]), r2_unreg=float(efficacy_and_fit(W0, data)[1]),
+        cost=cost_of_safety(data, epsilon), step=cfg["lin_step"], time=T)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +330,37 @@ def krr_data(cfg: dict[str, Any], seed: int) -> dict[str, Tensor]:
     return {"X": X, "y": y, "is_poison": is_poison, "x0": (zeta + torch.tensor([0.0, 0.2 * ell], dtype=DTYPE))[None]}
 
 
-def krr_sweep(cfg: dict[str, Any], data: dict[str, Tensor]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DfSweep:
+    """Regularised KRR over the fine grid ``kappa`` ``(K,)``: ``df``, ``residual``, ``data_term``, ``penalty``
+    ``(K,)``; poison ``efficacy`` at the trigger on the coarser grid ``kappa_eff``; ``n`` training points;
+    ``checks`` (steps along the grid, derivative checks; see :func:`krr_sweep`) and the three-point
+    ``counter`` example (:func:`residual_counterexample`)."""
+
+    kappa: np.ndarray
+    df: np.ndarray
+    residual: np.ndarray
+    data_term: np.ndarray
+    penalty: np.ndarray
+    kappa_eff: np.ndarray
+    efficacy: np.ndarray
+    n: int
+    checks: dict[str, float]
+    counter: dict[str, float]
+
+    def summary(self) -> Summary:
+        c = self.checks
+        return {"ch3_krr_n": self.n, "ch3_krr_grid": len(self.kappa), "ch3_df_max_step": c["df_max_step"],
+                "ch3_ddf_max": c["ddf_max"], "ch3_df_fd_rel_err": max(c["df_fd_rel_err"], c["res_fd_rel_err"]),
+                "ch3_curves_vs_direct": c["curves_vs_direct"], "ch3_linear_df_rel_err": c["linear_df_rel_err"],
+                "ch3_res_min_step": c["res_min_step"], "ch3_data_min_step": c["data_min_step"],
+                "ch3_pen_max_step": c["pen_max_step"], "ch3_df_at_min": float(self.df[0]), "ch3_df_at_max": float(self.df[-1]),
+                "ch3_eff_at_min": float(self.efficacy[0]), "ch3_eff_at_max": float(self.efficacy[-1]),
+                "ch3_res_counter_d": self.counter["d_residual"], "ch3_res_counter_fd": self.counter["fd_residual"],
+                "ch3_res_counter_data": self.counter["fd_data_term"]}
+
+
+def krr_sweep(cfg: dict[str, Any], data: dict[str, Tensor]) -> DfSweep:
     """df(κ), training residual, data term, penalty and poison efficacy over the fine grid ``cfg["krr_kappas"]``.
 
     Efficacy at the query ``x0``: poisoned fit minus the fit on the clean points alone, same ``κ``.
@@ -262,16 +391,14 @@ def krr_sweep(cfg: dict[str, Any], data: dict[str, Tensor]) -> dict[str, Any]:
     sv = (torch.linalg.svdvals(X) ** 2).numpy()
     lin_df = fl.curves(y, n * lam, sub)["df"]
     ridge_df = np.array([(sv / (sv + n * (lam + k))).sum() for k in sub])
-    return {"kappa": kappas, "df": cur["df"], "residual": cur["residual"], "data_term": cur["data_term"],
-            "penalty": cur["penalty"], "kappa_eff": kappas[:: max(1, len(kappas) // 60)], "efficacy": eff,
-            "rank": int(fc.lam.shape[0]), "n": n,
-            "df_max_step": float(np.diff(cur["df"]).max()), "res_min_step": float(np.diff(cur["residual"]).min()),
-            "data_min_step": float(np.diff(cur["data_term"]).min()), "pen_max_step": float(np.diff(cur["penalty"]).max()),
-            "ddf_max": float(ddf.max()),
-            "df_fd_rel_err": float(np.abs(fd_df / ddf - 1).max()), "res_fd_rel_err": float(np.abs(fd_res / dres - 1).max()),
-            "curves_vs_direct": float(max(np.abs(cur["df"][idx] / direct[:, 0] - 1).max(),
-                                          np.abs(cur["residual"][idx] / direct[:, 1] - 1).max())),
-            "linear_df_rel_err": float(np.abs(lin_df / ridge_df - 1).max())}
+    checks = {"df_max_step": float(np.diff(cur["df"]).max()), "res_min_step": float(np.diff(cur["residual"]).min()),
+              "data_min_step": float(np.diff(cur["data_term"]).min()), "pen_max_step": float(np.diff(cur["penalty"]).max()),
+              "ddf_max": float(ddf.max()), "df_fd_rel_err": rel_err(fd_df, ddf), "res_fd_rel_err": rel_err(fd_res, dres),
+              "curves_vs_direct": max(rel_err(cur["df"][idx], direct[:, 0]), rel_err(cur["residual"][idx], direct[:, 1])),
+              "linear_df_rel_err": rel_err(lin_df, ridge_df)}
+    return DfSweep(kappa=kappas, df=cur["df"], residual=cur["residual"], data_term=cur["data_term"], penalty=cur["penalty"],
+                   kappa_eff=kappas[:: max(1, len(kappas) // 60)], efficacy=eff, n=n, checks=checks,
+                   counter=residual_counterexample())
 
 
 def residual_counterexample() -> dict[str, float]:
@@ -292,7 +419,62 @@ def residual_counterexample() -> dict[str, float]:
             "fd_data_term": float((c["data_term"][1] - c["data_term"][0]) / (2 * h))}
 
 
-def krr_flow(cfg: dict[str, Any], data: dict[str, Tensor]) -> dict[str, Any]:
+def bound_violations(H: Tensor, F: Tensor, e0: Tensor, kappa: float, directions: Tensor, times: np.ndarray) -> np.ndarray:
+    """Which unit ``directions`` ``(r, N)`` break the reviewed bound ``E_v(t) ≤ E_v(0) e^{−2κ vᵀFv t}`` at some of ``times``.
+
+    The flow on the quadratic ``J`` (Hessian ``H``) is exact: ``e(t) = e^{−Ht} e0``. A direction with
+    ``E_v(0) = 0`` counts as a violation if ``E_v`` grows. Returns a boolean array ``(N,)``.
+    """
+    mu, V = torch.linalg.eigh(H)
+    t = torch.as_tensor(times, dtype=H.dtype)
+    et = (V * torch.exp(-t[:, None, None] * mu[None, None, :])) @ (V.T @ e0)          # (T, r)
+    E = (et @ directions) ** 2                                                          # (T, N)
+    E0 = (e0 @ directions) ** 2
+    a = torch.einsum("rn,rs,sn->n", directions, F, directions)
+    allowed = E0[None] * torch.exp(-2 * kappa * a[None] * t[:, None])
+    return ((E > allowed * (1 + 1e-9) + 1e-30 * float(E0.max())).any(0)).numpy()
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """Gradient flow on regularised KRR in feature coordinates (see :func:`eigenmode_contraction`).
+
+    Per eigenvector of the Hessian ``H_J`` ``(r,)``: ``mu`` (eigenvalue), ``a`` (penalty energy ``vᵀFv``),
+    ``bound`` (``λ + κa``), ``rate_meas`` (Euler), ``ok`` (``E_v(0)`` not negligible), ``poison_share``;
+    ``times`` ``(T,)`` and ``E_rel`` ``(T, r)``; the growing mixture ``Eu`` ``(T,)``; the fractions of
+    random unit directions and of eigenvectors of the penalty Fisher ``F`` and of the data Fisher ``Λ/n``
+    that violate the reviewed bound, and the same for eigenvectors of ``H_J`` (none may).
+    """
+
+    mu: np.ndarray
+    a: np.ndarray
+    bound: np.ndarray
+    rate_meas: np.ndarray
+    ok: np.ndarray
+    poison_share: np.ndarray
+    times: np.ndarray
+    E_rel: np.ndarray
+    Eu: np.ndarray
+    a_poison: float
+    a_clean: float
+    lam: float
+    kappa: float
+    n_directions: int
+    frac_random: float
+    frac_fisher_penalty: float
+    frac_fisher_data: float
+    frac_hessian: float
+
+    def summary(self) -> Summary:
+        return {"ch3_rate_rel_err": rel_err(self.rate_meas[self.ok], self.mu[self.ok]),
+                "ch3_bound_min_gap": float((self.mu - self.bound).min()), "ch3_n_modes": len(self.mu),
+                "ch3_counter_Eu0": float(self.Eu[0]), "ch3_counter_Eu_max": float(self.Eu.max()),
+                "ch3_a_poison": self.a_poison, "ch3_a_clean": self.a_clean, "ch3_n_directions": self.n_directions,
+                "ch3_viol_random": self.frac_random, "ch3_viol_fisher_penalty": self.frac_fisher_penalty,
+                "ch3_viol_fisher_data": self.frac_fisher_data, "ch3_viol_hessian": self.frac_hessian}
+
+
+def eigenmode_contraction(cfg: dict[str, Any], data: dict[str, Tensor], seed: int) -> Contraction:
     """Simulated gradient flow on the regularised-KRR objective ``J`` in feature coordinates, from ``β = 0``.
 
     ``J(β) = (1/2n)|Bβ − y|² + (λ/2)|β|² + (κ/2n)βᵀMβ`` has Hessian ``H_J = Λ/n + λI + κF`` with
@@ -300,8 +482,10 @@ def krr_flow(cfg: dict[str, Any], data: dict[str, Tensor]) -> dict[str, Any]:
     (eigenvalue ``μ_v``): the measured decay rate of ``E_v(t) = (vᵀ(β(t) − β*))²`` (Euler, step
     ``flow_step_fraction/μ_max``), the bound ``λ + κ vᵀFv ≤ μ_v``, and the share of ``E_v(0)`` due
     to the poison labels; the F-energy ``vᵀFv`` averaged over modes with weights ``(vᵀβ*_p)²`` (the
-    part of ``β*`` due to the poison labels) and with weights from the clean labels. Also a unit vector ``u`` (a mix of two eigenvectors) with ``E_u(0) = 0``
-    that grows, so the reviewed statement cannot hold for non-eigenvectors.
+    part of ``β*`` due to the poison labels) and with weights from the clean labels. Also a unit vector
+    ``u`` (a mix of two eigenvectors) with ``E_u(0) = 0`` that grows, and the fraction of
+    ``cfg["flow_n_directions"]`` random unit directions (and of Fisher eigenvectors) that break the
+    reviewed bound on the exact flow (:func:`bound_violations`).
     """
     kernel = GaussianKernel(cfg["krr_lengthscale"])
     X, y, poison = data["X"], data["y"], data["is_poison"]
@@ -321,26 +505,47 @@ def krr_flow(cfg: dict[str, Any], data: dict[str, Tensor]) -> dict[str, Any]:
     ok = E0 > 1e-20 * E0.max()
     rate_meas = -torch.log(E[-1] / E0) / (2 * times[-1])
     a = torch.einsum("ik,ij,jk->k", V, F, V)
-    bound = lam + kappa * a
     # share of E_v(0) due to the poison labels (linearity of β* in y)
     beta_p = torch.linalg.solve(H, fc.B.T @ torch.where(poison, y, 0.0) / n)
     Ep, Ec = (V.T @ beta_p) ** 2, (V.T @ (beta_star - beta_p)) ** 2
-    share = (Ep / (Ep + Ec)).numpy()
-    # counterexample: u = (v_i + v_j)/√2 with weights chosen so that uᵀ(β(0) − β*) = 0
+    # counterexample: u ∝ c_j v_i − c_i v_j, so that uᵀ(β(0) − β*) = 0
     i, j = int(torch.argmax(E0 * (mu < mu.median()))), int(torch.argmax(E0 * (mu > mu.median())))
     ci, cj = float(V[:, i] @ -beta_star), float(V[:, j] @ -beta_star)
     u = cj * V[:, i] - ci * V[:, j]
     u = u / u.norm()
     Eu = ((traj - beta_star) @ u) ** 2
-    return {"mu": mu.numpy(), "a": a.numpy(), "bound": bound.numpy(), "rate_meas": rate_meas.numpy(), "ok": ok.numpy(),
-            "rate_rel_err": float(((rate_meas - mu).abs() / mu)[ok].max()),
-            "bound_min_gap": float((mu - bound).min()), "poison_share": share, "times": times,
-            "E_rel": (E / E0).numpy(), "Eu": Eu.numpy(), "Eu0": float(Eu[0]), "Eu_max": float(Eu.max()),
-            "u_a": float(u @ F @ u), "kappa": kappa,
-            "a_poison": float((Ep * a).sum() / Ep.sum()), "a_clean": float((Ec * a).sum() / Ec.sum()), "lam": lam, "step_mu_max": cfg["flow_step_fraction"]}
+    # the reviewed bound on the exact flow: random directions, Fisher eigenvectors, Hessian eigenvectors
+    r, n_dir = len(mu), cfg["flow_n_directions"]
+    dirs = torch.randn(r, n_dir, generator=torch.Generator().manual_seed(seed + 11), dtype=DTYPE)
+    dirs = dirs / dirs.norm(dim=0)
+    tt = np.geomspace(1e-2 / float(mu.max()), times[-1], 200)
+    frac = {name: float(bound_violations(H, F, -beta_star, kappa, D, tt).mean())
+            for name, D in (("random", dirs), ("penalty", torch.linalg.eigh(F)[1]), ("data", torch.eye(r, dtype=DTYPE)),
+                            ("hessian", V))}
+    return Contraction(mu=mu.numpy(), a=a.numpy(), bound=(lam + kappa * a).numpy(), rate_meas=rate_meas.numpy(), ok=ok.numpy(),
+                       poison_share=(Ep / (Ep + Ec)).numpy(), times=times, E_rel=(E / E0).numpy(), Eu=Eu.numpy(),
+                       a_poison=float((Ep * a).sum() / Ep.sum()), a_clean=float((Ec * a).sum() / Ec.sum()), lam=lam,
+                       kappa=kappa, n_directions=n_dir, frac_random=frac["random"], frac_fisher_penalty=frac["penalty"],
+                       frac_fisher_data=frac["data"], frac_hessian=frac["hessian"])
 
 
-def cluster_penalty_energy(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ClusterEnergy:
+    """Penalty energy per unit norm of a clustered poison's function: ``ratio`` and the small-spread ``law``
+    against ``spread`` ``(S,)``; the log-log ``slope`` for ``s ≤ 0.1ℓ`` and the law's error at the smallest ``s``."""
+
+    spread: np.ndarray
+    ratio: np.ndarray
+    law: np.ndarray
+    slope: float
+    law_rel_err_min_s: float
+
+    def summary(self) -> Summary:
+        return {"ch3_cluster_slope": self.slope, "ch3_cluster_law_rel_err": self.law_rel_err_min_s,
+                "ch3_cluster_min_s": float(self.spread[0])}
+
+
+def cluster_penalty_energy(cfg: dict[str, Any], seed: int) -> ClusterEnergy:
     """Penalty energy of a clustered poison's kernel function, as the cluster tightens.
 
     ``m`` poisons ``ζ_a = s·u_a`` (``u_a`` standard normal in 2-d, fixed), Gaussian kernel of length
@@ -358,5 +563,151 @@ def cluster_penalty_energy(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
                       for s in spreads])
     law = spreads**2 * float(((u - u.mean(0)) ** 2).sum()) / ell**4
     small = spreads <= 0.1 * ell
-    return {"spread": spreads, "ratio": ratio, "law": law, "law_rel_err_min_s": float(abs(ratio[0] / law[0] - 1)),
-            "slope": float(np.polyfit(np.log(spreads[small]), np.log(ratio[small]), 1)[0])}
+    return ClusterEnergy(spread=spreads, ratio=ratio, law=law, slope=loglog_slope(spreads[small], ratio[small]),
+                         law_rel_err_min_s=rel_err(ratio[0], law[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Where "equal eigenvalue, equal contraction" fails: Gaussian KRR and C > 1 outputs
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IsolatedClones:
+    """Regularised Gaussian KRR with ``m`` exact clones ``iso_distance·ℓ`` from the clean data, per ``kappa`` ``(K,)``:
+    the poison's prediction ``poison_factor`` (``f_κ(ζ)/f_0(ζ)``), the clean fit kept (``clean_fit_factor``,
+    ``|f_κ(X_c)|/|f_0(X_c)|``) and the component of the fit along the clean kernel eigenvector whose eigenvalue is
+    nearest the cluster's (``clean_eq_factor``); ``eig_ratio`` = that eigenvalue over the cluster's (``m``)."""
+
+    kappa: np.ndarray
+    poison_factor: np.ndarray
+    clean_fit_factor: np.ndarray
+    clean_eq_factor: np.ndarray
+    eig_ratio: float
+    distance: float
+    m: int
+
+    def summary(self) -> Summary:
+        return {"ch3_krr_m": self.m, "ch3_iso_distance": self.distance,
+                "ch3_iso_poison_dev": float(np.abs(self.poison_factor - 1).max()),
+                "ch3_iso_clean_fit_min": float(self.clean_fit_factor.min()),
+                "ch3_iso_clean_eq_min": float(self.clean_eq_factor.min()), "ch3_iso_eig_ratio": self.eig_ratio,
+                "ch3_iso_kappa_max": float(self.kappa.max())}
+
+
+def isolated_clones(cfg: dict[str, Any], data: dict[str, Tensor]) -> IsolatedClones:
+    """The clean data of :func:`krr_data` plus ``krr_m`` exact clones at ``ζ = (iso_distance·ℓ, 0)``, target ``y_t``.
+
+    The clones' function ``h = Σ_a k(·, ζ)`` has zero input gradient at ``ζ`` and (to underflow) none at the
+    clean points, so the penalty matrix ``G`` does not see it: its mode is untouched for every ``κ`` while
+    clean modes, including one of nearly equal kernel eigenvalue, are shrunk.
+    """
+    kernel, ell = GaussianKernel(cfg["krr_lengthscale"]), cfg["krr_lengthscale"]
+    clean = ~data["is_poison"]
+    Xc, yc, m = data["X"][clean], data["y"][clean], cfg["krr_m"]
+    zeta = torch.tensor([[cfg["iso_distance"] * ell, 0.0]], dtype=DTYPE)
+    X = torch.cat([Xc, zeta.expand(m, -1)])
+    y = torch.cat([yc, torch.full((m,), cfg["krr_y_target"], dtype=DTYPE)])
+    nc, ridge = Xc.shape[0], X.shape[0] * cfg["krr_lambda"]
+    fc = feature_coordinates(kernel(X, X), gradient_penalty_matrix(kernel, X))
+    U_c = fc.U[:nc]                                                  # clean rows of the kernel eigenvectors
+    is_clean_mode = (U_c**2).sum(0) > 0.5
+    lam_cluster = float(fc.lam[~is_clean_mode].max())
+    k_eq = int(torch.argmin(torch.where(is_clean_mode, (fc.lam - lam_cluster).abs(), torch.inf)))
+    kz = kernel(zeta, X)[0]
+    kappas = np.asarray(cfg["iso_kappas"])
+    b0 = fc.beta(y, ridge, 0.0)
+    rows = []
+    for kappa in kappas:
+        b = fc.beta(y, ridge, float(kappa))
+        rows.append((float(kz @ fc.U @ (b / fc.lam.sqrt())) / float(kz @ fc.U @ (b0 / fc.lam.sqrt())),
+                     float((fc.B[:nc] @ b).norm() / (fc.B[:nc] @ b0).norm()), float(b[k_eq] / b0[k_eq])))
+    pf, cf, ce = map(np.array, zip(*rows))
+    return IsolatedClones(kappa=kappas, poison_factor=pf, clean_fit_factor=cf, clean_eq_factor=ce,
+                          eig_ratio=float(fc.lam[k_eq]) / lam_cluster, distance=float(cfg["iso_distance"]), m=m)
+
+
+@dataclass(frozen=True)
+class MatrixRidge:
+    """The paper's loss-gradient penalty with ``C`` outputs on the patch data, per ``kappa`` ``(K,)``: the Sylvester
+    residual ``|WH + AW − B|/|B|`` at the minimiser, its gap to :func:`sylvester_ridge_solution`, the spread of the
+    eigenvalues of ``A`` (``a_max/a_min``), the distance to the nearest isotropic ridge solution
+    (``min_μ |W − B(H + μI)^{-1}|/|W|``), and ``factor_gap`` (largest gap between the poison mode's contraction in
+    the target output and the equal-eigenvalue clean mode's contraction in any output)."""
+
+    kappa: np.ndarray
+    sylvester_residual: np.ndarray
+    sylvester_gap: np.ndarray
+    a_spread: np.ndarray
+    isotropic_gap: np.ndarray
+    factor_gap: np.ndarray
+    outputs: int
+
+    def summary(self) -> Summary:
+        return {"ch3_multi_outputs": self.outputs, "ch3_multi_sylvester_res": float(self.sylvester_residual.max()),
+                "ch3_multi_sylvester_gap": float(self.sylvester_gap.max()), "ch3_multi_a_spread_min": float(self.a_spread.min()),
+                "ch3_multi_isotropic_gap_max": float(self.isotropic_gap.max()),
+                "ch3_multi_factor_gap_max": float(self.factor_gap.max()),
+                "ch3_multi_kappa_min": float(self.kappa.min()), "ch3_multi_kappa_max": float(self.kappa.max())}
+
+    def table(self) -> Table:
+        """One row per ``κ``: the Sylvester checks, the spread of ``A`` and the distance to isotropic ridge."""
+        return Table(
+            name="tbl-ch3-matrix-ridge",
+            caption=(f"The paper's loss-gradient penalty with $C = {self.outputs}$ outputs (patch data): at the minimiser "
+                     "$W$ found by L-BFGS, the Sylvester residual $\\lVert WH + AW - B\\rVert/\\lVert B\\rVert$, the "
+                     "eigenvalue spread $a_{\\max}/a_{\\min}$ of the matrix ridge $A$, the isotropic gap "
+                     "$\\min_\\mu\\lVert W - B(H + \\mu I)^{-1}\\rVert/\\lVert W\\rVert$, and the contraction gap between "
+                     "the poison mode (target output) and the clean mode of equal eigenvalue (any output). " + RUN),
+            columns=["$\\kappa$", "Sylvester residual", "$a_{\\max}/a_{\\min}$", "isotropic gap", "contraction gap"],
+            rows=[[float(k), float(r), float(a), float(g), float(f)] for k, r, a, g, f in
+                  zip(self.kappa, self.sylvester_residual, self.a_spread, self.isotropic_gap, self.factor_gap)])
+
+
+def multi_output_data(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """:func:`patch_data` with ``C = multi_outputs`` outputs: clean targets ``W_true x + noise_c`` (noise s.d.
+    ``multi_noise[c]`` per output), poisons labelled ``y_t`` on output 0 and 0 elsewhere. Adds ``Y`` ``(N, C)``."""
+    data = patch_data(cfg, seed)
+    C, q, p = cfg["multi_outputs"], cfg["lin_clean_eigs"], cfg["lin_patch"]
+    gen = torch.Generator().manual_seed(seed + 3)
+    W_true = torch.cat([torch.randn(C, q, generator=gen, dtype=DTYPE), torch.zeros(C, p, dtype=DTYPE)], 1)
+    n_c, m = cfg["lin_n_clean"], cfg["lin_m"]
+    noise = torch.tensor(cfg["multi_noise"], dtype=DTYPE)
+    Yc = data["X"][:n_c] @ W_true.T + noise * torch.randn(n_c, C, generator=gen, dtype=DTYPE)
+    Yp = torch.zeros(m, C, dtype=DTYPE)
+    Yp[:, 0] = cfg["lin_y_target"]
+    return {**data, "Y": torch.cat([Yc, Yp])}
+
+
+def matrix_ridge_counterexample(cfg: dict[str, Any], seed: int) -> MatrixRidge:
+    """Minimise the ``C``-output loss-gradient objective (L-BFGS from ``W = 0``) for each ``κ`` of
+    ``cfg["multi_kappas"]`` and test its stationary point against one isotropic ridge and the matrix ridge."""
+    from scipy.optimize import minimize_scalar
+
+    data = multi_output_data(cfg, seed)
+    X, Y = data["X"], data["Y"]
+    N, D, C = X.shape[0], X.shape[1], Y.shape[1]
+    H, B = X.T @ X / N, Y.T @ X / N
+    W0 = B @ torch.linalg.pinv(H)
+    t_hat, q_eq = data["t"] / data["t"].norm(), torch.eye(D, dtype=DTYPE)[data["k_eq"]]
+    rows = []
+    for kappa in cfg["multi_kappas"]:
+
+        def fun(v: np.ndarray, kappa: float = kappa) -> tuple[float, np.ndarray]:
+            W = torch.tensor(v.reshape(C, D), dtype=DTYPE, requires_grad=True)
+            J = loss_gradient_objective_multi(W, X, Y, kappa)
+            g, = torch.autograd.grad(J, W)
+            return float(J.detach()), g.numpy().ravel()
+
+        res = minimize(fun, np.zeros(C * D), jac=True, method="L-BFGS-B", options={"ftol": 1e-16, "gtol": 1e-13, "maxiter": 20000})
+        W = torch.tensor(res.x.reshape(C, D), dtype=DTYPE)
+        A = matrix_ridge(W, X, Y, kappa)
+        a = torch.linalg.eigvals(A).real
+        iso = minimize_scalar(lambda lm: float((W - B @ torch.linalg.inv(H + np.exp(lm) * torch.eye(D, dtype=DTYPE))).norm()),
+                              bounds=(-20.0, 5.0), method="bounded", options={"xatol": 1e-10})
+        fp = float((W @ t_hat)[0] / (W0 @ t_hat)[0])
+        fq = (W @ q_eq) / (W0 @ q_eq)
+        rows.append((float((W @ H + A @ W - B).norm() / B.norm()), rel_norm_err(sylvester_ridge_solution(H, A, B), W),
+                     float(a.max() / a.min()), float(iso.fun) / float(W.norm()), float((fq - fp).abs().max())))
+    cols = list(map(np.array, zip(*rows)))
+    return MatrixRidge(np.array(cfg["multi_kappas"]), *cols, outputs=C)
+

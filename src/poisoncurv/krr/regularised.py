@@ -1,7 +1,10 @@
 """Input-gradient regularisation: the regularised linear model and regularised KRR (Chapter 3).
 
 Conventions. Training inputs ``X`` ``(n, d)``, scalar targets ``y`` ``(n,)``, mean squared loss
-``E[L] = (1/2n) Σ_i (f(x_i) − y_i)²``.
+``E[L] = (1/2n) Σ_i (f(x_i) − y_i)²``. ``κ`` (``kappa``) is always the penalty weight; ``μ`` (``mu``) is
+always a *ridge* on ``|w|²`` against ``E[L]``, the effective ridge a penalty amounts to. In KRR, ``ridge``
+is the weight of ``|f|²_H`` against the *summed* loss (``ridge = nλ`` with ``λ`` the mean-loss weight), as
+in :mod:`poisoncurv.krr.derivative_krr` and :mod:`poisoncurv.krr.flow`.
 
 * **Linear model** ``f(x) = wᵀx``. The *f-gradient* penalty ``(κ/2) mean_i |∇_x f(x_i)|² = (κ/2)|w|²``
   is ridge. The paper's *loss-gradient* penalty ``(κ/2) mean_i |∇_x L_i|²`` has ``∇_x L_i = r_i w``
@@ -18,18 +21,15 @@ Conventions. Training inputs ``X`` ``(n, d)``, scalar targets ``y`` ``(n,)``, me
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
 from scipy.optimize import brentq
 from torch import Tensor
 
+from poisoncurv.krr.flow import flow_gain
 from poisoncurv.krr.kernels import Kernel
-
-Array = Union[Tensor, np.ndarray]
 
 
 def _check_nonneg(**values: float) -> None:
@@ -55,7 +55,8 @@ def loss_gradient_objective(w: Tensor, X: Tensor, y: Tensor, kappa: float) -> Te
 
 def ridge_solution(X: Tensor, y: Tensor, mu: float) -> Tensor:
     """Minimiser ``(XᵀX/n + μI)^{-1} Xᵀy/n`` of ``E[L] + (μ/2)|w|²``, shape ``(d,)``; at ``μ = 0``
-    the minimum-norm least-squares solution."""
+    the minimum-norm least-squares solution. ``μ`` is a ridge (for the model-gradient penalty
+    ``μ = κ``; for the loss-gradient penalty the *effective* ridge of :func:`effective_ridge`)."""
     n, d = X.shape
     if mu == 0:
         return torch.linalg.pinv(X) @ y
@@ -101,6 +102,34 @@ def ridge_stationary_points(X: Tensor, y: Tensor, kappa: float, grid: int = 400)
     return sorted(out, key=lambda r: r[0])
 
 
+def loss_gradient_objective_multi(W: Tensor, X: Tensor, Y: Tensor, kappa: float) -> Tensor:
+    """The paper's ``J(W) = E[L] + (κ/2) mean_i |∇_x L_i|²`` for ``f(x) = Wx`` with ``C`` outputs
+    (``W`` ``(C, d)``, ``Y`` ``(n, C)``): ``∇_x L_i = Wᵀr_i``, so ``J = ½ tr R + (κ/2) tr(WWᵀR)`` with the
+    residual second moment ``R = mean_i r_i r_iᵀ`` (scalar tensor)."""
+    r = X @ W.T - Y
+    R = r.T @ r / X.shape[0]
+    return 0.5 * torch.trace(R) + 0.5 * kappa * torch.trace(W @ W.T @ R)
+
+
+def matrix_ridge(W: Tensor, X: Tensor, Y: Tensor, kappa: float) -> Tensor:
+    """``A = κ(I + κWWᵀ)^{-1}R`` ``(C, C)``: a stationary point of :func:`loss_gradient_objective_multi` solves
+    the Sylvester equation ``W H + A W = B`` (``H = XᵀX/n``, ``B = YᵀX/n``), a ridge that acts on the
+    outputs through the matrix ``A`` (for ``C = 1``, ``A`` is the scalar :func:`effective_ridge`)."""
+    r = X @ W.T - Y
+    R = r.T @ r / X.shape[0]
+    C = W.shape[0]
+    return kappa * torch.linalg.solve(torch.eye(C, dtype=W.dtype) + kappa * W @ W.T, R)
+
+
+def sylvester_ridge_solution(H: Tensor, A: Tensor, B: Tensor) -> Tensor:
+    """The solution ``W`` ``(C, d)`` of ``W H + A W = B`` for symmetric ``H`` ``(d, d)`` and diagonalisable ``A``
+    ``(C, C)`` (``A = P diag(a) P^{-1}``, ``H = Q diag(h) Qᵀ``): ``(P^{-1}WQ)_{ck} = (P^{-1}BQ)_{ck}/(a_c + h_k)``."""
+    h, Q = torch.linalg.eigh(H)
+    a, P = torch.linalg.eig(A)
+    Bt = torch.linalg.solve(P, B.to(P.dtype)) @ Q.to(P.dtype)
+    return (P @ (Bt / (a[:, None] + h.to(P.dtype)[None, :])) @ Q.T.to(P.dtype)).real
+
+
 def ridge_filter(h: Tensor | np.ndarray, kappa: float, t: float = np.inf) -> Tensor | np.ndarray:
     """Fraction of the unregularised, converged fit that gradient flow from 0 reaches in a mode of
     data eigenvalue ``h`` at time ``t`` on ``E[L] + (κ/2)|w|²``: ``h/(h+κ) · (1 − e^{−(h+κ)t})``."""
@@ -113,30 +142,11 @@ def ridge_filter(h: Tensor | np.ndarray, kappa: float, t: float = np.inf) -> Ten
 
 def linear_flow_closed_form(X: Tensor, y: Tensor, kappa: float, t: float) -> Tensor:
     """Gradient flow from ``w = 0`` on ``E[L] + (κ/2)|w|²`` at time ``t`` (``(d,)``), from the
-    eigenbasis ``(h_k, q_k)`` of ``XᵀX/n``: ``w(t) = Σ_k (1 − e^{−(h_k+κ)t})/(h_k+κ) q_k q_kᵀ Xᵀy/n``."""
+    eigenbasis ``(h_k, q_k)`` of ``XᵀX/n``: ``w(t) = Σ_k g(h_k + κ, t) q_k q_kᵀ Xᵀy/n`` with the
+    flow gain ``g`` of :func:`poisoncurv.krr.flow.flow_gain` (the module's one closed form)."""
     n = X.shape[0]
     h, Q = torch.linalg.eigh(X.T @ X / n)
-    b = Q.T @ (X.T @ y / n)
-    rate = h + kappa
-    gain = torch.where(rate > 0, -torch.expm1(-rate * t) / torch.where(rate > 0, rate, 1.0), torch.full_like(h, t))
-    return Q @ (gain * b)
-
-
-def euler_flow(grad: Callable[[Array], Array], w0: Array, step: float, n_steps: int, record_every: int = 1) -> Array:
-    """Explicit Euler ``w ← w − step·grad(w)``: the simulated gradient flow (torch or numpy arrays).
-
-    Returns the trajectory ``(n_records, *w0.shape)`` at steps ``0, record_every, 2·record_every, …``
-    (times ``step·k``).
-    """
-    if not step > 0 or n_steps < 1 or record_every < 1:
-        raise ValueError(f"need step > 0, n_steps ≥ 1, record_every ≥ 1; got {step}, {n_steps}, {record_every}")
-    copy, stack = (torch.clone, torch.stack) if isinstance(w0, Tensor) else (np.copy, np.stack)
-    w, out = copy(w0), [copy(w0)]
-    for k in range(1, n_steps + 1):
-        w = w - step * grad(w)
-        if k % record_every == 0:
-            out.append(copy(w))
-    return stack(out)
+    return Q @ (flow_gain(h + kappa, t) * (Q.T @ (X.T @ y / n)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,19 +69,19 @@ def peak_length_slope(d: int) -> float:
     return (2 - d) / 2 ** (d / 2 + 2)
 
 
-def laplace_effective(lengthscale: float, ridge: float, kappa_int: float) -> tuple[float, float]:
-    """Exact 1-d result: ``ridge·‖f‖² + kappa_int·∫f'²`` for the kernel ``exp(-|x|/ℓ)`` equals
+def laplace_effective(lengthscale: float, ridge: float, kappa: float) -> tuple[float, float]:
+    """Exact 1-d result: ``ridge·‖f‖² + kappa·∫f'²`` for the kernel ``exp(-|x|/ℓ)`` equals
     ``ridge_e·‖f‖²`` for ``exp(-|x|/ℓ_e)``. Returns ``(ℓ_e, ridge_e)``,
-    ``ℓ_e² = ℓ² + 2ℓ·kappa_int/ridge``, ``ridge_e = ridge·ℓ_e/ℓ``."""
-    if not (lengthscale > 0 and ridge > 0 and kappa_int >= 0):
-        raise ValueError(f"need lengthscale > 0, ridge > 0, kappa_int >= 0; got {lengthscale}, {ridge}, {kappa_int}")
-    le = math.sqrt(lengthscale**2 + 2 * lengthscale * kappa_int / ridge)
+    ``ℓ_e² = ℓ² + 2ℓ·kappa/ridge``, ``ridge_e = ridge·ℓ_e/ℓ``."""
+    if not (lengthscale > 0 and ridge > 0 and kappa >= 0):
+        raise ValueError(f"need lengthscale > 0, ridge > 0, kappa >= 0; got {lengthscale}, {ridge}, {kappa}")
+    le = math.sqrt(lengthscale**2 + 2 * lengthscale * kappa / ridge)
     return le, ridge * le / lengthscale
 
 
-def laplace_grid_solve(x_train: np.ndarray, y: np.ndarray, lengthscale: float, ridge: float, kappa_int: float,
+def laplace_grid_solve(x_train: np.ndarray, y: np.ndarray, lengthscale: float, ridge: float, kappa: float,
                        half_width: float, h: float) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force: minimise ``Σ(f(x_i)-y_i)² + ridge·(1/2ℓ)(∫f² + ℓ²∫f'²) + kappa_int·∫f'²`` over
+    """Brute force: minimise ``Σ(f(x_i)-y_i)² + ridge·(1/2ℓ)(∫f² + ℓ²∫f'²) + kappa·∫f'²`` over
     functions sampled on the grid ``h·k``, ``|h·k| ≤ half_width`` (about) (forward differences,
     training points snapped to the nearest node). Returns ``(grid, f)`` (each ``(N,)``).
 
@@ -96,10 +96,10 @@ def laplace_grid_solve(x_train: np.ndarray, y: np.ndarray, lengthscale: float, r
     if idx.min() < 0 or idx.max() >= N:
         raise ValueError("x_train: training points must lie inside the grid window")
     D = sp.diags([-np.ones(N - 1), np.ones(N - 1)], [0, 1], shape=(N - 1, N)) / h
-    grad_w = ridge * lengthscale / 2 + kappa_int
+    grad_w = ridge * lengthscale / 2 + kappa
     A = (ridge / (2 * lengthscale)) * h * sp.identity(N) + grad_w * h * (D.T @ D)
     ends = np.zeros(N)
-    ends[[0, -1]] = ridge * laplace_effective(lengthscale, ridge, kappa_int)[0] / (2 * lengthscale)
+    ends[[0, -1]] = ridge * laplace_effective(lengthscale, ridge, kappa)[0] / (2 * lengthscale)
     A = A + sp.diags(ends)  # exact cost of the optimal decaying extension beyond the window
     P = sp.csr_matrix((np.ones(idx.size), (np.arange(idx.size), idx)), shape=(idx.size, N))
     A = (A + P.T @ P).tocsc()

@@ -7,11 +7,11 @@ import torch
 from scipy.optimize import minimize
 from torch.func import jacrev
 
-from poisoncurv.chapters.gradient_flow_defence import cluster_penalty_energy, residual_counterexample, settings
+from poisoncurv.chapters.gradient_flow_defence import residual_counterexample
+from poisoncurv.krr.flow import euler_flow
 from poisoncurv.krr.kernels import GaussianKernel, LinearKernel
 from poisoncurv.krr.regularised import (
     effective_ridge,
-    euler_flow,
     feature_coordinates,
     gradient_penalty_matrix,
     linear_flow_closed_form,
@@ -101,7 +101,7 @@ def test_loss_gradient_penalty_closed_form_and_stationary_points():
     assert float(J_auto.detach()) == pytest.approx(float(loss_gradient_objective(w, X, y, kappa)), rel=1e-12)
     for k in (0.1, 3.0, 300.0):
         points = ridge_stationary_points(X, y, k)
-        for J, w_s, mu in points:                            # each is stationary and a ridge solution
+        for _J, w_s, mu in points:                           # each is stationary and a ridge solution
             g = torch.func.grad(lambda v: loss_gradient_objective(v, X, y, k))(w_s)
             assert float(g.norm()) < 1e-8 * max(1.0, float(w_s.norm()))
             assert mu == pytest.approx(effective_ridge(w_s, X, y, k), rel=1e-8, abs=1e-14)
@@ -156,7 +156,34 @@ def test_bad_parameters_raise():
         feature_coordinates(torch.eye(3), torch.eye(2))
 
 
-def test_tight_cluster_penalty_energy_vanishes_as_spread_squared():
-    out = cluster_penalty_energy(settings("smoke"), seed=0)
-    assert out["law_rel_err_min_s"] < 1e-5
-    assert out["slope"] == pytest.approx(2.0, abs=0.01)
+
+def test_flow_closed_form_is_the_one_flow_gain_and_euler_alpha_matches():
+    from poisoncurv.krr.flow import euler_alpha, flow_gain, krr_flow, quadratic_flow
+
+    mu = torch.tensor([0.0, 1e-3, 2.0])
+    torch.testing.assert_close(flow_gain(mu, 3.0), torch.tensor([3.0, -np.expm1(-3e-3) / 1e-3, -np.expm1(-6.0) / 2.0]))
+    X, y, kernel = torch.randn(12, 2), torch.randn(12, 2), GaussianKernel(1.0)
+    A = kernel(X, X) + 0.3 * torch.eye(12)
+    exact = quadratic_flow(A, y, 0.8)
+    torch.testing.assert_close(krr_flow(kernel, X, y, 0.3).alpha(torch.tensor([0.8]))[0], exact, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(exact, (torch.eye(12) - torch.linalg.matrix_exp(-0.8 * A)) @ torch.linalg.solve(A, y),
+                               rtol=1e-8, atol=1e-10)
+    assert float((euler_alpha(kernel, X, y, 0.3, 0.8, 4000) - exact).norm() / exact.norm()) < 1e-3
+
+
+def test_matrix_ridge_is_the_stationarity_of_the_multi_output_loss_gradient_objective():
+    from poisoncurv.krr.regularised import loss_gradient_objective_multi, matrix_ridge, sylvester_ridge_solution
+
+    X, Y, W, kappa = torch.randn(30, 4), torch.randn(30, 3), torch.randn(3, 4), 0.7
+    x = X.clone().requires_grad_(True)
+    r = x @ W.T - Y
+    gx, = torch.autograd.grad(0.5 * (r**2).sum(), x, create_graph=True)      # rows: ∇_x L_i = Wᵀ r_i
+    J_auto = 0.5 * (r**2).sum(1).mean() + 0.5 * kappa * (gx**2).sum(1).mean()
+    assert float(J_auto.detach()) == pytest.approx(float(loss_gradient_objective_multi(W, X, Y, kappa)), rel=1e-12)
+    # ∇J = (I + κWWᵀ)(WH − B + A W) at any W, so ∇J = 0 iff WH + AW = B
+    H, B = X.T @ X / 30, Y.T @ X / 30
+    g = torch.func.grad(lambda V: loss_gradient_objective_multi(V, X, Y, kappa))(W)
+    A = matrix_ridge(W, X, Y, kappa)
+    torch.testing.assert_close(g, (torch.eye(3) + kappa * W @ W.T) @ (W @ H + A @ W - B), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(sylvester_ridge_solution(H, A, B) @ H + A @ sylvester_ridge_solution(H, A, B), B,
+                               rtol=1e-9, atol=1e-11)

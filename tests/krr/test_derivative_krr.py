@@ -50,7 +50,7 @@ def test_full_gram_is_symmetric_positive_definite():
 
 def test_solution_is_exactly_stationary_and_derivatives_match_autograd():
     X, Y = problem()
-    m = fit_derivative_krr(K, X, Y, ridge=0.05, mu=0.7)
+    m = fit_derivative_krr(K, X, Y, ridge=0.05, kappa=0.7)
     c = m.coef.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(objective(K, X, Y, 0.05, 0.7, c), c)
     assert float(g.norm()) < 1e-10 * float(Y.norm())
@@ -59,7 +59,7 @@ def test_solution_is_exactly_stationary_and_derivatives_match_autograd():
     assert rel(m.jacobian(x), J) < 1e-12
 
 
-def _rich_basis_minimum(X, Y, ridge, mu, centres, with_derivatives):
+def _rich_basis_minimum(X, Y, ridge, kappa, centres, with_derivatives):
     """Exact minimum of the objective over f = Σ β_m k(·, z_m) [+ derivative representers at X]."""
     n, d = X.shape
     k_c, vg_c, _ = gram_blocks(K, X, centres)          # values of k(·, z_m) at X, ∂_z
@@ -74,7 +74,7 @@ def _rich_basis_minimum(X, Y, ridge, mu, centres, with_derivatives):
         gram = torch.cat([torch.cat([gram, cross], 1), torch.cat([cross.T, G], 1)], 0)
     evals, evecs = torch.linalg.eigh(gram)
     R = (evecs * evals.clamp_min(0).sqrt()).T  # RᵀR = gram
-    A = torch.cat([val, mu**0.5 * grad, ridge**0.5 * R], 0)
+    A = torch.cat([val, kappa**0.5 * grad, ridge**0.5 * R], 0)
     b = torch.cat([Y, torch.zeros(A.shape[0] - n, Y.shape[1])], 0)
     beta = torch.linalg.lstsq(A, b, driver="gelsd").solution
     return float(((A @ beta - b) ** 2).sum()), A, b
@@ -82,23 +82,23 @@ def _rich_basis_minimum(X, Y, ridge, mu, centres, with_derivatives):
 
 def test_representer_solution_is_the_minimum_over_a_richer_basis():
     X, Y = problem()
-    ridge, mu = 0.05, 0.7
-    ours = fit_derivative_krr(K, X, Y, ridge, mu).objective(Y)
+    ridge, kappa = 0.05, 0.7
+    ours = fit_derivative_krr(K, X, Y, ridge, kappa).objective(Y)
     centres = torch.cat([X, 3 * torch.randn(40, 2)])
-    rich, A, b = _rich_basis_minimum(X, Y, ridge, mu, centres, with_derivatives=True)
+    rich, A, b = _rich_basis_minimum(X, Y, ridge, kappa, centres, with_derivatives=True)
     assert abs(rich - ours) < 1e-9 * ours
     # value-only kernels never beat it, and finite-difference pairs around each x_i nearly reach it
     fd = torch.cat([X + s * 1e-3 * e for s in (-1, 1) for e in torch.eye(2)] + [centres])
-    fd_min, _, _ = _rich_basis_minimum(X, Y, ridge, mu, fd, with_derivatives=False)
+    fd_min, _, _ = _rich_basis_minimum(X, Y, ridge, kappa, fd, with_derivatives=False)
     assert ours <= fd_min * (1 + 1e-8) and fd_min < ours * (1 + 1e-3)  # 1e-8: rounding of the near-singular basis
 
 
 def test_lbfgs_brute_force_reaches_the_exact_objective():
     X, Y = problem(n=4)
-    ridge, mu = 0.1, 0.5
-    ours = fit_derivative_krr(K, X, Y, ridge, mu).objective(Y)
+    ridge, kappa = 0.1, 0.5
+    ours = fit_derivative_krr(K, X, Y, ridge, kappa).objective(Y)
     centres = torch.cat([X, 2 * torch.randn(20, 2)])
-    _, A, b = _rich_basis_minimum(X, Y, ridge, mu, centres, with_derivatives=True)
+    _, A, b = _rich_basis_minimum(X, Y, ridge, kappa, centres, with_derivatives=True)
     beta = torch.zeros(A.shape[1], Y.shape[1], requires_grad=True)
     opt = torch.optim.LBFGS([beta], lr=1, max_iter=5000, tolerance_grad=1e-14, tolerance_change=1e-16, history_size=50,
                             line_search_fn="strong_wolfe")
@@ -127,8 +127,8 @@ def test_equivalent_kernel_krr_equals_the_penalised_solution_and_mu0_is_krr():
 def test_penalty_decreases_gradients_and_raises_residual():
     X, Y = problem(n=10)
     res, grads = [], []
-    for mu in (0.0, 0.1, 1.0, 10.0):
-        m = fit_derivative_krr(K, X, Y, 0.05, mu)
+    for kappa in (0.0, 0.1, 1.0, 10.0):
+        m = fit_derivative_krr(K, X, Y, 0.05, kappa)
         res.append(float(((m.predict(X) - Y) ** 2).sum()))
         grads.append(float((m.jacobian(X) ** 2).sum()))
     assert all(np.diff(res) > 0) and all(np.diff(grads) < 0)
@@ -151,8 +151,8 @@ def test_isolated_clone_cluster_is_untouched_by_the_penalty():
     zeta = torch.tensor([[40.0, 0.0]])
     Xa, Ya = torch.cat([X, zeta.expand(3, -1)]), torch.cat([Y, torch.ones(3, 1)])
     x0 = zeta + torch.tensor([[0.2, 0.1]])
-    shifts = [float(fit_derivative_krr(K, Xa, Ya, 0.1, mu).predict(x0) - fit_derivative_krr(K, X, Y, 0.1, mu).predict(x0))
-              for mu in (0.0, 0.1, 10.0)]
+    shifts = [float(fit_derivative_krr(K, Xa, Ya, 0.1, kappa).predict(x0) - fit_derivative_krr(K, X, Y, 0.1, kappa).predict(x0))
+              for kappa in (0.0, 0.1, 10.0)]
     assert max(abs(s / shifts[0] - 1) for s in shifts) < 1e-12
 
 
@@ -192,11 +192,11 @@ def test_errors_are_clear():
         fit_derivative_krr(LaplaceKernel(1.0), X, Y, 0.1, 0.1)
     with pytest.raises(ValueError, match="ridge"):
         fit_derivative_krr(K, X, Y, 0.0, 0.1)
-    with pytest.raises(ValueError, match="mu"):
+    with pytest.raises(ValueError, match="kappa"):
         fit_derivative_krr(K, X, Y, 0.1, -1.0)
     with pytest.raises(ValueError, match="same n"):
         fit_derivative_krr(K, X, Y[:3], 0.1, 0.1)
-    with pytest.raises(ValueError, match="kappa_int"):
+    with pytest.raises(ValueError, match="kappa"):
         laplace_effective(1.0, 0.1, -1.0)
     with pytest.raises(ValueError, match="x_train"):
         laplace_grid_solve(np.array([100.0]), np.array([1.0]), 1.0, 0.1, 0.0, 5.0, 0.01)
