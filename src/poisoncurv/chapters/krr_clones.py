@@ -167,6 +167,7 @@ class ExactSweep:
             "ch1_gaussian_Rk_rel_err": rel_err(self.by_kernel["gaussian"].R_k, self.gaussian_Rk_closed),
         }
         out.update({f"ch1_slope_{name}": r.slope for name, r in self.by_kernel.items()})
+        out["ch1_slope_max_dev"] = max(abs(r.slope - 2) for r in self.by_kernel.values())
         return out
 
 

@@ -77,9 +77,9 @@ def test_spike_efficacy_exponent_is_two(name):
     from poisoncurv.krr.kernels import make_kernel
 
     res = exact_regime(make_kernel(name, 1.5), settings("smoke"), seed=0)
-    assert loglog_slope(res["shift_meas"], res["spike_meas"]) == pytest.approx(2.0, abs=1e-8)
-    assert res["autograd_spike_rel_err"] < 1e-8
-    assert res["autograd_hessian_rel_gap"] < 1e-8
+    assert loglog_slope(res.shift_meas, res.spike_meas) == pytest.approx(2.0, abs=1e-8)
+    assert res.autograd_spike_rel_err < 1e-8
+    assert res.autograd_hessian_rel_gap < 1e-8
 
 
 def test_loglog_slope_recovers_exponent():
