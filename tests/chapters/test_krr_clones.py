@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from poisoncurv.chapters import krr_clones as ex
 from poisoncurv.chapters.krr_clones import exact_regime, settings
 from poisoncurv.core.fitting import loglog_slope
 from poisoncurv.krr.clones import (
@@ -77,9 +78,9 @@ def test_spike_efficacy_exponent_is_two(name):
     from poisoncurv.krr.kernels import make_kernel
 
     res = exact_regime(make_kernel(name, 1.5), settings("smoke"), seed=0)
-    assert loglog_slope(res["shift_meas"], res["spike_meas"]) == pytest.approx(2.0, abs=1e-8)
-    assert res["autograd_spike_rel_err"] < 1e-8
-    assert res["autograd_hessian_rel_gap"] < 1e-8
+    assert loglog_slope(res.shift_meas, res.spike_meas) == pytest.approx(2.0, abs=1e-8)
+    assert res.autograd_spike_rel_err < 1e-8
+    assert res.autograd_hessian_rel_gap < 1e-8
 
 
 def test_loglog_slope_recovers_exponent():
@@ -90,3 +91,35 @@ def test_loglog_slope_recovers_exponent():
 def test_add_clones_rejects_zero_copies():
     with pytest.raises(ValueError, match="at least one"):
         add_clones(torch.randn(3, 2), torch.randn(3, 1), torch.randn(2), torch.randn(1), 0)
+
+
+def test_exact_sweep_summary_is_rounding_error():
+    s = ex.exact_sweep(ex.settings("smoke"), 0).summary()
+    assert max(s["ch1_shift_max_rel_err"], s["ch1_spike_max_rel_err"], s["ch1_autograd_max_rel_err"]) < 1e-10
+    assert s["ch1_slope_max_dev"] < 1e-10 and s["ch1_gaussian_Rk_rel_err"] < 1e-10
+
+
+def test_whole_gauss_newton_change_equals_the_spike_only_far_from_the_data():
+    cfg = ex.settings("smoke")
+    ov = ex.overlap_sweep(ex.make_kernel("gaussian", cfg["lengthscale"]), cfg, 0)
+    s = ov.summary()
+    assert s["ch1_whole_own_far_max_rel_gap"] < 1e-10 and s["ch1_whole_outside_weyl_band"] == 0
+    assert ov.clean_top[-1] == 0.0 and ov.clean_top[0] > ov.own[0]       # J0 vanishes far away, dominates at the centre
+    assert abs(s["ch1_whole_over_own_at_centre"] - 1) > 0.1               # there the defender's change is not the spike
+    assert s["ch1_overlap_clone_slope_max_dev"] < 1e-10 and s["ch1_overlap_eff_law_max_rel_err"] < 1e-10
+
+
+def test_linear_patch_lag_threshold():
+    lin = ex.linear_patch(ex.settings("smoke"), 0)
+    assert lin.sm_rel_err < 1e-10 and lin.R_k_rel_spread < 1e-10
+    assert lin.R_k_times_t2 == pytest.approx(1.0, rel=1e-12)
+    # the spike at success is τ²/|t|²: visible at success iff it reaches Λ_clean iff |t| ≤ τ/√Λ_clean
+    assert (lin.tau**2 / lin.trigger_norm**2 >= lin.lambda_clean) == (lin.trigger_norm <= lin.norm_threshold)
+
+
+def test_ntk_gap_summary_has_seed_spread():
+    cfg = {**ex.settings("smoke"), "ntk_widths": [64, 1024], "ntk_seeds": 2, "ntk_steps": 50}
+    ntk = ex.ntk_convergence(cfg, 0)
+    s = ntk.summary()
+    assert ntk.gaps.shape == (2, 2) and s["ch1_ntk_seeds"] == 2 and s["ch1_ntk_gap_slope"] < 0
+    assert s["ch1_ntk_seed_slope_sem"] == pytest.approx(s["ch1_ntk_seed_slope_std"] / np.sqrt(2))

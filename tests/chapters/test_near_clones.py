@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from poisoncurv.chapters import near_clones as ex
-from poisoncurv.chapters.krr_clones import loglog_slope
+from poisoncurv.core.fitting import loglog_slope
 from poisoncurv.krr.clean_clones import crossover_eps, limit_shift, pair_effect, small_eps_coefficient
 from poisoncurv.krr.clones import add_clones, effective_curvature_ratio, measure_effect, scalar_gain
 from poisoncurv.krr.flow import euler_alpha, first_crossing, krr_flow, saturation_time
@@ -71,38 +71,71 @@ def test_detector_quantities():
 
 def test_gaussian_near_clone_slopes(smoke):
     g = ex.near_clone_law("gaussian", smoke, seed=0)
-    assert abs(g["eff_slope"]) < 0.05 and abs(g["spike_slope"] - 2) < 0.05
-    np.testing.assert_allclose(g["spike"], g["spike_pred"], rtol=1e-10)
+    # the law bounds the local slopes on r <= r_max by r_max²/ℓ² (efficacy) and twice that (spike)
+    bound = (smoke["r_law"][-1]) ** 2
+    assert abs(g.eff_slope) < bound and abs(g.spike_slope - 2) < 2 * bound
+    np.testing.assert_allclose(g.spike, g.spike_pred, rtol=1e-10)
     lap = ex.near_clone_law("laplace", smoke, seed=0)
-    assert abs(lap["spike_slope"]) < 0.1  # R_k = 1/ℓ² for the Laplace kernel: no near-clone regime
+    assert abs(lap.spike_slope) < 0.1  # R_k = 1/ℓ² for the Laplace kernel: no near-clone regime
 
 
 def test_phase_diagram_boundary_is_the_remark(smoke):
     ph = ex.phase_diagram(smoke, seed=0)
-    assert ph["direct_max_rel_gap"] < 1e-10
-    # visible exactly where |Δf|² ≥ Λ_clean / R_k, and some successful attacks are invisible
-    np.testing.assert_array_equal(ph["visible"], ph["eff"] ** 2 >= ph["Lambda_clean"] / ph["R_k"][None, :])
-    assert (ph["success"] & ~ph["visible"]).any() and (ph["success"] & ph["visible"]).any()
+    s = ph.summary()
+    assert ph.direct_max_rel_gap < 1e-10
+    assert s["ch2_visible_below_r_vis_limit"] == 0 and s["ch2_r_vis_limit_rel_err"] < 1e-10
+    # r_vis(m) decreases to its m → ∞ limit, so no grid point below the limit is visible, on any grid
+    assert np.all(ph.r_vis[np.isfinite(ph.r_vis)] >= ph.r_vis_limit)
+    assert (ph.success & ~ph.visible).any() and (ph.success & ph.visible).any()
+    assert ph.r_succ_limit == pytest.approx(np.sqrt(2 * np.log(1 / smoke["success_margin"])), rel=1e-14)
 
 
 def test_lag_grows_as_query_approaches_trigger(smoke):
     lg = ex.lag_gaussian(smoke, seed=0)
-    assert lg["crossing_max_rel_err"] < 1e-2 and lg["euler_rel_gap"] < 1e-2
-    both = np.isfinite(lg["lag"])
-    assert both.any() and np.all(np.diff(lg["lag"][both]) < 0)     # lag decreases with r where both happen
+    assert lg.crossing_max_rel_err < 1e-10 and lg.euler_rel_gap < 1e-3
+    lag = lg.lag
+    both = np.isfinite(lag)
+    assert both.any() and np.all(np.diff(lag[both]) < 0)     # lag decreases with r where both happen
     first_finite = int(np.argmax(both))
-    assert first_finite > 0 and np.isinf(lg["t_vis"][:first_finite]).all()   # never visible closer in
-    r_vis = ex.visibility_radius(lg["Lambda_clean"], smoke["lengthscale"], scalar_gain(smoke["m_near"], smoke["ridge"], 1.0))
-    r = lg["r_over_ell"] * smoke["lengthscale"]
-    np.testing.assert_array_equal(np.isfinite(lg["t_vis"][r < 1]), r[r < 1] > r_vis)
+    assert first_finite > 0 and np.isinf(lg.t_vis[:first_finite]).all()   # never visible closer in
+    r = lg.r_over_ell * smoke["lengthscale"]
+    np.testing.assert_array_equal(np.isfinite(lg.t_vis[r < 1]), r[r < 1] > lg.r_vis)
+
+
+def test_crossing_time_is_a_root_not_an_interpolation():
+    t = np.logspace(-3, 2, 20)
+    rate, level = 3.0, 0.7
+    f = lambda v: -np.expm1(-rate * v) - level  # noqa: E731
+    got = ex.crossing_time(f, t, f(t))
+    assert got == pytest.approx(-np.log1p(-level) / rate, rel=1e-14)
+    assert ex.crossing_time(f, t, np.full(20, -1.0)) == np.inf
 
 
 def test_linear_lag_is_the_same_for_every_source(smoke):
     lin = ex.lag_linear(smoke, seed=0)
-    assert lin["primal_rel_gap"] < 1e-2
-    for a in lin["patch_values"]:
-        lag = lin[f"t_vis_{a}"] - lin[f"t_succ_{a}"]
+    assert lin.primal_rel_gap < 1e-2
+    for a in lin.t_succ:
+        lag = lin.lag(a)
         assert np.isfinite(lag).all() and np.ptp(lag) < 1e-12
+    # lag ≤ 0 exactly when |t| sqrt(Λ_clean) ≤ τ
+    thr = lin.summary()["ch2_linear_norm_threshold"]
+    for a in lin.t_succ:
+        assert (lin.lag(a)[0] <= 0) == (lin.trigger_norm[a] <= thr)
+
+
+def test_trigger_geometry_far_setting_is_flagged(smoke):
+    geo = ex.trigger_geometry(smoke, seed=0)
+    s = geo.summary()
+    assert s["ch2_geo_far_flagged"] == 1.0 and s["ch2_geo_far_clean_curvature"] == 0.0
+    assert geo.table().name == "tbl-ch2-trigger-geometry" and len(geo.table().rows) == 2 * len(smoke["trigger_amplitudes"])
+
+
+def test_relu_ntk_ratio_does_not_vanish(smoke):
+    relu = ex.relu_ntk_curvature(smoke, seed=0)
+    s = relu.summary()
+    assert s["ch2_relu_autograd_max_rel_err"] < 1e-10 and s["ch2_relu_tangential_limit_rel_err"] < 1e-5
+    assert s["ch2_relu_min_Rk"] > 0.5 and abs(s["ch2_relu_Rk_slope_small_r"]) < 0.01
+    assert s["ch2_relu_ntk_rel_gap"] < 0.1
 
 
 def test_overlap_puts_a_floor_under_the_curvature_ratio():
