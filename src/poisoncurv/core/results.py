@@ -25,11 +25,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_target(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on any error it is removed.
 
-    ``path``'s folder is created if needed. Readers never see a half-written file.
+    ``path``'s folder is created if needed. Readers never see a half-written file. The file gets the
+    mode of an ordinary new file (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +44,7 @@ def atomic_target(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -51,8 +59,13 @@ def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a results file; raises ``FileNotFoundError`` naming the path and how to make it."""
+    """Load a results file; raises ``FileNotFoundError`` naming the path and how to make it, or
+    ``ValueError`` naming it if it is not valid JSON."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no results file at {path}: run `make rerun CHAPTER=<chapter>` to produce it")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({err}): truncated or corrupt; delete it and rerun what "
+                         f"writes it") from None
