@@ -221,7 +221,7 @@ def recipe(model: str, loss: str) -> dict[str, Any]:
     return {"lr": lr, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine"}
 
 
-def profile_config(profile: str, **overrides: Any) -> LabConfig:
+def profile_config(profile: str, /, **overrides: Any) -> LabConfig:
     """A validated :class:`LabConfig` with the sizes and recipe of ``profile`` (see the module
     docstring), then ``overrides`` (any field; unknown names raise ``ValueError``)."""
     try:

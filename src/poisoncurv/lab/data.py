@@ -155,7 +155,12 @@ def load(name: str, root: str | os.PathLike | None = None, shared: str | os.Path
     if source == "offline":
         shared_dir = shared_root(shared)
         raw = _unpack_mnist(shared_dir, cache, verify)
-        return _read_mnist(raw, source, f"delete {raw.parent.parent} to unpack it again from {shared_dir / 'mnist'}")
+        try:
+            return _read_mnist(raw, source, "")
+        except CorruptDataError:  # damaged after it was unpacked: unpack it again, once
+            shutil.rmtree(raw, ignore_errors=True)
+            raw = _unpack_mnist(shared_dir, cache, verify)
+            return _read_mnist(raw, source, f"delete {raw.parent.parent} to unpack it again from {shared_dir / 'mnist'}")
     return _read_cifar_jpeg(shared_root(shared), cache, verify)
 
 

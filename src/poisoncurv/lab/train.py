@@ -181,7 +181,7 @@ def _resume(ckpt: Path, device: torch.device, model: nn.Module, opt: torch.optim
         sched.load_state_dict(state["sched"])
         return list(state["rows"]), int(state["completed_epochs"]), float(state["wall_time_s"])
     except Exception as err:  # truncated or foreign files fail in many ways (EOFError, RuntimeError, KeyError, ...)
-        warnings.warn(f"checkpoint {ckpt} is unreadable ({type(err).__name__}: {str(err)[:200]}); discarding it and "
+        warnings.warn(f"checkpoint {ckpt} is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]}); discarding it and "
                       f"starting the run over", stacklevel=3)
         return None
 
