@@ -72,3 +72,18 @@ def test_subsets_are_deterministic(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="dataset"):
         data.load("svhn")
+
+
+def test_unpacked_folder_has_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    write_mnist(tmp_path / "shared" / "mnist", gz=True)
+    old = os.umask(0o022)
+    try:
+        data.load("mnist", root=tmp_path / "cache", shared=tmp_path / "shared", download=False, verify=False)
+    finally:
+        os.umask(old)
+    raw = tmp_path / "cache" / "mnist-offline" / "MNIST" / "raw"
+    assert stat.S_IMODE(raw.stat().st_mode) == 0o755
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in raw.iterdir())

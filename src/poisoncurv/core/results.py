@@ -25,10 +25,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _umask() -> int:
+def ordinary_mode(directory: bool = False) -> int:
+    """The mode ``open``/``mkdir`` would give a new file (``0o666``) or folder (``0o777``) under the current umask."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return (0o777 if directory else 0o666) & ~mask
 
 
 @contextmanager
@@ -44,7 +45,7 @@ def atomic_target(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, ordinary_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

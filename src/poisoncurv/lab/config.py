@@ -1,5 +1,11 @@
 """One lab run's configuration: fields, validation (before any work), hash, and profile sizes.
 
+Validation lives here only: :func:`validate` checks every field's type and range (and sizes
+against the full data set, :data:`SPLIT_SIZES`) with one line naming the field, the value and what
+is allowed. Entry points: :func:`config_from_fields` (a plain ``{field: value}`` dict: CLI,
+grid files, Python callers; stable name and signature), :func:`profile_config` (a profile's sizes
+plus overrides) and :func:`parse_value` (command-line text to a field's type, for ``--set``).
+
 Training recipe (SGD with momentum, one learning-rate schedule per run), by model:
 
 =============  =====  ========  ======  =============  ===========================================

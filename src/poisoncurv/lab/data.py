@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from poisoncurv.core.paths import DATA_DIR, SHARED_DATA_DIR
-from poisoncurv.core.results import atomic_target
+from poisoncurv.core.results import atomic_target, ordinary_mode
 
 DATASETS = ("mnist", "cifar10", "cifar100")
 SOURCES = {
@@ -253,6 +253,7 @@ def _build_dir(final: Path, stamp: dict[str, str], fill) -> Path:
     try:
         fill(tmp)
         (tmp / MARKER).write_text(json.dumps(stamp))
+        os.chmod(tmp, ordinary_mode(directory=True))  # mkdtemp's 0o700 otherwise
         for _ in range(5):
             try:
                 os.rename(tmp, final)  # fails if final is a non-empty folder
