@@ -59,6 +59,14 @@ def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return Path(path)
 
 
+class CorruptResultError(ValueError):
+    """A results file that is not valid JSON (truncated or corrupt): ``path`` and the parser's ``reason``."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} is not valid JSON ({reason}): truncated or corrupt; delete it and rerun what writes it")
+
+
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """Load a results file; raises ``FileNotFoundError`` naming the path and how to make it, or
     ``ValueError`` naming it if it is not valid JSON."""
@@ -68,5 +76,4 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"{path} is not valid JSON ({err}): truncated or corrupt; delete it and rerun what "
-                         f"writes it") from None
+        raise CorruptResultError(path, str(err)) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from poisoncurv.core.paths import LAB_RESULTS_DIR
-from poisoncurv.core.results import read_json, write_json_atomic
+from poisoncurv.core.results import CorruptResultError, read_json, write_json_atomic
 from poisoncurv.lab.config import SCHEMA_VERSION, LabConfig, validate
 from poisoncurv.lab.data import SOURCES, ImageData, locate
 from poisoncurv.lab.train import train
@@ -69,8 +69,8 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
     if path.exists() and not force:
         try:
             res = read_json(path)
-        except ValueError as err:
-            raise StaleResultError(f"{err}; {HOW}") from None
+        except CorruptResultError as err:
+            raise StaleResultError(f"{path} is not valid JSON ({err.reason}), truncated or corrupt: {HOW}") from None
         if isinstance(data, ImageData):
             source = data.source
         else:
