@@ -8,6 +8,7 @@ PROFILE ?= cpu
 DEVICE  ?= cpu
 SEED    ?=
 export FORCE            # FORCE=1: lab chapters recompute cached runs instead of loading results/lab/
+export CHAPTER PROFILE DEVICE SEED  # the rerun recipe reads them from the environment, quoted, never pasted into the shell line
 
 .PHONY: book test rerun env clean help
 help:
@@ -34,8 +35,8 @@ test: $(STAMP)
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 rerun: $(STAMP)
-	@test -n "$(CHAPTER)" || (echo "usage: make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda> [SEED=n]"; exit 2)
-	$(PY) -m poisoncurv.book.rerun $(CHAPTER) --profile $(PROFILE) --device $(DEVICE) $(if $(SEED),--seed $(SEED))
+	@test -n "$$CHAPTER" || (echo "usage: make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda> [SEED=n]"; exit 2)
+	$(PY) -m poisoncurv.book.rerun "$$CHAPTER" --profile "$$PROFILE" --device "$$DEVICE" $${SEED:+--seed "$$SEED"}
 
 clean:
 	rm -rf _build

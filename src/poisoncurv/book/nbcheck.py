@@ -3,8 +3,11 @@
 A chapter qualifies when its ``parameters`` cell ran on the CPU with the ``smoke`` or ``cpu``
 profile (CPU runs are deterministic here); notebooks without a ``parameters`` cell (such as the
 claims page) always qualify. Chapters committed from a GPU run are skipped, with a note on stderr.
+Dotfiles (such as temporary notebooks ``.<chapter>.*.ipynb``) are never notebooks of the book.
 
-``python -m poisoncurv.book.nbcheck --list`` prints the qualifying paths, one per line.
+``python -m poisoncurv.book.nbcheck --list`` prints the qualifying paths, one per line, after
+completing a ``make rerun`` that a kill interrupted while it moved its files into place
+(:func:`poisoncurv.book.rerun.recover`).
 """
 
 from __future__ import annotations
@@ -33,10 +36,15 @@ def parameters(path: Path) -> dict[str, object] | None:
     return None
 
 
+def notebooks(book_dir: Path = BOOK_DIR) -> list[Path]:
+    """The book's notebooks in ``book_dir``, sorted, without dotfiles."""
+    return [p for p in sorted(book_dir.glob("*.ipynb")) if not p.name.startswith(".")]
+
+
 def nbval_notebooks(book_dir: Path = BOOK_DIR) -> list[Path]:
     """Notebooks in ``book_dir`` that nbval should check, sorted."""
     chosen = []
-    for path in sorted(book_dir.glob("*.ipynb")):
+    for path in notebooks(book_dir):
         params = parameters(path)
         if params is None or (params.get("device") == "cpu" and params.get("profile") in NBVAL_PROFILES):
             chosen.append(path)
@@ -48,9 +56,13 @@ def nbval_notebooks(book_dir: Path = BOOK_DIR) -> list[Path]:
 
 def chapters(book_dir: Path = BOOK_DIR) -> list[str]:
     """Names of the chapters (notebooks with a ``parameters`` cell), sorted."""
-    return [p.stem for p in sorted(book_dir.glob("*.ipynb")) if parameters(p) is not None]
+    return [p.stem for p in notebooks(book_dir) if parameters(p) is not None]
 
 
 if __name__ == "__main__":
     if "--list" in sys.argv:
+        from poisoncurv.book.rerun import recover
+
+        for moved in recover():
+            print(f"nbcheck: completed an interrupted rerun: {moved}", file=sys.stderr)
         print("\n".join(str(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p) for p in nbval_notebooks()))

@@ -9,13 +9,26 @@ replaces the chapter by the executed notebook in which
 * papermill's per-cell timestamps and notebook metadata are stripped,
 * the kernelspec is ``python3``.
 
-The chapter file is replaced atomically, and only if execution succeeded.
+All or nothing: the chapter and the claims page are executed in a private staging folder
+``<repo>/.rerun-<pid>-*`` (outside ``book/``, git-ignored) against a copy-on-write view of
+``results/`` (links to the committed files; new files land in the staging folder). Only when
+everything succeeded are the chapter, its results JSON, new lab runs and the claims page moved into
+place, by renames listed first in a journal. A run killed before that leaves the old set
+untouched; one killed during the renames is completed by the next ``make rerun`` or ``make test``
+(:func:`recover`). The staging folder is removed on every other exit path.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +36,21 @@ import nbformat
 
 from poisoncurv.core.paths import BOOK_DIR, RESULTS_DIR
 from poisoncurv.core.profiles import check_profile, resolve_device
-from poisoncurv.core.results import atomic_target
+from poisoncurv.core.results import atomic_target, write_json_atomic
 
 # Parameters that steer where a run writes; injected but not shown in the rendered chapter.
 HIDDEN_PARAMETERS = ("results_dir",)
 
 
 def chapter_path(chapter: str, book_dir: Path = BOOK_DIR) -> Path:
-    """Path of ``book/<chapter>.ipynb``; raises ``FileNotFoundError`` listing the chapters."""
-    path = book_dir / f"{Path(chapter).stem}.ipynb"
+    """Path of ``book/<chapter>.ipynb``; raises ``ValueError`` for a name that is not letters, digits,
+    ``_`` and ``-`` (such as one with a path or shell characters), ``FileNotFoundError`` listing the chapters."""
+    name = chapter.removesuffix(".ipynb")
+    known = ", ".join(sorted(p.stem for p in book_dir.glob("*.ipynb") if not p.name.startswith(".")))
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ValueError(f"chapter: {chapter!r} is not a chapter name (letters, digits, _ and -); chapters: {known}")
+    path = book_dir / f"{name}.ipynb"
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in book_dir.glob("*.ipynb")))
         raise FileNotFoundError(f"no chapter {chapter!r} in {book_dir}; chapters: {known}")
     return path
 
@@ -104,24 +121,113 @@ def execute(source: Path, target: Path, parameters: dict[str, Any], cwd: Path) -
 
 
 CLAIMS_PAGE = "claims"
+STAGING_PREFIX = ".rerun-"
+JOURNAL = "journal.json"
+
+
+def _view(results_dir: Path, view: Path) -> None:
+    """Make ``view`` a copy-on-write view of ``results_dir``: folders mirrored, files linked. A writer
+    that replaces a link (atomic writes do) leaves the committed file as it was."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for src in results_dir.rglob("*"):
+        if src.name.startswith("."):
+            continue
+        dst = view / src.relative_to(results_dir)
+        if src.is_dir():
+            dst.mkdir(parents=True, exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src.resolve())
+    view.mkdir(parents=True, exist_ok=True)
+
+
+def _written(view: Path, results_dir: Path) -> list[tuple[Path, Path]]:
+    """``(staged file, its place in results_dir)`` for every file written into ``view`` (links are old files)."""
+    return [(p, results_dir / p.relative_to(view)) for p in sorted(view.rglob("*")) if p.is_file() and not p.is_symlink()]
+
+
+@contextmanager
+def _results_env(view: Path) -> Iterator[None]:
+    """Point ``POISONCURV_RESULTS_DIR`` (read by :mod:`poisoncurv.core.paths` in the kernel) at ``view``."""
+    old = os.environ.get("POISONCURV_RESULTS_DIR")
+    os.environ["POISONCURV_RESULTS_DIR"] = str(view)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("POISONCURV_RESULTS_DIR", None)
+        else:
+            os.environ["POISONCURV_RESULTS_DIR"] = old
+
+
+def _apply(journal: Path) -> list[Path]:
+    """Do the renames ``journal`` lists (those not done yet), then delete it; returns the targets."""
+    moves = [(Path(a), Path(b)) for a, b in json.loads(journal.read_text())["moves"]]
+    for src, dst in moves:
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    journal.unlink()
+    return [dst for _, dst in moves]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(root: Path = BOOK_DIR.parent) -> list[Path]:
+    """Finish what killed reruns left in ``root``: a staging folder with a journal has its renames
+    completed, one without is dropped (the old set was never touched). Stagings of live processes
+    are left alone. Returns the files moved into place."""
+    done: list[Path] = []
+    for stage in sorted(root.glob(f"{STAGING_PREFIX}*")):
+        pid = stage.name.removeprefix(STAGING_PREFIX).split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        if (stage / JOURNAL).exists():
+            done += _apply(stage / JOURNAL)
+        shutil.rmtree(stage, ignore_errors=True)
+    return done
 
 
 def rerun_chapter(chapter: str, profile: str, device: str, seed: int | None = None,
                   book_dir: Path = BOOK_DIR, results_dir: Path = RESULTS_DIR) -> Path:
-    """Re-execute ``chapter`` in place with ``profile`` and ``device``, then the claims page
-    (which reads the new results); returns the chapter path."""
+    """Re-execute ``chapter`` with ``profile`` and ``device``, then the claims page (which reads the new
+    results), and move them, the chapter's results JSON and new lab runs into place together (module
+    docstring); returns the chapter path."""
     check_profile(profile)
     resolve_device(device)
     path = chapter_path(chapter, book_dir)
-    if path.stem != CLAIMS_PAGE:
-        params: dict[str, Any] = {"profile": profile, "device": device}
-        if seed is not None:
-            params["seed"] = seed
-        params["results_dir"] = str(results_dir.resolve())
-        execute(path, path, params, cwd=path.parent)
-    claims = book_dir / f"{CLAIMS_PAGE}.ipynb"
-    if claims.exists():
-        execute(claims, claims, {}, cwd=book_dir)
+    root = book_dir.parent
+    recover(root)
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
+    try:
+        view = stage / "results"
+        _view(results_dir, view)
+        moves: list[tuple[Path, Path]] = []
+        if path.stem != CLAIMS_PAGE:
+            params: dict[str, Any] = {"profile": profile, "device": device}
+            if seed is not None:
+                params["seed"] = seed
+            params["results_dir"] = str(view)
+            execute(path, stage / path.name, params, cwd=path.parent)
+            moves.append((stage / path.name, path))
+        claims = book_dir / f"{CLAIMS_PAGE}.ipynb"
+        if claims.exists():
+            with _results_env(view):
+                execute(claims, stage / claims.name, {}, cwd=book_dir)
+            moves.append((stage / claims.name, claims))
+        moves = _written(view, results_dir) + moves
+        write_json_atomic(stage / JOURNAL, {"moves": [[str(a), str(b)] for a, b in moves]})
+        _apply(stage / JOURNAL)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return path
 
 

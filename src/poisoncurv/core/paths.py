@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BOOK_DIR = REPO_ROOT / "book"
-RESULTS_DIR = REPO_ROOT / "results"
+RESULTS_DIR = Path(os.environ.get("POISONCURV_RESULTS_DIR") or REPO_ROOT / "results")  # set by make rerun's staging
 LAB_RESULTS_DIR = RESULTS_DIR / "lab"
 CLAIMS_FILE = REPO_ROOT / "claims.yml"
 DATA_DIR = REPO_ROOT / "data"                      # canonical copies and unpacked caches (git-ignored)

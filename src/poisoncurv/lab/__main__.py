@@ -8,19 +8,11 @@ overridden with ``--set field=value``. A bad configuration exits with status 2 b
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 
 from poisoncurv.lab.cache import StaleResultError, get, result_path
-from poisoncurv.lab.config import profile_config
+from poisoncurv.lab.config import parse_value, profile_config
 from poisoncurv.lab.data import DataNotFoundError
-
-
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +36,12 @@ def main(argv: list[str] | None = None) -> int:
                  "kappa": args.kappa, "device": args.device, "seed": args.seed}
     if args.model is not None:
         overrides["model"] = args.model
-    for item in args.set:
-        field, _, value = item.partition("=")
-        overrides[field.strip()] = _value(value.strip())
     try:
+        for item in args.set:
+            field, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
+            overrides[field.strip()] = parse_value(field.strip(), value)
         cfg = profile_config(args.profile, **overrides)
         res = get(cfg, args.results_dir, force=args.force, progress=not args.quiet)
     except (ValueError, DataNotFoundError, StaleResultError) as err:

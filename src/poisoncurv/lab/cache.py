@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from poisoncurv.core.paths import LAB_RESULTS_DIR
-from poisoncurv.core.results import read_json, write_json_atomic
+from poisoncurv.core.results import CorruptResultError, read_json, write_json_atomic
 from poisoncurv.lab.config import SCHEMA_VERSION, LabConfig, validate
 from poisoncurv.lab.data import SOURCES, ImageData, locate
 from poisoncurv.lab.train import train
@@ -34,9 +34,16 @@ def _force_from_env() -> bool:
     return os.environ.get("FORCE", "").strip().lower() in ("1", "true", "yes")
 
 
-def check_cached(res: dict[str, Any], cfg: LabConfig, path: Path, data_source: str | None) -> None:
+HOW = "recompute with force=True (chapters: FORCE=1 make rerun ...; CLI: --force)"
+FIELDS = ("schema_version", "config", "key", "data_source", "poison", "epochs", "provenance")
+
+
+def check_cached(res: Any, cfg: LabConfig, path: Path, data_source: str | None) -> None:
     """Raise :class:`StaleResultError` (saying how to recompute) if ``res`` cannot stand for ``cfg`` here."""
-    how = "recompute with force=True (chapters: FORCE=1 make rerun ...; CLI: --force)"
+    how = HOW
+    missing = [f for f in FIELDS if f not in res] if isinstance(res, dict) else list(FIELDS)
+    if missing:
+        raise StaleResultError(f"{path} is not a lab results file (missing {', '.join(missing)}): {how}")
     if res.get("schema_version") != SCHEMA_VERSION:
         raise StaleResultError(f"{path} has schema version {res.get('schema_version')}, the code writes "
                                f"{SCHEMA_VERSION}: {how}")
@@ -60,7 +67,10 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
     path = result_path(cfg, results_dir)
     force = _force_from_env() if force is None else force
     if path.exists() and not force:
-        res = read_json(path)
+        try:
+            res = read_json(path)
+        except CorruptResultError as err:
+            raise StaleResultError(f"{path} is not valid JSON ({err.reason}), truncated or corrupt: {HOW}") from None
         if isinstance(data, ImageData):
             source = data.source
         else:

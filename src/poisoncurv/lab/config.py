@@ -1,5 +1,11 @@
 """One lab run's configuration: fields, validation (before any work), hash, and profile sizes.
 
+Validation lives here only: :func:`validate` checks every field's type and range (and sizes
+against the full data set, :data:`SPLIT_SIZES`) with one line naming the field, the value and what
+is allowed. Entry points: :func:`config_from_fields` (a plain ``{field: value}`` dict: CLI,
+grid files, Python callers; stable name and signature), :func:`profile_config` (a profile's sizes
+plus overrides) and :func:`parse_value` (command-line text to a field's type, for ``--set``).
+
 Training recipe (SGD with momentum, one learning-rate schedule per run), by model:
 
 =============  =====  ========  ======  =============  ===========================================
@@ -32,11 +38,12 @@ full       60000 / 10000, 5000, 90 epochs, batch 128    50000 / 10000, 1000, 90 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, get_args, get_type_hints
 
 from poisoncurv.core.profiles import by_profile, check_profile, resolve_device
 from poisoncurv.lab.attacks import check_attack
@@ -88,42 +95,128 @@ class LabConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# Images per split of the full data sets, and the input dimension C·H·W (sizes beyond them are refused).
+SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+INPUT_DIM = {"mnist": 28 * 28, "cifar10": 3 * 32 * 32, "cifar100": 3 * 32 * 32}
+_HINTS = get_type_hints(LabConfig)
+
+
+def _base_type(name: str) -> tuple[type, bool]:
+    """``(type, optional)`` of field ``name`` from its annotation (``int | None`` -> ``(int, True)``)."""
+    hint = _HINTS[name]
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return (args[0] if args else hint), bool(args)
+
+
+def _check_type(name: str, value: Any) -> None:
+    """Raise ``ValueError`` (field, value, what is allowed) unless ``value`` has field ``name``'s type."""
+    kind, optional = _base_type(name)
+    if optional and value is None:
+        return
+    ok = {bool: value is True or value is False,
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+          str: isinstance(value, str)}[kind]
+    if not ok:
+        allowed = {bool: "True or False", int: "an integer", float: "a finite number", str: "a string"}[kind]
+        raise ValueError(f"{name}: got {value!r}; allowed: {allowed}{' or None (all)' if optional else ''}")
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Field ``name``'s value from command-line text (``--set name=text``), by the field's type:
+    ``true/false/yes/no/1/0`` for booleans, ``none`` for optional sizes; anything else is passed on as
+    text (or a literal) and type-checked by :func:`validate`."""
+    known = {f.name for f in fields(LabConfig)}
+    if name not in known:
+        raise ValueError(f"--set {name}: unknown configuration field; known: {', '.join(sorted(known))}")
+    kind, optional = _base_type(name)
+    low = text.strip().lower()
+    if optional and low in ("none", "null", "all"):
+        return None
+    if kind is bool and low in ("true", "yes", "1", "false", "no", "0"):
+        return low in ("true", "yes", "1")
+    if kind is str:
+        return text.strip()
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+def _choose(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: unknown {value!r}; choose one of {', '.join(choices)}")
+
+
 def validate(cfg: LabConfig) -> LabConfig:
-    """Return ``cfg`` or raise ``ValueError`` naming the first bad field (checks the device too)."""
+    """Return ``cfg`` or raise ``ValueError`` naming the first bad field, its value and what is allowed.
+
+    Checks every field's type and range, sizes against the full data set (:data:`SPLIT_SIZES`) and
+    the device. No data are read: call it before any work.
+    """
+    for f in fields(LabConfig):
+        _check_type(f.name, getattr(cfg, f.name))
     check_dataset(cfg.dataset)
     check_attack(cfg.attack)
-    check_profile(cfg.profile)
-    if cfg.model not in MODELS:
-        raise ValueError(f"model: unknown {cfg.model!r}; choose one of {', '.join(MODELS)}")
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"loss: unknown {cfg.loss!r}; choose one of {', '.join(LOSSES)}")
-    if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"schedule: unknown {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    try:
+        check_profile(cfg.profile)
+    except ValueError as err:
+        raise ValueError(f"profile: {err}") from None
+    _choose("model", cfg.model, MODELS)
+    _choose("loss", cfg.loss, LOSSES)
+    _choose("schedule", cfg.schedule, SCHEDULES)
     if cfg.model == "lenet" and cfg.dataset != "mnist":
         raise ValueError(f"model: lenet takes 1×28×28 MNIST images, not {cfg.dataset}")
     if cfg.model.startswith("preresnet") and cfg.dataset == "mnist":
         raise ValueError("model: preresnet takes 3×32×32 CIFAR images, not mnist")
-    if not (isinstance(cfg.theta, (int, float)) and 0 <= cfg.theta < 1):
+    if not 0 <= cfg.theta < 1:
         raise ValueError(f"theta: poison fraction must be in [0, 1) (0 = clean reference run), got {cfg.theta!r}")
-    if not (isinstance(cfg.kappa, (int, float)) and math.isfinite(cfg.kappa) and cfg.kappa >= 0):
+    if not cfg.kappa >= 0:
         raise ValueError(f"kappa: penalty weight must be a finite number >= 0, got {cfg.kappa!r}")
     if not 0 <= cfg.target < NUM_CLASSES[cfg.dataset]:
         raise ValueError(f"target: class {cfg.target} outside 0..{NUM_CLASSES[cfg.dataset] - 1}")
-    for name in ("epochs", "evals_per_epoch", "batch_size", "n_eval", "top_k"):
-        if int(getattr(cfg, name)) < 1:
-            raise ValueError(f"{name}: must be >= 1, got {getattr(cfg, name)!r}")
-    for name in ("n_train", "n_test"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            raise ValueError(f"{name}: must be >= 1 or None (all), got {getattr(cfg, name)!r}")
-    if not cfg.lr > 0:
-        raise ValueError(f"lr: must be > 0, got {cfg.lr!r}")
-    if not (cfg.amplitude > 0 and cfg.warp_strength >= 0):
-        raise ValueError("amplitude: must be > 0 (and warp_strength >= 0)")
+    for name in ("epochs", "evals_per_epoch", "batch_size", "n_eval", "top_k", "n_train", "n_test"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name}: got {value!r}; allowed: an integer >= 1{' or None (all)' if name.startswith('n_t') else ''}")
+    n_train, n_test = SPLIT_SIZES[cfg.dataset]
+    for name, most in (("n_train", n_train), ("n_test", n_test), ("n_eval", cfg.n_test or n_test)):
+        if getattr(cfg, name) is not None and getattr(cfg, name) > most:
+            raise ValueError(f"{name}: got {getattr(cfg, name)}; allowed: at most {most} "
+                             f"({'n_test' if name == 'n_eval' and cfg.n_test else cfg.dataset + ' ' + name[2:]} images)")
+    if cfg.batch_size > (cfg.n_train or n_train):
+        raise ValueError(f"batch_size: got {cfg.batch_size}; allowed: at most n_train = {cfg.n_train or n_train}")
+    rank = NUM_CLASSES[cfg.dataset] if cfg.model == "linear" else INPUT_DIM[cfg.dataset]
+    if cfg.top_k > rank:
+        raise ValueError(f"top_k: got {cfg.top_k}; allowed: at most {rank} "
+                         f"({'the number of classes, the rank of a linear model' if cfg.model == 'linear' else 'the input dimension'})")
+    checks = (("lr", cfg.lr > 0, "a number > 0"), ("momentum", 0 <= cfg.momentum < 1, "a number in [0, 1)"),
+              ("weight_decay", cfg.weight_decay >= 0, "a number >= 0"), ("amplitude", cfg.amplitude > 0, "a number > 0"),
+              ("warp_strength", cfg.warp_strength >= 0, "a number >= 0"))
+    for name, ok, allowed in checks:
+        if not ok:
+            raise ValueError(f"{name}: got {getattr(cfg, name)!r}; allowed: {allowed}")
     try:
         resolve_device(cfg.device)
     except ValueError as err:
         raise ValueError(f"device: {err}") from None
     return cfg
+
+
+def config_from_fields(values: dict[str, Any]) -> LabConfig:
+    """The validated :class:`LabConfig` with the given field values (the others at their defaults).
+
+    The single entry point for configurations from outside Python code (CLI ``--set``, grid files):
+    unknown names, wrong types and out-of-range values raise ``ValueError`` with one line naming the
+    field, the value and what is allowed, before any data are read. Stable API.
+    """
+    known = {f.name for f in fields(LabConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown configuration field(s) {unknown}; known: {', '.join(sorted(known))}")
+    for name, value in values.items():
+        _check_type(name, value)
+    return validate(LabConfig(**values))
 
 
 def recipe(model: str, loss: str) -> dict[str, Any]:
@@ -134,15 +227,22 @@ def recipe(model: str, loss: str) -> dict[str, Any]:
     return {"lr": lr, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine"}
 
 
-def profile_config(profile: str, **overrides: Any) -> LabConfig:
+def profile_config(profile: str, /, **overrides: Any) -> LabConfig:
     """A validated :class:`LabConfig` with the sizes and recipe of ``profile`` (see the module
     docstring), then ``overrides`` (any field; unknown names raise ``ValueError``)."""
-    check_profile(profile)
-    known = {f.name for f in fields(LabConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"unknown configuration field(s) {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        check_profile(profile)
+    except ValueError as err:
+        raise ValueError(f"profile: {err}") from None
+    if "profile" in overrides and overrides["profile"] != profile:
+        raise ValueError(f"profile: got {overrides['profile']!r} as an override; allowed: the profile argument only "
+                         f"(CLI: --profile), which also sets the sizes")
+    for name in ("dataset", "model", "loss"):
+        if name in overrides:
+            _check_type(name, overrides[name])
     dataset = overrides.get("dataset", "mnist")
+    if dataset not in SPLIT_SIZES:
+        check_dataset(dataset)
     model = overrides.get("model", "linear" if dataset == "mnist" else "preresnet20")
     loss = overrides.get("loss", "ce")
     if dataset == "mnist":
@@ -164,4 +264,4 @@ def profile_config(profile: str, **overrides: Any) -> LabConfig:
         augment_default = True
     base = {"dataset": dataset, "model": model, "loss": loss, "augment": augment_default, "profile": profile,
             **recipe(model, loss), **sizes}
-    return validate(replace(LabConfig(), **{**base, **overrides}))
+    return config_from_fields({**base, **overrides})

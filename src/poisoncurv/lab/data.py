@@ -9,18 +9,32 @@ Where the files come from, in order of preference (the first that is present is 
 
 The cache is ``$POISONCURV_DATA`` or ``<repo>/data`` (git-ignored); the shared folder is
 ``$POISONCURV_SHARED_DATA`` or ``<repo>/../shared/data``. Nothing is ever written into the shared
-folder, and every unpacking goes to a temporary folder first and is renamed when complete.
-Every :class:`ImageData` carries its :data:`SOURCES` label, which results record.
+folder. Every :class:`ImageData` carries its :data:`SOURCES` label, which results record.
+
+Integrity (``verify=True``, the default): archives are checked when first read against their
+published hashes (torchvision's MD5 of the canonical MNIST ``.gz`` and CIFAR pickles,
+:data:`OFFLINE_SHA256` for the offline copies, from ``../shared/data/README.md``); IDX files are
+checked for their magic number and length on every read. A bad file raises
+:class:`CorruptDataError` naming it and saying what to do.
+
+Unpacked caches are built in a private temporary folder, marked complete by a file
+(:data:`MARKER`, the source archives' sha256) written last, and renamed into place; a second
+process that finds a complete copy already there keeps it and drops its own. A cache without a
+matching marker (half-written, or unpacked from a since-replaced archive) is rebuilt.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
+import math
 import os
 import pickle
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,6 +43,7 @@ import torch
 from torch import Tensor
 
 from poisoncurv.core.paths import DATA_DIR, SHARED_DATA_DIR
+from poisoncurv.core.results import atomic_target, ordinary_mode
 
 DATASETS = ("mnist", "cifar10", "cifar100")
 SOURCES = {
@@ -38,10 +53,26 @@ SOURCES = {
 }
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR_JPEG_TAR = "cifar10-jpeg/cifar10-jpeg-q75.tar.gz"
+# Published MD5 of the canonical MNIST archives (torchvision.datasets.MNIST.resources).
+MNIST_MD5 = {"train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+             "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3", "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c"}
+# sha256 of the offline copies, as listed in ../shared/data/README.md.
+OFFLINE_SHA256 = {
+    "mnist/t10k-images-idx3-ubyte.gz": "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
+    "mnist/t10k-labels-idx1-ubyte.gz": "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
+    "mnist/train-images-idx3-ubyte.gz": "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
+    "mnist/train-labels-idx1-ubyte.gz": "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
+    CIFAR_JPEG_TAR: "d877bdec11f54282b92da36e9f045bd305d663b1223e3822baff39ca9ff6690a",
+}
+MARKER = ".complete"
 
 
 class DataNotFoundError(FileNotFoundError):
     """No copy of a data set could be found or downloaded; the message says where and how."""
+
+
+class CorruptDataError(DataNotFoundError):
+    """A data file is truncated, has the wrong format or fails its checksum; the message names it and the fix."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +88,12 @@ class ImageData:
     source: str
 
     def subset(self, n_train: int | None, n_test: int | None, seed: int) -> ImageData:
-        """The first ``n_train`` / ``n_test`` images of a seeded permutation (``None``: all)."""
+        """The first ``n_train`` / ``n_test`` images of a seeded permutation (``None``: all); raises
+        ``ValueError`` naming the field when the data set has fewer images than asked for."""
+        for name, n, have in (("n_train", n_train, len(self.y_train)), ("n_test", n_test, len(self.y_test))):
+            if n is not None and n > have:
+                raise ValueError(f"{name}: got {n}; allowed: at most {have} (the {self.name} copy read has {have}; "
+                                 f"source: {self.source})")
         gen = torch.Generator().manual_seed(seed)
         tr, te = torch.randperm(len(self.y_train), generator=gen), torch.randperm(len(self.y_test), generator=gen)
         tr = torch.arange(len(self.y_train)) if n_train is None else tr[:n_train]
@@ -99,9 +135,9 @@ def load(name: str, root: str | os.PathLike | None = None, shared: str | os.Path
          download: bool = True, verify: bool = True) -> ImageData:
     """Load data set ``name`` (see the module docstring for where from).
 
-    ``verify`` checks torchvision's MD5 sums of canonical CIFAR files (tests that write tiny files
-    in torchvision's format switch it off). Raises :class:`DataNotFoundError` naming the folders
-    searched and how to obtain the files.
+    ``verify`` checks the published hashes (module docstring; tests that write tiny files switch
+    it off). Raises :class:`DataNotFoundError` naming the folders searched and how to obtain the
+    files, or :class:`CorruptDataError` naming a bad file.
     """
     check_dataset(name)
     cache = cache_root(root)
@@ -113,10 +149,19 @@ def load(name: str, root: str | os.PathLike | None = None, shared: str | os.Path
         raise DataNotFoundError(_missing_message(name, cache, shared_root(shared)))
     if source == "download":
         folder = cache / f"{name}-download"
-        return _read_mnist(folder, source) if name == "mnist" else _read_cifar_pickles(folder, name, source, verify)
+        if name == "mnist":
+            return _read_mnist(_verified_download(folder / "MNIST" / "raw", verify), source, _redownload(folder))
+        return _read_cifar_pickles(folder, name, source, verify)
     if source == "offline":
-        return _read_mnist(_unpack_mnist(shared_root(shared) / "mnist", cache), source)
-    return _read_cifar_jpeg(shared_root(shared) / CIFAR_JPEG_TAR, cache)
+        shared_dir = shared_root(shared)
+        raw = _unpack_mnist(shared_dir, cache, verify)
+        try:
+            return _read_mnist(raw, source, "")
+        except CorruptDataError:  # damaged after it was unpacked: unpack it again, once
+            shutil.rmtree(raw, ignore_errors=True)
+            raw = _unpack_mnist(shared_dir, cache, verify)
+            return _read_mnist(raw, source, f"delete {raw.parent.parent} to unpack it again from {shared_dir / 'mnist'}")
+    return _read_cifar_jpeg(shared_root(shared), cache, verify)
 
 
 def _missing_message(name: str, cache: Path, shared: Path) -> str:
@@ -150,36 +195,128 @@ def _download(name: str, cache: Path) -> None:
         raise DataNotFoundError(_missing_message(name, cache, shared_root()) + f" (download failed: {err})") from err
 
 
-def _atomic_dir(final: Path) -> tuple[Path, Path]:
-    """A fresh temporary folder beside ``final`` (rename it to ``final`` when complete)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.")), final
+def _digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
-def _unpack_mnist(shared_mnist: Path, cache: Path) -> Path:
-    """Decompress the offline IDX ``.gz`` files into ``<cache>/mnist-offline/MNIST/raw``; returns ``<cache>/mnist-offline``."""
-    root = cache / "mnist-offline"
-    raw = root / "MNIST" / "raw"
-    if all((raw / f).exists() for f in MNIST_FILES):
-        return root
-    tmp, final = _atomic_dir(raw)
+def _redownload(folder: Path) -> str:
+    return f"delete {folder} and download again (`python -m poisoncurv.lab.data`, needs internet)"
+
+
+def _check_offline(shared: Path, rel: str, verify: bool) -> str:
+    """sha256 of the offline file ``shared/rel``; with ``verify``, raise :class:`CorruptDataError` unless it
+    is the one listed in :data:`OFFLINE_SHA256`."""
+    path = shared / rel
+    digest = _digest(path, "sha256")
+    if verify and digest != OFFLINE_SHA256[rel]:
+        raise CorruptDataError(f"{path} is corrupt ({path.stat().st_size} bytes, sha256 {digest[:12]}…, expected "
+                               f"{OFFLINE_SHA256[rel][:12]}… as listed in {shared / 'README.md'}): restore it from the "
+                               f"source that README names, or remove it and download the canonical copy instead")
+    return digest
+
+
+def _verified_download(raw: Path, verify: bool) -> Path:
+    """``raw`` (torchvision's ``MNIST/raw``) after checking the downloaded ``.gz`` archives against
+    :data:`MNIST_MD5` once (a marker records it); archives torchvision did not keep are skipped."""
+    marker = raw / MARKER
+    if not verify or marker.exists():
+        return raw
+    for f, md5 in MNIST_MD5.items():
+        gz = raw / f"{f}.gz"
+        if gz.exists() and _digest(gz, "md5") != md5:
+            raise CorruptDataError(f"{gz} fails its published MD5 ({md5}): {_redownload(raw.parent.parent)}")
+    with atomic_target(marker) as tmp:
+        tmp.write_text(json.dumps(MNIST_MD5))
+    return raw
+
+
+def _complete(folder: Path, stamp: dict[str, str]) -> bool:
+    """Whether ``folder`` holds a complete unpacked copy made from the sources ``stamp`` describes."""
     try:
-        for f in MNIST_FILES:
-            with gzip.open(shared_mnist / f"{f}.gz", "rb") as src, open(tmp / f, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        os.replace(tmp, final)
-    except BaseException:
+        return json.loads((folder / MARKER).read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def _build_dir(final: Path, stamp: dict[str, str], fill) -> Path:
+    """``final`` if complete for ``stamp``; else ``fill(tmp)`` into a private temporary folder, mark it
+    complete (the marker is written last) and move it into place. If another process published a
+    complete copy meanwhile, keep that one; an incomplete or stale ``final`` is replaced."""
+    if _complete(final, stamp):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        fill(tmp)
+        (tmp / MARKER).write_text(json.dumps(stamp))
+        os.chmod(tmp, ordinary_mode(directory=True))  # mkdtemp's 0o700 otherwise
+        for _ in range(5):
+            try:
+                os.rename(tmp, final)  # fails if final is a non-empty folder
+                return final
+            except OSError:
+                if _complete(final, stamp):
+                    return final
+                trash = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old."))
+                try:
+                    os.rename(final, trash / final.name)
+                except FileNotFoundError:
+                    pass
+                shutil.rmtree(trash, ignore_errors=True)
+        raise OSError(f"could not move the unpacked copy into {final}: delete it and try again")
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root
 
 
-def _read_mnist(root: Path, source: str) -> ImageData:
-    from torchvision.datasets import MNIST
+def _unpack_mnist(shared: Path, cache: Path, verify: bool) -> Path:
+    """Decompress the offline IDX ``.gz`` files of ``shared/mnist`` into ``<cache>/mnist-offline/MNIST/raw``
+    (returned), checking them first (:func:`_check_offline`)."""
+    stamp = {f: _check_offline(shared, f"mnist/{f}.gz", verify) for f in MNIST_FILES}
 
-    tr, te = MNIST(str(root), train=True), MNIST(str(root), train=False)
-    return ImageData("mnist", tr.data[:, None].contiguous(), tr.targets.long(), te.data[:, None].contiguous(),
-                     te.targets.long(), 10, SOURCES[source])
+    def fill(tmp: Path) -> None:
+        for f in MNIST_FILES:
+            src = shared / "mnist" / f"{f}.gz"
+            try:
+                with gzip.open(src, "rb") as fin, open(tmp / f, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            except (OSError, EOFError, zlib.error) as err:
+                raise CorruptDataError(f"{src} is not a complete gzip file ({err}): restore it from the source "
+                                       f"{shared / 'README.md'} names, or remove it and download instead") from None
+            _read_idx(tmp / f, f"restore {src}")  # the payload itself is a valid IDX file
+
+    return _build_dir(cache / "mnist-offline" / "MNIST" / "raw", stamp, fill)
+
+
+def _read_idx(path: Path, fix: str) -> np.ndarray:
+    """An IDX file of unsigned bytes (magic ``0 0 8 ndim``, big-endian sizes, payload) as an array;
+    raises :class:`CorruptDataError` naming ``path`` and ``fix`` on a wrong magic number or length."""
+    raw = path.read_bytes()
+    ndim = raw[3] if len(raw) >= 4 else 0
+    if len(raw) < 4 or raw[:3] != b"\0\0\x08" or ndim not in (1, 3) or len(raw) < 4 + 4 * ndim:
+        raise CorruptDataError(f"{path} is not an MNIST IDX file ({len(raw)} bytes, magic {raw[:4].hex() or 'none'}, "
+                               f"expected 00000801 or 00000803): {fix}")
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if len(raw) != expected:
+        raise CorruptDataError(f"{path} has {len(raw)} bytes, expected {expected} for shape {dims} (truncated?): {fix}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _read_mnist(raw: Path, source: str, fix: str) -> ImageData:
+    """The four IDX files in ``raw`` as :class:`ImageData` (``fix``: what to do about a bad file)."""
+    arr = {f: _read_idx(raw / f, fix) for f in MNIST_FILES}
+    for split in ("train", "t10k"):
+        images, labels = arr[f"{split}-images-idx3-ubyte"], arr[f"{split}-labels-idx1-ubyte"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or labels.max(initial=0) > 9:
+            raise CorruptDataError(f"{raw}: {split} images {images.shape} and labels {labels.shape} do not match "
+                                   f"(or a label exceeds 9): {fix}")
+    x = {k: torch.from_numpy(v.copy()) for k, v in arr.items()}
+    return ImageData("mnist", x["train-images-idx3-ubyte"][:, None].contiguous(), x["train-labels-idx1-ubyte"].long(),
+                     x["t10k-images-idx3-ubyte"][:, None].contiguous(), x["t10k-labels-idx1-ubyte"].long(), 10, SOURCES[source])
 
 
 def _cifar_class(name: str):
@@ -200,11 +337,14 @@ def _read_cifar_pickles(root: Path, name: str, source: str, verify: bool) -> Ima
         for fname, md5 in files:
             path = folder / fname
             if verify and not check_integrity(str(path), md5):
-                raise DataNotFoundError(f"{path} is corrupted (MD5 mismatch): delete {folder} and download again")
-            with open(path, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
-            xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+                raise CorruptDataError(f"{path} is corrupted (MD5 mismatch, expected {md5}): {_redownload(root)}")
+            try:
+                with open(path, "rb") as fh:
+                    entry = pickle.load(fh, encoding="latin1")
+                xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+            except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:
+                raise CorruptDataError(f"{path} is not a CIFAR batch ({type(err).__name__}: {err}): {_redownload(root)}") from None
         return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.long)
 
     x_tr, y_tr = read(cls.train_list)
@@ -212,27 +352,30 @@ def _read_cifar_pickles(root: Path, name: str, source: str, verify: bool) -> Ima
     return ImageData(name, x_tr, y_tr, x_te, y_te, 10 if name == "cifar10" else 100, SOURCES[source])
 
 
-def _read_cifar_jpeg(tar_path: Path, cache: Path) -> ImageData:
-    """Unpack the JPEG tree once into ``<cache>/cifar10-jpeg-q75``, read it with ``ImageFolder`` and cache
-    the decoded tensors in ``<cache>/cifar10-jpeg-q75.pt``."""
+def _read_cifar_jpeg(shared: Path, cache: Path, verify: bool) -> ImageData:
+    """Unpack the offline JPEG tree once into ``<cache>/cifar10-jpeg-q75`` (:func:`_build_dir`), read it
+    with ``ImageFolder`` and cache the decoded tensors, stamped with the archive's sha256, in
+    ``<cache>/cifar10-jpeg-q75.pt``; an unreadable or stale tensor file is rebuilt."""
+    tar_path = shared / CIFAR_JPEG_TAR
+    stamp = {CIFAR_JPEG_TAR: _check_offline(shared, CIFAR_JPEG_TAR, verify)}
     tensors = cache / "cifar10-jpeg-q75.pt"
-    if not tensors.exists():
-        tree = cache / "cifar10-jpeg-q75"
-        if not tree.exists():
-            tmp, final = _atomic_dir(tree)
+    try:
+        split = torch.load(tensors, weights_only=True)
+        if split.get("stamp") != stamp:
+            raise ValueError("made from another archive")
+    except Exception:  # absent, truncated, or stale: rebuild it (torch.load raises many types)
+        def fill(tmp: Path) -> None:
             try:
                 with tarfile.open(tar_path) as tar:
                     tar.extractall(tmp, filter="data")
-                os.replace(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        split = {s: _read_image_folder(_find_split(tree, s)) for s in ("train", "test")}
-        fd, tmp_file = tempfile.mkstemp(dir=cache, prefix=".cifar10-jpeg-q75.", suffix=".tmp")
-        os.close(fd)
-        torch.save(split, tmp_file)
-        os.replace(tmp_file, tensors)
-    split = torch.load(tensors)
+            except (OSError, EOFError, tarfile.TarError, zlib.error) as err:
+                raise CorruptDataError(f"{tar_path} is not a complete tar.gz archive ({err}): restore it from the "
+                                       f"source {shared / 'README.md'} names") from None
+
+        tree = _build_dir(cache / "cifar10-jpeg-q75", stamp, fill)
+        split = {"stamp": stamp, **{s: _read_image_folder(_find_split(tree, s)) for s in ("train", "test")}}
+        with atomic_target(tensors) as tmp:
+            torch.save(split, tmp)
     return ImageData("cifar10", *split["train"], *split["test"], 10, SOURCES["jpeg"])
 
 

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,8 @@ def _trigger_shift2(model: nn.Module, x_src: Tensor, x_trig: Tensor, batch: int 
 def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, x_test: Tensor, y_test: Tensor,
              x_src: Tensor, x_eval: Tensor, y_eval: Tensor) -> dict[str, Any]:
     """Clean accuracy, ASR (fraction of triggered non-target test images classified as the target),
-    the same fraction without the trigger (``clean_to_target``: ASR means little when it is high), the squared trigger shift of the outputs, and :func:`spectral_metrics` on the evaluation batch."""
+    the same fraction without the trigger (``clean_to_target``: ASR means little when it is high), the squared
+    trigger shift of the outputs, and :func:`spectral_metrics` on the evaluation batch, all in eval mode."""
     model.eval()
     asr = _accuracy(model, p.x_trigger, torch.full_like(p.y_trigger, cfg.target))
     out = {"clean_acc": _accuracy(model, x_test, y_test), "asr": asr,
@@ -167,6 +169,23 @@ def _save_atomic(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def _resume(ckpt: Path, device: torch.device, model: nn.Module, opt: torch.optim.Optimizer,
+            sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[list[dict[str, Any]], int, float] | None:
+    """Load checkpoint ``ckpt`` into ``model``, ``opt``, ``sched`` and return ``(rows, completed epochs,
+    wall time so far)``; ``None`` with a warning naming the file if it cannot be read (then the caller
+    discards it and starts the run over)."""
+    try:
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        return list(state["rows"]), int(state["completed_epochs"]), float(state["wall_time_s"])
+    except Exception as err:  # truncated or foreign files fail in many ways (EOFError, RuntimeError, KeyError, ...)
+        warnings.warn(f"checkpoint {ckpt} is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]}); discarding it and "
+                      f"starting the run over", stacklevel=3)
+        return None
+
+
 def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = None) -> Path:
     """Where the run's checkpoint lives: ``<checkpoint_dir or data cache/checkpoints>/<config key>.pt``."""
     return Path(checkpoint_dir or cache_root() / "checkpoints") / f"{cfg.key()}.pt"
@@ -201,26 +220,31 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
     x_tr, y_tr = p.x_train.to(device), p.y_train.to(device)
     x_test, y_test = to_float(data.x_test).to(device), data.y_test.to(device)
     x_src = x_test[y_test != cfg.target]
+    if cfg.n_eval > len(x_test):
+        raise ValueError(f"n_eval: got {cfg.n_eval}; allowed: at most {len(x_test)} (the test images used)")
     x_eval, y_eval = x_test[:cfg.n_eval], y_test[:cfg.n_eval]
     p = replace(p, x_trigger=p.x_trigger.to(device), y_trigger=p.y_trigger.to(device), direction=p.direction.to(device))
-    model = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=device, dtype=x_tr.dtype)
     loss_fn = make_loss(cfg)
-    opt = torch.optim.SGD(model.parameters(), lr=step_size(cfg), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
+
+    def setup() -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        net = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=device, dtype=x_tr.dtype)
+        sgd = torch.optim.SGD(net.parameters(), lr=step_size(cfg), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return net, sgd, torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
 
     def measure(epoch: float, loss: float | None, pen: float | None) -> dict[str, Any]:
         return {"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
                 **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval)}
 
     ckpt = checkpoint_path(cfg, checkpoint_dir)
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        rows, first, prior_time = state["rows"], state["completed_epochs"], state["wall_time_s"]
+    model, opt, sched = setup()
+    resumed = _resume(ckpt, device, model, opt, sched) if ckpt.exists() else None
+    if resumed is not None:
+        rows, first, prior_time = resumed
     else:
+        if ckpt.exists():  # unreadable: discarded, start over from a fresh model
+            ckpt.unlink()
+            model, opt, sched = setup()
         rows, first, prior_time = [measure(0, None, None)], 0, 0.0
     bar = Progress(cfg.epochs, progress, f"{cfg.model}/{cfg.attack} θ={cfg.theta} κ={cfg.kappa:g}")
     bar.n = first

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from lab_files import synthetic, write_mnist
 from torch import nn
 
 from poisoncurv.curvature import input_fisher, input_hessian
@@ -14,20 +15,6 @@ from poisoncurv.lab.data import ImageData
 from poisoncurv.lab.spectra import SquaredLoss, linear_spectra, spectral_metrics
 from poisoncurv.lab.train import augment, penalised_loss, train
 from poisoncurv.models import MLP, LinearModel
-
-
-def synthetic(n_train=500, n_test=200, side=12, seed=0) -> ImageData:
-    """Ten noisy class prototypes on ``side × side`` images with an empty bottom-right corner."""
-    gen = torch.Generator().manual_seed(seed)
-    protos = torch.rand(10, 1, side, side, generator=gen)
-
-    def draw(n):
-        y = torch.arange(n) % 10
-        x = (protos[y] + 0.6 * torch.rand(n, 1, side, side, generator=gen)).clamp(0, 1)
-        x[..., -6:, -6:] = 0
-        return (x * 255).round().to(torch.uint8), y
-
-    return ImageData("mnist", *draw(n_train), *draw(n_test), 10, "synthetic (tests)")
 
 
 def small_cfg(**kw) -> LabConfig:
@@ -187,12 +174,11 @@ def test_nonlinear_model_uses_the_curvature_core(tmp_path):
 
 
 def test_cli_runs_a_configuration_and_caches_it(tmp_path, monkeypatch, capsys):
-    from test_lab_data import write_mnist
-
     write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
     monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
-    args = ["--profile", "smoke", "--theta", "0.1", "--results-dir", str(tmp_path / "res"), "--set", "epochs=1", "--quiet"]
+    args = ["--profile", "smoke", "--theta", "0.1", "--results-dir", str(tmp_path / "res"), "--set", "epochs=1", "--set", "n_train=60",
+            "--set", "n_test=30", "--set", "n_eval=20", "--quiet"]
     assert cli(args) == 0
     out = capsys.readouterr().out
     assert "canonical download" in out and "  1.00 " in out

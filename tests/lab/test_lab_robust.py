@@ -1,0 +1,305 @@
+"""Hostile input: every bad field, file or cache gets one line naming it and the fix; nothing half-written is left."""
+
+import gzip
+import json
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from lab_files import synthetic, write_cifar, write_cifar_jpeg, write_mnist
+
+from poisoncurv.lab import cache, data
+from poisoncurv.lab import train as train_mod
+from poisoncurv.lab.__main__ import main as cli
+from poisoncurv.lab.config import LabConfig, config_from_fields, parse_value, profile_config, validate
+from poisoncurv.lab.train import checkpoint_path, train
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Fail the test if anything tries to read a data set."""
+    def boom(*a, **k):
+        raise AssertionError("data were read before the configuration was checked")
+
+    monkeypatch.setattr(train_mod, "load", boom)
+    monkeypatch.setattr(cache, "locate", boom)
+
+
+@pytest.mark.parametrize("item,field,allowed", [
+    ("augment=maybe", "augment", "True or False"), ("epochs=None", "epochs", "an integer"),
+    ("epochs=2.5", "epochs", "an integer"), ("batch_size=64.0", "batch_size", "an integer"),
+    ("lr=abc", "lr", "a finite number"), ("lr=nan", "lr", "a finite number"), ("kappa=None", "kappa", "a finite number"),
+    ("profile=", "profile", "--profile"), ("profile=gpu", "profile", "--profile"), ("model=None", "model", "choose one of"),
+    ("n_train=100000", "n_train", "at most 60000"), ("n_test=20000", "n_test", "at most 10000"),
+    ("n_eval=301", "n_eval", "at most 300"), ("top_k=11", "top_k", "at most 10"), ("momentum=1.5", "momentum", "[0, 1)"),
+    ("weight_decay=-1", "weight_decay", ">= 0"), ("seed=x", "seed", "an integer"), ("nosuch=1", "nosuch", "unknown"),
+    ("epochs", "epochs", "FIELD=VALUE"), ("target=True", "target", "an integer"), ("batch_size=601", "batch_size", "n_train"),
+])
+def test_bad_set_value_is_one_line_before_any_data(item, field, allowed, no_data, tmp_path, capsys):
+    assert cli(["--profile", "smoke", "--results-dir", str(tmp_path / "res"), "--set", item]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and field in err and allowed in err, err
+    assert not (tmp_path / "res").exists()
+
+
+def test_set_values_are_parsed_by_the_field_type():
+    assert parse_value("augment", "true") is True and parse_value("augment", "No") is False
+    assert parse_value("n_train", "none") is None and parse_value("n_train", "300") == 300
+    assert parse_value("attack", "badnets") == "badnets" and parse_value("kappa", "1e-3") == 1e-3
+    assert parse_value("augment", "maybe") == "maybe"  # passed on, then refused by validate
+    with pytest.raises(ValueError, match="unknown configuration field"):
+        parse_value("nosuch", "1")
+
+
+@pytest.mark.parametrize("fields,name", [({"augment": "yes"}, "augment"), ({"epochs": 2.0}, "epochs"), ({"theta": None}, "theta"),
+                                         ({"n_train": 1.5}, "n_train"), ({"dataset": 3}, "dataset"), ({"bogus": 1}, "bogus")])
+def test_python_api_and_grid_fields_use_the_same_checks(fields, name):
+    with pytest.raises(ValueError, match=name):
+        config_from_fields(fields)
+    if name != "bogus":
+        with pytest.raises(ValueError, match=name):
+            validate(LabConfig(**fields))
+    with pytest.raises(ValueError, match=name):
+        profile_config("smoke", **fields)
+
+
+def test_good_fields_round_trip():
+    cfg = profile_config("smoke", n_train=None, augment=True, theta=0)
+    assert config_from_fields({k: getattr(cfg, k) for k in cfg.__dataclass_fields__}) == cfg
+
+
+def test_sizes_beyond_the_data_read_are_refused(tmp_path):
+    small = synthetic(n_train=50, n_test=20)
+    with pytest.raises(ValueError, match="n_train: got 600; allowed: at most 50"):
+        train(profile_config("smoke"), data=small, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="n_eval: got 200; allowed: at most 20"):
+        train(profile_config("smoke", n_train=None, n_test=None, theta=0.1), data=small, checkpoint_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+# ---- data files -----------------------------------------------------------------------------------------
+
+def _damage(path: Path, how: str) -> None:
+    raw = path.read_bytes()
+    path.write_bytes({"truncate": raw[: len(raw) // 2], "empty": b"", "magic": b"\x00\x00\x09\x03" + raw[4:]}[how])
+
+
+@pytest.mark.parametrize("how", ["truncate", "empty", "magic"])
+@pytest.mark.parametrize("fname", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+def test_bad_idx_file_is_named(tmp_path, how, fname):
+    raw = tmp_path / "mnist-download" / "MNIST" / "raw"
+    write_mnist(raw)
+    _damage(raw / fname, how)
+    with pytest.raises(data.CorruptDataError) as err:
+        data.load("mnist", root=tmp_path, shared=tmp_path / "none", download=False)
+    assert str(raw / fname) in str(err.value) and "download again" in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["truncate", "empty"])
+def test_bad_offline_gzip_is_named_and_a_fixed_copy_is_used(tmp_path, how):
+    shared, cache_dir = tmp_path / "shared", tmp_path / "cache"
+    write_mnist(shared / "mnist", gz=True)
+    gz = shared / "mnist" / "train-images-idx3-ubyte.gz"
+    good = gz.read_bytes()
+    _damage(gz, how)
+    with pytest.raises(data.CorruptDataError, match=str(gz)):
+        data.load("mnist", root=cache_dir, shared=shared, download=False, verify=False)
+    with pytest.raises(data.CorruptDataError, match="sha256"):  # with verification: the checksum names it first
+        data.load("mnist", root=cache_dir, shared=shared, download=False)
+    gz.write_bytes(good)
+    assert len(data.load("mnist", root=cache_dir, shared=shared, download=False, verify=False).y_train) == 12
+    assert not [p for p in cache_dir.rglob(".*") if p.is_dir()], "a temporary folder was left behind"
+
+
+def test_offline_gzip_with_a_bad_payload_is_named(tmp_path):
+    shared = tmp_path / "shared"
+    write_mnist(shared / "mnist", gz=True)
+    gz = shared / "mnist" / "t10k-images-idx3-ubyte.gz"
+    gz.write_bytes(gzip.compress(gzip.decompress(gz.read_bytes())[:-7]))  # valid gzip, truncated IDX inside
+    with pytest.raises(data.CorruptDataError, match="restore .*t10k-images"):
+        data.load("mnist", root=tmp_path / "cache", shared=shared, download=False, verify=False)
+    assert not (tmp_path / "cache" / "mnist-offline" / "MNIST" / "raw").exists()
+
+
+def test_unpacked_cache_is_rebuilt_when_stale_or_damaged(tmp_path):
+    shared, cache_dir = tmp_path / "shared", tmp_path / "cache"
+    write_mnist(shared / "mnist", gz=True, seed=0)
+    first = data.load("mnist", root=cache_dir, shared=shared, download=False, verify=False)
+    raw = cache_dir / "mnist-offline" / "MNIST" / "raw"
+    _damage(raw / "train-images-idx3-ubyte", "truncate")  # damaged after unpacking: rebuilt
+    assert data.load("mnist", root=cache_dir, shared=shared, download=False, verify=False).x_train.equal(first.x_train)
+    write_mnist(shared / "mnist", gz=True, seed=1)  # the source was replaced: the old unpacked copy is stale
+    again = data.load("mnist", root=cache_dir, shared=shared, download=False, verify=False)
+    assert not again.x_train.equal(first.x_train)
+    (raw / data.MARKER).unlink()  # half-written (no marker): rebuilt
+    assert data.load("mnist", root=cache_dir, shared=shared, download=False, verify=False).x_train.equal(again.x_train)
+
+
+def test_offline_copies_match_the_readme_hashes():
+    shared = data.shared_root()
+    present = [rel for rel in data.OFFLINE_SHA256 if (shared / rel).exists()]
+    if not present:
+        pytest.skip("no offline copies on this machine")
+    readme = (shared / "README.md").read_text()
+    for rel in present:
+        assert f"{data.OFFLINE_SHA256[rel]}  {rel}" in readme
+        data._check_offline(shared, rel, verify=True)
+
+
+def test_canonical_mnist_archive_md5_is_checked(tmp_path):
+    raw = tmp_path / "mnist-download" / "MNIST" / "raw"
+    write_mnist(raw)
+    (raw / "train-labels-idx1-ubyte.gz").write_bytes(b"not the published archive")
+    with pytest.raises(data.CorruptDataError, match="train-labels-idx1-ubyte.gz fails its published MD5"):
+        data.load("mnist", root=tmp_path, shared=tmp_path / "none", download=False)
+    assert not (raw / data.MARKER).exists()
+
+
+def test_truncated_cifar_pickle_is_named(tmp_path):
+    write_cifar(tmp_path, "cifar100")
+    bad = tmp_path / "cifar100-download" / "cifar-100-python" / "test"
+    _damage(bad, "truncate")
+    with pytest.raises(data.CorruptDataError, match=f"{bad} is not a CIFAR batch"):
+        data.load("cifar100", root=tmp_path, shared=tmp_path / "none", download=False, verify=False)
+
+
+def test_truncated_jpeg_archive_and_tensor_cache(tmp_path):
+    shared, cache_dir = tmp_path / "shared", tmp_path / "cache"
+    tar = shared / data.CIFAR_JPEG_TAR
+    write_cifar_jpeg(tar)
+    good = tar.read_bytes()
+    _damage(tar, "truncate")
+    with pytest.raises(data.CorruptDataError, match=f"{tar} is not a complete tar.gz"):
+        data.load("cifar10", root=cache_dir, shared=shared, download=False, verify=False)
+    assert not (cache_dir / "cifar10-jpeg-q75").exists() and not (cache_dir / "cifar10-jpeg-q75.pt").exists()
+    tar.write_bytes(good)
+    first = data.load("cifar10", root=cache_dir, shared=shared, download=False, verify=False)
+    _damage(cache_dir / "cifar10-jpeg-q75.pt", "truncate")
+    assert data.load("cifar10", root=cache_dir, shared=shared, download=False, verify=False).x_train.equal(first.x_train)
+
+
+# ---- concurrency ----------------------------------------------------------------------------------------
+
+def test_first_complete_copy_is_kept_when_another_process_wins(tmp_path):
+    final, stamp = tmp_path / "tree", {"a": "1"}
+
+    def other_process_publishes_meanwhile(tmp):
+        (tmp / "mine").write_text("mine")
+        data._build_dir(final, stamp, lambda t: (t / "theirs").write_text("theirs"))
+
+    assert data._build_dir(final, stamp, other_process_publishes_meanwhile) == final
+    assert sorted(p.name for p in final.iterdir()) == [data.MARKER, "theirs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"], "a temporary folder was left behind"
+    data._build_dir(final, {"a": "2"}, lambda t: (t / "new").write_text("new"))  # stale copy: replaced
+    assert sorted(p.name for p in final.iterdir()) == [data.MARKER, "new"]
+
+
+def test_concurrent_first_use_of_a_fresh_cache(tmp_path):
+    """Three processes unpack the same offline copy at once: all succeed with the same data, no debris."""
+    shared = tmp_path / "shared"
+    write_mnist(shared / "mnist", n_train=3000, n_test=500, gz=True)
+    code = ("import sys; from poisoncurv.lab import data; d = data.load('mnist', root=sys.argv[1], shared=sys.argv[2], "
+            "download=False, verify=False); print(int(d.x_train.sum()))")
+    for trial in range(2):
+        cache_dir = tmp_path / f"cache{trial}"
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(cache_dir), str(shared)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
+                 for _ in range(3)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+        assert len({o for o, _ in outs}) == 1
+        assert not [p for p in cache_dir.rglob(".*") if p.is_dir()]
+
+
+def test_concurrent_threads_unpacking(tmp_path):
+    shared = tmp_path / "shared"
+    write_mnist(shared / "mnist", gz=True)
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(data.load("mnist", root=tmp_path / "cache", shared=shared, download=False, verify=False))
+        except Exception as err:  # collected, asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(r.x_train.equal(results[0].x_train) for r in results)
+
+
+# ---- results and checkpoints ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content,hint", [('{"schema_version": 1, "ke', "not valid JSON"), ("{}", "missing schema_version"),
+                                          ("[1, 2]", "not a lab results file"), ("", "not valid JSON")])
+def test_corrupt_results_file_names_it_and_force(tmp_path, content, hint, capsys):
+    cfg = profile_config("smoke", n_train=None, n_test=None, n_eval=20, epochs=1, batch_size=50)
+    path = cache.result_path(cfg, tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    small = synthetic(n_train=100, n_test=50)
+    with pytest.raises(cache.StaleResultError) as err:
+        cache.get(cfg, tmp_path, data=small)
+    assert str(path) in str(err.value) and hint in str(err.value) and "--force" in str(err.value)
+    fresh = cache.get(cfg, tmp_path, data=small, force=True, checkpoint_dir=tmp_path / "ck")
+    assert json.loads(path.read_text())["key"] == fresh["key"] == cfg.key()
+
+
+def test_cli_reports_a_corrupt_results_file_in_one_line(tmp_path, monkeypatch, capsys):
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    args = ["--profile", "smoke", "--theta", "0.1", "--results-dir", str(tmp_path / "res"), "--quiet",
+            "--set", "epochs=1", "--set", "n_train=60", "--set", "n_test=30", "--set", "n_eval=20"]
+    assert cli(args) == 0
+    (path,) = (tmp_path / "res").glob("*.json")
+    path.write_text(path.read_text()[:100])
+    capsys.readouterr()
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and "--force" in err
+    assert cli(args + ["--force"]) == 0 and json.loads(path.read_text())["config"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "foreign"])
+def test_unreadable_checkpoint_is_discarded_and_the_run_starts_over(tmp_path, damage):
+    small = synthetic(n_train=100, n_test=50)
+    cfg = profile_config("smoke", n_train=None, n_test=None, n_eval=20, epochs=2, batch_size=50)
+    whole = train(cfg, data=small, checkpoint_dir=tmp_path / "a", progress=False)
+    assert train(cfg, data=small, checkpoint_dir=tmp_path / "b", progress=False, max_epochs=1) is None
+    ckpt = checkpoint_path(cfg, tmp_path / "b")
+    if damage == "truncate":
+        ckpt.write_bytes(ckpt.read_bytes()[:200])
+    else:
+        torch.save({"model": {"weight": torch.zeros(3)}}, ckpt)
+    with pytest.warns(UserWarning, match=f"checkpoint {ckpt} is unreadable .*starting the run over"):
+        again = train(cfg, data=small, checkpoint_dir=tmp_path / "b", progress=False)
+    assert again["epochs"] == whole["epochs"] and not ckpt.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a good checkpoint resumes without a warning
+        assert train(cfg, data=small, checkpoint_dir=tmp_path / "c", progress=False, max_epochs=1) is None
+        assert train(cfg, data=small, checkpoint_dir=tmp_path / "c", progress=False)["epochs"] == whole["epochs"]
+
+
+def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):
+    seen = []
+    real = torch.load
+
+    def spy(*a, **k):
+        seen.append(k.get("weights_only"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(torch, "load", spy)
+    small = synthetic(n_train=100, n_test=50)
+    cfg = profile_config("smoke", n_train=None, n_test=None, n_eval=20, epochs=2, batch_size=50)
+    train(cfg, data=small, checkpoint_dir=tmp_path, progress=False, max_epochs=1)
+    train(cfg, data=small, checkpoint_dir=tmp_path, progress=False)
+    assert seen == [True]
