@@ -33,17 +33,19 @@ def _project_out(W: Tensor, Q: Tensor) -> Tensor:
 
 
 def _next_block(W: Tensor, Q: Tensor, floor: Tensor, gen: torch.Generator) -> Tensor:
-    """An orthonormal block ``(B, d, p)`` orthogonal to ``Q``: ``W`` projected and orthonormalised,
-    with columns below ``floor`` ``(B,)`` (relative breakdown) replaced by random ones."""
-    W = _project_out(W, Q)
-    for _ in range(3):
-        X, R = torch.linalg.qr(W)
+    """An orthonormal block ``(B, d, p)`` orthogonal to ``Q``: ``W`` projected and orthonormalised
+    twice (a column that lost over half its norm on the second pass was noise amplified by the
+    first), with columns below ``floor`` ``(B,)`` (relative breakdown) replaced by random ones."""
+    for _ in range(4):
+        X, R = torch.linalg.qr(_project_out(W, Q))
         small = R.diagonal(dim1=1, dim2=2).abs() <= floor[:, None]
         if not bool(small.any()):
-            return X
-        fresh = unit_random(W.shape, gen, W.dtype, W.device)
-        W = _project_out(torch.where(small[:, None, :], fresh, X), Q)
-    return torch.linalg.qr(W)[0]
+            X, R = torch.linalg.qr(_project_out(X, Q))
+            small = R.diagonal(dim1=1, dim2=2).abs() <= 0.5
+            if not bool(small.any()):
+                return X
+        W = torch.where(small[:, None, :], unit_random(W.shape, gen, W.dtype, W.device), X)
+    return torch.linalg.qr(_project_out(W, Q))[0]
 
 
 def block_krylov(apply: Callable[[Tensor], Tensor], B: int, d: int, k: int, p: int, *, dtype: torch.dtype,
