@@ -121,7 +121,7 @@ def environment(device: torch.device) -> dict[str, Any]:
             "cpu_shared": device.type == "cpu" and os.cpu_count() is not None and os.getloadavg()[0] > 1.0}
 
 
-def save(name: str, record: RunRecord, payload: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with provenance."""
+def save(name: str, record: RunRecord, payload: dict[str, Any], out: Path = RESULTS) -> Path:
+    """Write ``<out>/<name>.json`` (default ``benchmarks/results/``) with provenance."""
     payload = {**payload, "provenance": record.finish()}
-    return write_json_atomic(RESULTS / f"{name}.json", payload)
+    return write_json_atomic(Path(out) / f"{name}.json", payload)

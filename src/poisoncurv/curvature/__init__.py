@@ -1,31 +1,34 @@
-"""Input-space curvature of a model's loss: operators, eigen routines, and the exact route.
+"""Input-space curvature of a model's loss: operators, eigen solvers, and the exact route.
 
-- :mod:`.operators`  ``input_hessian``, ``per_example_input_hessian``, ``input_ggn``, ``input_fisher``,
-  ``param_hessian``: operators with ``shape``, ``op @ v``, ``op @ V``, ``dense()``
-- :mod:`.eigen`      ``top_eigen`` (Lanczos), ``spectral_density`` (SLQ), ``overlap`` (squared cosine)
+- :mod:`.base`       the operator base (``CurvatureOperator``), input checks, autograd primitives
+- :mod:`.hessian`    ``input_hessian`` (mean over examples), ``per_example_input_hessian``
+- :mod:`.ggn`        ``input_ggn``, ``input_fisher`` (true or empirical)
+- :mod:`.param`      ``param_hessian`` (for comparison)
 - :mod:`.exact`      exact per-example spectra and dataset averages for piecewise-linear models
+- :mod:`.reference`  dense ``torch.func`` oracles (tests, benchmarks)
+- :mod:`.lanczos`    the one Lanczos step and shared solver helpers
+- :mod:`.eigen`      ``top_eigen`` (Lanczos), ``spectral_density`` (SLQ), ``overlap`` (squared cosine)
+- :mod:`.block`      ``top_eigen_block`` (block Lanczos on batched products), ``per_example_top_eigen``
+
+Operators have ``shape``, ``op @ v``, ``op @ V``, ``dense()``, ``as_linear_operator()``.
 """
 
+from poisoncurv.curvature.base import CurvatureOperator, check_eval_mode
+from poisoncurv.curvature.block import per_example_top_eigen, top_eigen_block
 from poisoncurv.curvature.eigen import EigenResult, SpectralMeasure, overlap, spectral_density, top_eigen
 from poisoncurv.curvature.exact import (
-                    ExactCurvature,
-                    assert_piecewise_linear,
-                    exact_dataset_hessian,
-                    exact_input_curvature,
-                    input_jacobian,
-                    premise_gap,
+    ExactCurvature,
+    assert_piecewise_linear,
+    exact_dataset_hessian,
+    exact_input_curvature,
+    input_jacobian,
+    premise_gap,
 )
-from poisoncurv.curvature.operators import (
-                    CurvatureOperator,
-                    check_eval_mode,
-                    input_fisher,
-                    input_ggn,
-                    input_hessian,
-                    param_hessian,
-                    per_example_input_hessian,
-)
+from poisoncurv.curvature.ggn import input_fisher, input_ggn
+from poisoncurv.curvature.hessian import input_hessian, per_example_input_hessian
+from poisoncurv.curvature.param import param_hessian
 
 __all__ = ["CurvatureOperator", "EigenResult", "ExactCurvature", "SpectralMeasure", "assert_piecewise_linear",
            "check_eval_mode", "exact_dataset_hessian", "exact_input_curvature", "input_fisher", "input_ggn",
-           "input_hessian", "input_jacobian", "overlap", "param_hessian", "per_example_input_hessian", "premise_gap",
-           "spectral_density", "top_eigen"]
+           "input_hessian", "input_jacobian", "overlap", "param_hessian", "per_example_input_hessian",
+           "per_example_top_eigen", "premise_gap", "spectral_density", "top_eigen", "top_eigen_block"]

@@ -1,5 +1,6 @@
-"""Eigen routines for symmetric curvature operators: top eigenpairs by Lanczos, spectral densities
-by stochastic Lanczos quadrature (SLQ), and the squared-cosine overlap.
+"""Eigen routines for symmetric curvature operators, one vector at a time: top eigenpairs by
+Lanczos, spectral densities by stochastic Lanczos quadrature (SLQ), and the squared-cosine overlap.
+Both solvers run the same step, :func:`poisoncurv.curvature.lanczos.lanczos_step`.
 
 Every tolerance is relative: to an eigenvalue, or to the running estimate ``‖T‖`` of the operator
 norm (never an absolute epsilon), so eigenvalues of any scale (1e-7 included) are resolved to the
@@ -9,26 +10,21 @@ precision of the operator's products.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-
-class Operator(Protocol):
-    shape: tuple[int, int]
-    dtype: torch.dtype
-    device: torch.device
-
-    def __matmul__(self, v: Tensor) -> Tensor: ...
+from poisoncurv.curvature.base import Operator
+from poisoncurv.curvature.lanczos import breakdown_tol, check_square, lanczos_step, orthogonalise, tridiag_eigh, unit_random
 
 
 @dataclass
 class EigenResult:
     """Top eigenpairs: ``values`` ``(k,)`` descending, ``vectors`` ``(d, k)`` orthonormal columns,
     ``residuals`` ``(k,)`` = ``‖A u − θ u‖`` (an upper bound on each eigenvalue's error),
-    ``n_products`` operator-vector products used, ``converged``."""
+    ``n_products`` operator-vector products used, ``converged``. Batched solvers add a leading
+    batch dim ``B`` to ``values``, ``vectors`` and ``residuals`` and count products per example."""
 
     values: Tensor
     vectors: Tensor
@@ -37,46 +33,18 @@ class EigenResult:
     converged: bool
 
 
-def _check_op(op: Any) -> int:
-    shape = tuple(getattr(op, "shape", ()))
-    if len(shape) != 2 or shape[0] != shape[1]:
-        raise ValueError(f"operator must be square (d, d), got shape {shape}")
-    return int(shape[0])
-
-
-def _unit_random(d: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device, rademacher: bool) -> Tensor:
-    v = torch.randint(0, 2, (d,), generator=gen).double() * 2 - 1 if rademacher else torch.randn(d, generator=gen,
-                                                                                                    dtype=torch.float64)
-    v = v.to(device=device, dtype=dtype)
-    return v / v.norm()
-
-
-def _orthogonalise(w: Tensor, Q: Tensor) -> Tensor:
-    """``w`` minus its projection on the rows of ``Q``, applied twice ("twice is enough")."""
-    for _ in range(2):
-        w = w - Q.T @ (Q @ w)
-    return w
-
-
-def _breakdown_tol(d: int, dtype: torch.dtype) -> float:
-    """Relative size (to ‖A‖) below which a Lanczos residual counts as zero: ``sqrt(d)·eps``."""
-    return d**0.5 * torch.finfo(dtype).eps
-
-
-def _tridiag_eigh(alpha: list[float], beta: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (ascending) and eigenvectors of the Lanczos tridiagonal matrix, in float64."""
-    T = torch.diag(torch.tensor(alpha, dtype=torch.float64))
-    if len(alpha) > 1:
-        off = torch.tensor(beta[: len(alpha) - 1], dtype=torch.float64)
-        T += torch.diag(off, 1) + torch.diag(off, -1)
-    theta, S = torch.linalg.eigh(T)
-    return theta.numpy(), S.numpy()
+def check_k_tol(d: int, k: int, tol: float) -> None:
+    """``ValueError`` unless ``1 <= k <= d`` and ``tol > 0``."""
+    if not 1 <= k <= d:
+        raise ValueError(f"k must be between 1 and d = {d}, got k = {k}")
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol}")
 
 
 def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None = None, seed: int = 0,
               check_every: int = 5) -> EigenResult:
     """The ``k`` largest (algebraic) eigenpairs of a symmetric operator by Lanczos with full
-    reorthogonalisation.
+    reorthogonalisation, one product ``op @ v`` per step.
 
     Convergence: every one of the top ``k`` Ritz pairs has residual ``≤ tol·|θ_i|`` or
     ``≤ sqrt(d)·eps·‖T‖`` (the precision of the products); at most ``max_steps`` products
@@ -85,13 +53,10 @@ def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None 
     restarts from a random vector orthogonal to the basis; after a restart the run stops only once
     the new block adds nothing above the current ``k``-th Ritz value. This probe of the complement
     is what finds repeated eigenvalues; without a breakdown a single Krylov sequence sees one copy
-    of each eigenvalue.
+    of each eigenvalue (use :func:`~poisoncurv.curvature.block.top_eigen_block` for clusters).
     """
-    d = _check_op(op)
-    if not 1 <= k <= d:
-        raise ValueError(f"k must be between 1 and d = {d}, got k = {k}")
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol}")
+    d = check_square(op)
+    check_k_tol(d, k, tol)
     steps = min(d, max_steps or max(20 * k, 100))
     if steps < k:
         raise ValueError(f"max_steps = {max_steps} is smaller than k = {k}")
@@ -99,24 +64,19 @@ def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None 
     Q = torch.zeros(steps, d, dtype=op.dtype, device=op.device)
     alpha: list[float] = []
     beta: list[float] = []
-    q = _unit_random(d, gen, op.dtype, op.device, rademacher=False)
-    floor = _breakdown_tol(d, op.dtype)
-    anorm, b_prev, n_products, block_start = 0.0, 0.0, 0, 0
+    Q[0] = unit_random((d,), gen, op.dtype, op.device)
+    floor = breakdown_tol(d, op.dtype)
+    anorm, b_prev, block_start = 0.0, 0.0, 0
     theta = S = resid = None
     for j in range(steps):
-        Q[j] = q
-        w = op @ q
-        n_products += 1
-        a = float(q @ w)
-        w = _orthogonalise(w, Q[: j + 1])
-        b = float(w.norm())
+        w, a, b = lanczos_step(op, Q, j)
         alpha.append(a)
         beta.append(b)
         anorm = max(anorm, float(np.sqrt(a * a + b * b + b_prev * b_prev)))
         broke = b <= floor * anorm
         last = j + 1 == steps
         if j + 1 >= k and ((j + 1 - k) % check_every == 0 or broke or last):
-            theta, S = _tridiag_eigh(alpha, beta)
+            theta, S = tridiag_eigh(alpha, beta)
             top = np.argsort(theta)[::-1][:k]
             theta, S = theta[top], S[:, top]
             resid = np.abs(b * S[-1])
@@ -124,25 +84,26 @@ def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None 
             if block_start == 0:
                 done = converged and not broke  # at a first breakdown, probe the complement once
             else:
-                block_top = _tridiag_eigh(alpha[block_start:], beta[block_start:])[0][-1]
+                block_top = tridiag_eigh(alpha[block_start:], beta[block_start:])[0][-1]
                 done = converged and (broke or j + 1 - block_start >= k) and block_top <= theta[-1] + floor * anorm
             if done:
                 break
         if last:
             break
         if broke:
-            q = _orthogonalise(_unit_random(d, gen, op.dtype, op.device, rademacher=False), Q[: j + 1])
+            q = orthogonalise(unit_random((d,), gen, op.dtype, op.device), Q[: j + 1])
             if float(q.norm()) <= 0.5:  # the basis already spans the space
                 break
             q, b, beta[-1], block_start = q / q.norm(), 0.0, 0.0, j + 1
         else:
             q = w / b
+        Q[j + 1] = q
         b_prev = b
     m = len(alpha)
     vectors = Q[:m].T @ torch.as_tensor(S, dtype=op.dtype, device=op.device)
     residuals = torch.as_tensor(resid, dtype=torch.float64)
     converged = bool(np.all((resid <= tol * np.abs(theta)) | (resid <= floor * anorm)))
-    return EigenResult(torch.as_tensor(theta.copy(), dtype=torch.float64), vectors, residuals, n_products, converged)
+    return EigenResult(torch.as_tensor(theta.copy(), dtype=torch.float64), vectors, residuals, m, converged)
 
 
 @dataclass
@@ -174,32 +135,28 @@ def spectral_density(op: Operator, *, n_probes: int = 10, n_steps: int = 50, see
     Lanczos with full reorthogonalisation give nodes ``θ_j`` and weights ``τ_j² / n_probes``
     (``τ_j`` the first components of the eigenvectors of the tridiagonal matrix). A probe stops
     early at a relative breakdown (its Krylov space is then exact)."""
-    d = _check_op(op)
+    d = check_square(op)
     if n_probes < 1 or n_steps < 1:
         raise ValueError(f"n_probes and n_steps must be >= 1, got {n_probes} and {n_steps}")
     gen = torch.Generator().manual_seed(seed)
-    floor = _breakdown_tol(d, op.dtype)
+    floor = breakdown_tol(d, op.dtype)
     m = min(n_steps, d)
     nodes, weights = np.zeros((n_probes, m)), np.zeros((n_probes, m))
     for p in range(n_probes):
         Q = torch.zeros(m, d, dtype=op.dtype, device=op.device)
-        q = _unit_random(d, gen, op.dtype, op.device, rademacher=True)
+        Q[0] = unit_random((d,), gen, op.dtype, op.device, rademacher=True)
         alpha: list[float] = []
         beta: list[float] = []
         anorm = 0.0
         for j in range(m):
-            Q[j] = q
-            w = op @ q
-            a = float(q @ w)
-            w = _orthogonalise(w, Q[: j + 1])
-            b = float(w.norm())
+            w, a, b = lanczos_step(op, Q, j)
             alpha.append(a)
             beta.append(b)
             anorm = max(anorm, float(np.sqrt(a * a + b * b)))
             if b <= floor * anorm or j + 1 == m:
                 break
-            q = w / b
-        theta, S = _tridiag_eigh(alpha, beta)
+            Q[j + 1] = w / b
+        theta, S = tridiag_eigh(alpha, beta)
         nodes[p, : len(theta)], weights[p, : len(theta)] = theta, S[0] ** 2 / n_probes
     return SpectralMeasure(nodes, weights)
 

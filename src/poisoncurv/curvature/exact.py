@@ -19,23 +19,15 @@ default and raises if it fails.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from poisoncurv.curvature.operators import (
-    Batch,
-    CurvatureOperator,
-    Model,
-    _check_batch,
-    _output_hessians,
-    check_eval_mode,
-    check_loss,
-    input_ggn,
-    input_hessian,
-)
+from poisoncurv.curvature.base import Batch, CurvatureOperator, Loss, Model, check_batch, check_eval_mode, check_loss, output_hessians
+from poisoncurv.curvature.ggn import input_ggn
+from poisoncurv.curvature.hessian import input_hessian
 
 
 def input_jacobian(model: Model, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,7 +98,7 @@ class _FactorOperator(CurvatureOperator):
         return torch.einsum("bcd,bce,bek->kd", self.J, self.Lam, JV) / self.J.shape[0]
 
 
-def premise_gap(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *,
+def premise_gap(model: Model, loss_fn: Loss, x: Tensor, y: Tensor, *,
                 n_examples: int = 4, n_vectors: int = 2, seed: int = 0) -> float:
     """Largest ``‖H v − GGN v‖ / ‖GGN v‖`` over ``n_vectors`` random ``v`` on the first ``n_examples``
     examples, with ``H`` and ``GGN`` the generic input operators. Zero up to rounding exactly when
@@ -124,7 +116,7 @@ def default_premise_rtol(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps ** 0.5
 
 
-def assert_piecewise_linear(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+def assert_piecewise_linear(model: Model, loss_fn: Loss, x: Tensor, y: Tensor,
                             rtol: float | None = None) -> float:
     """Raise ``ValueError`` unless :func:`premise_gap` ``≤ rtol``; returns the gap."""
     gap = premise_gap(model, loss_fn, x, y)
@@ -135,7 +127,7 @@ def assert_piecewise_linear(model: Model, loss_fn: Callable[[Tensor, Tensor], Te
     return gap
 
 
-def exact_input_curvature(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *,
+def exact_input_curvature(model: Model, loss_fn: Loss, x: Tensor, y: Tensor, *,
                           check: bool = True, rtol: float | None = None,
                           device: str | torch.device | None = None) -> ExactCurvature:
     """Factors ``J`` ``(B, C, d)`` and ``Λ`` ``(B, C, C)`` of every example's input Hessian.
@@ -145,16 +137,16 @@ def exact_input_curvature(model: Model, loss_fn: Callable[[Tensor, Tensor], Tens
     """
     check_eval_mode(model)
     check_loss(loss_fn)
-    _check_batch(x, y)
+    check_batch(x, y)
     if device is not None:
         x, y = x.to(device), y.to(device)
     gap = assert_piecewise_linear(model, loss_fn, x, y, rtol) if check else None
     out, J = input_jacobian(model, x)
-    Lam = x.shape[0] * _output_hessians(loss_fn, out, y)  # blocks of the mean loss are Λ_b / B
+    Lam = x.shape[0] * output_hessians(loss_fn, out, y)  # blocks of the mean loss are Λ_b / B
     return ExactCurvature(J, Lam, gap)
 
 
-def exact_dataset_hessian(model: Model, loss_fn: Callable[[Tensor, Tensor], Tensor], batches: Iterable[Batch], *,
+def exact_dataset_hessian(model: Model, loss_fn: Loss, batches: Iterable[Batch], *,
                           check: bool = True, rtol: float | None = None,
                           device: str | torch.device | None = None) -> Tensor:
     """The ``(d, d)`` mean input Hessian over all examples of ``batches`` (e.g. a DataLoader),

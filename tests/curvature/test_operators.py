@@ -3,9 +3,9 @@
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, grad, hessian
 
 from poisoncurv.curvature import input_fisher, input_ggn, input_hessian, param_hessian, per_example_input_hessian
+from poisoncurv.curvature import reference as ref
 from poisoncurv.krr.kernels import GaussianKernel, fit_krr
 from poisoncurv.models import MLP, LinearModel
 
@@ -46,12 +46,8 @@ def case(kind, loss):
 
 
 def per_example_dense(model, loss_fn, x, y):
-    """(B, d, d) Hessians and (B, d) gradients of each example's own loss, by torch.func."""
-    def lb(xb, yb):
-        return loss_fn(model(xb.reshape(1, *x.shape[1:])), yb[None])
-    Hs = torch.stack([hessian(lb)(x[b].flatten(), y[b]) for b in range(x.shape[0])])
-    gs = torch.stack([grad(lb)(x[b].flatten(), y[b]) for b in range(x.shape[0])])
-    return Hs.detach(), gs.detach()
+    """(B, d, d) Hessians and (B, d) gradients of each example's own loss, by the torch.func oracles."""
+    return ref.per_example_input_hessians(model, loss_fn, x, y), ref.per_example_input_gradients(model, loss_fn, x, y)
 
 
 CASES = [(k, l) for k in ("mlp", "cnn") for l in ("ce", "mse")]
@@ -70,6 +66,7 @@ def test_operators_match_dense_autograd(kind, loss):
     assert rel(per_example_input_hessian(model, loss_fn, x, y).dense(), Hs) <= TOL
     # ReLU networks: the input Hessian is the GGN (and the true Fisher)
     assert rel(input_ggn(model, loss_fn, loader).dense(), H) <= TOL
+    assert rel(input_ggn(model, loss_fn, x, y).dense(), ref.per_example_input_ggns(model, loss_fn, x, y).mean(0)) <= TOL
     assert rel(input_fisher(model, loss_fn, x, y).dense(), H) <= TOL
     assert rel(input_fisher(model, loss_fn, x, y, empirical=True).dense(), gs.T @ gs / x.shape[0]) <= TOL
 
@@ -77,11 +74,7 @@ def test_operators_match_dense_autograd(kind, loss):
 @pytest.mark.parametrize("kind,loss", [("mlp", "ce"), ("cnn", "mse")])
 def test_param_hessian_matches_dense(kind, loss):
     model, loss_fn, x, y = case(kind, loss)
-    params = dict(model.named_parameters())
-    Hp = hessian(lambda p: loss_fn(functional_call(model, p, (x,)), y))(params)
-    names = list(params)
-    dense = torch.cat([torch.cat([Hp[a][b].reshape(params[a].numel(), params[b].numel()) for b in names], 1)
-                       for a in names])
+    dense = ref.param_hessian_dense(model, loss_fn, x, y)
     assert rel(param_hessian(model, loss_fn, [(x[:3], y[:3]), (x[3:], y[3:])]).dense(), dense) <= TOL
 
 
@@ -91,7 +84,9 @@ def test_ggn_differs_from_hessian_for_smooth_model():
     loss_fn = nn.CrossEntropyLoss()
     Hs, _ = per_example_dense(model, loss_fn, x, y)
     assert rel(input_hessian(model, loss_fn, x, y).dense(), Hs.mean(0)) <= TOL
-    assert rel(input_ggn(model, loss_fn, x, y).dense(), Hs.mean(0)) > 1e-3
+    G = input_ggn(model, loss_fn, x, y).dense()
+    assert rel(G, Hs.mean(0)) > 1e-3
+    assert rel(G, ref.per_example_input_ggns(model, loss_fn, x, y).mean(0)) <= TOL
 
 
 def test_linear_model_closed_forms():
@@ -133,9 +128,12 @@ def test_block_diagonal_batching():
     op = input_hessian(model, loss_fn, x, y)
     v = torch.randn(op.n)
     assert rel(op @ v, (pe @ v.expand(x.shape[0], -1)).mean(0)) <= TOL
-    # many vectors at once equal one at a time
+    # many vectors at once (vectorised pass) equal one at a time (plain double backward), for H and the parameter Hessian
     W = torch.randn(op.n, 5)
     assert rel(op @ W, torch.stack([op @ W[:, i] for i in range(5)], 1)) <= TOL
+    ph = param_hessian(model, loss_fn, x, y)
+    Wp = torch.randn(ph.n, 3)
+    assert rel(ph @ Wp, torch.stack([ph @ Wp[:, i] for i in range(3)], 1)) <= TOL
 
 
 def test_float32_and_devices():
