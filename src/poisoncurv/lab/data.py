@@ -156,6 +156,17 @@ def _atomic_dir(final: Path) -> tuple[Path, Path]:
     return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.")), final
 
 
+def _publish_dir(tmp: Path, final: Path) -> None:
+    """Rename the complete folder ``tmp`` to ``final``; if another process published ``final`` first
+    (parallel sweep workers), keep theirs and remove ``tmp``."""
+    try:
+        _publish_dir(tmp, final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _unpack_mnist(shared_mnist: Path, cache: Path) -> Path:
     """Decompress the offline IDX ``.gz`` files into ``<cache>/mnist-offline/MNIST/raw``; returns ``<cache>/mnist-offline``."""
     root = cache / "mnist-offline"
@@ -167,7 +178,7 @@ def _unpack_mnist(shared_mnist: Path, cache: Path) -> Path:
         for f in MNIST_FILES:
             with gzip.open(shared_mnist / f"{f}.gz", "rb") as src, open(tmp / f, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-        os.replace(tmp, final)
+        _publish_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -223,7 +234,7 @@ def _read_cifar_jpeg(tar_path: Path, cache: Path) -> ImageData:
             try:
                 with tarfile.open(tar_path) as tar:
                     tar.extractall(tmp, filter="data")
-                os.replace(tmp, final)
+                _publish_dir(tmp, final)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
