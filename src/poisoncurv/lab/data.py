@@ -160,7 +160,7 @@ def _publish_dir(tmp: Path, final: Path) -> None:
     """Rename the complete folder ``tmp`` to ``final``; if another process published ``final`` first
     (parallel sweep workers), keep theirs and remove ``tmp``."""
     try:
-        _publish_dir(tmp, final)
+        os.replace(tmp, final)
     except OSError:
         if not final.is_dir():
             raise
