@@ -171,7 +171,11 @@ def test_slurm_path_runs_the_generated_sbatch_script(env, monkeypatch):
     assert cli(["sweep", *args]) == 0
     script = next((tmp / "log").glob("*submission.sh")).read_text()
     assert "#SBATCH --array=0-3%2" in script and "#SBATCH --partition=gpu" in script and "#SBATCH --time=30" in script
-    assert sorted((tmp / "state").glob("[0-9]*_*")) and all(f.read_text() == "COMPLETED" for f in (tmp / "state").glob("[0-9]*"))
+    tasks = sorted((tmp / "state").glob("[0-9]*_*"))
+    deadline = time.time() + 60  # the stub marks the last task when its script exits, just after its result appears
+    while time.time() < deadline and any(f.read_text() == "RUNNING" for f in tasks):
+        time.sleep(0.1)
+    assert len(tasks) == 4 and all(f.read_text() == "COMPLETED" for f in tasks)
     sweep(load_grid(grid_path, "smoke"), "debug", results_dir=tmp / "ref", checkpoint_dir=tmp / "ck", log_dir=tmp / "l0")
     assert numbers(tmp / "res") == numbers(tmp / "ref")
 
