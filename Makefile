@@ -7,15 +7,24 @@ CHAPTER ?=
 PROFILE ?= cpu
 DEVICE  ?= cpu
 SEED    ?=
+GRID    ?=
+EXECUTOR ?= local
+MAX_PARALLEL ?=
+THREADS ?= 1
+SLURM_PARTITION ?=
+SLURM_GPUS ?=
+SLURM_TIME ?= 240
 export FORCE            # FORCE=1: lab chapters recompute cached runs instead of loading results/lab/
 export CHAPTER PROFILE DEVICE SEED  # the rerun recipe reads them from the environment, quoted, never pasted into the shell line
 
-.PHONY: book test rerun env clean help
+.PHONY: book test rerun sweep env clean help
 help:
 	@echo "make book                                   build the HTML book into _build/html"
 	@echo "make test                                   run the whole test suite"
 	@echo "make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda>"
 	@echo "                                            re-execute one chapter in place (FORCE=1: recompute cached lab runs)"
+	@echo "make sweep GRID=grids/<ch>.yaml PROFILE=<p> EXECUTOR=<local|slurm|debug> [MAX_PARALLEL=n THREADS=k"
+	@echo "           SLURM_PARTITION=... SLURM_GPUS=n SLURM_TIME=min]  run a chapter's grid of lab runs into results/lab/"
 
 env: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -37,6 +46,12 @@ test: $(STAMP)
 rerun: $(STAMP)
 	@test -n "$$CHAPTER" || (echo "usage: make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda> [SEED=n]"; exit 2)
 	$(PY) -m poisoncurv.book.rerun "$$CHAPTER" --profile "$$PROFILE" --device "$$DEVICE" $${SEED:+--seed "$$SEED"}
+
+sweep: $(STAMP)
+	@test -n "$(GRID)" || (echo "usage: make sweep GRID=grids/<chapter>.yaml PROFILE=<smoke|cpu|gpu|full> EXECUTOR=<local|slurm|debug>"; exit 2)
+	$(PY) -m poisoncurv.lab sweep "$(GRID)" --profile "$(PROFILE)" --executor "$(EXECUTOR)" --threads-per-run "$(THREADS)" \
+	  --slurm-time "$(SLURM_TIME)" $(if $(MAX_PARALLEL),--max-parallel "$(MAX_PARALLEL)") \
+	  $(if $(SLURM_PARTITION),--slurm-partition "$(SLURM_PARTITION)") $(if $(SLURM_GPUS),--slurm-gpus-per-task "$(SLURM_GPUS)")
 
 clean:
 	rm -rf _build

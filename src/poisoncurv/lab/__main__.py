@@ -3,6 +3,7 @@
 Example: ``python -m poisoncurv.lab --attack cross-deterministic --theta 0.01 --kappa 0 --profile cpu
 --device cuda``. Sizes come from the profile (:mod:`poisoncurv.lab.config`); any field can be
 overridden with ``--set field=value``. A bad configuration exits with status 2 before any work.
+``python -m poisoncurv.lab sweep GRID ...`` runs a grid file instead (:mod:`poisoncurv.lab.sweep`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from poisoncurv.lab.data import DataNotFoundError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sweep"]:  # python -m poisoncurv.lab sweep GRID ...: see poisoncurv.lab.sweep
+        from poisoncurv.lab.sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m poisoncurv.lab", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="mnist", help="mnist | cifar10 | cifar100")
     ap.add_argument("--model", default=None, help="linear | mlp | lenet | preresnet20 | preresnet110")

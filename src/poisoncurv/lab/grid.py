@@ -1,0 +1,204 @@
+"""Grid files: one YAML file per experiment chapter (``grids/ch05.yaml`` ...) defining its lab runs.
+
+A grid file has the top-level keys ``description`` (text), ``base`` (configuration fields shared by
+every run of every profile) and ``profiles`` (one entry per profile that the chapter supports)::
+
+    description: Chapter 5 ...
+    base: {model: linear, attack: cross-deterministic}
+    profiles:
+      cpu:
+        base: {seed: 0}                      # optional: fields for every run of this profile
+        groups:                              # named sub-grids; the runs are their union
+          theta:
+            base: {kappa: 0.0}               # optional: fields for this group
+            axes: {loss: [squared, ce], theta: [0.0, 0.01]}   # cartesian product
+            exclude: [{loss: ce, theta: 0.0}]                  # optional: drop the matching points
+
+Fields not given take the profile's sizes and training recipe (:func:`poisoncurv.lab.config.profile_config`).
+Every field name, value type and axis is checked before any configuration is built, and every
+error names the grid file and the field. The runs are deduplicated by configuration key (a run in
+two groups is trained once); :meth:`Grid.group` still returns each group's runs in axis order, so a
+chapter picks the runs it plots from the same definition that a cluster runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from poisoncurv.core.profiles import PROFILES
+from poisoncurv.lab.config import LabConfig, profile_config
+
+TOP_KEYS = ("description", "base", "profiles")
+PROFILE_KEYS = ("base", "groups")
+GROUP_KEYS = ("base", "axes", "exclude")
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(LabConfig)
+
+
+class GridError(ValueError):
+    """A grid file is malformed; the message names the file and the offending key or field."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a grid: its group, the axis values that pick it (``point``) and its configuration."""
+
+    group: str
+    point: dict[str, Any]
+    config: LabConfig
+
+    @property
+    def name(self) -> str:
+        """``group/field=value,...`` (the axis values only), for progress lines and tables."""
+        return f"{self.group}/" + ",".join(f"{k}={v}" for k, v in self.point.items())
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The runs of one grid file for one profile; ``runs`` in file order, one per distinct configuration."""
+
+    path: Path
+    profile: str
+    description: str
+    groups: dict[str, list[Run]]
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every distinct run (first occurrence wins), groups in file order."""
+        seen: dict[str, Run] = {}
+        for runs in self.groups.values():
+            for run in runs:
+                seen.setdefault(run.config.key(), run)
+        return list(seen.values())
+
+    def configs(self) -> list[LabConfig]:
+        """The distinct configurations, in the order of :attr:`runs`."""
+        return [run.config for run in self.runs]
+
+    def group(self, name: str, **match: Any) -> list[Run]:
+        """The runs of group ``name`` (axis order) whose point or configuration has the ``match`` values."""
+        if name not in self.groups:
+            raise GridError(f"{self.path}: no group {name!r} in profile {self.profile!r}; groups: {', '.join(self.groups)}")
+        return [r for r in self.groups[name] if all(getattr(r.config, k) == v for k, v in match.items())]
+
+
+def make_config(profile: str, values: dict[str, Any], check_device: bool = True) -> LabConfig:
+    """The one place a grid point becomes a validated :class:`LabConfig` (profile sizes, then ``values``).
+
+    ``check_device=False`` checks only the device's name, not that it is present here (a SLURM login node
+    has no GPU; the job validates again on its compute node)."""
+    if check_device:
+        return profile_config(profile, **values)
+    device = values.get("device", "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise ValueError(f"device: unknown {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    return replace(profile_config(profile, **{**values, "device": "cpu"}), device=device)
+
+
+def _accepts(tp: Any, value: Any) -> bool:
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return any(_accepts(t, value) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _typed(where: str, field: str, value: Any) -> Any:
+    """``value`` checked against ``LabConfig.field``'s type; ints become floats for float fields (stable keys)."""
+    if field not in FIELD_TYPES:
+        raise GridError(f"{where}: unknown configuration field {field!r}; known: {', '.join(FIELD_TYPES)}")
+    tp = FIELD_TYPES[field]
+    if not _accepts(tp, value):
+        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) and tp is float else ""
+        raise GridError(f"{where}: field {field!r} must be {getattr(tp, '__name__', tp)}, got {value!r}{hint}")
+    return float(value) if tp is float else value
+
+
+def _mapping(where: str, obj: Any, allowed: tuple[str, ...] | None) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise GridError(f"{where}: expected a mapping, got {type(obj).__name__}")
+    if allowed is not None:
+        unknown = [k for k in obj if k not in allowed]
+        if unknown:
+            raise GridError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
+    return obj
+
+
+def _fields(where: str, obj: Any) -> dict[str, Any]:
+    return {k: _typed(where, k, v) for k, v in _mapping(where, obj, None).items()}
+
+
+def _group(where: str, profile: str, name: str, spec: Any, base: dict[str, Any], check_device: bool) -> list[Run]:
+    spec = _mapping(where, spec, GROUP_KEYS)
+    fixed = {**base, **_fields(f"{where}.base", spec.get("base"))}
+    axes = _mapping(f"{where}.axes", spec.get("axes"), None)
+    if not axes:
+        raise GridError(f"{where}.axes: a group needs at least one axis (field: [values, ...])")
+    values: dict[str, list[Any]] = {}
+    for field, vals in axes.items():
+        if not isinstance(vals, list) or not vals:
+            raise GridError(f"{where}.axes.{field}: an axis must be a non-empty list of values, got {vals!r}")
+        values[field] = [_typed(f"{where}.axes", field, v) for v in vals]
+    excludes = spec.get("exclude") or []
+    if not isinstance(excludes, list):
+        raise GridError(f"{where}.exclude: expected a list of mappings, got {excludes!r}")
+    excludes = [_fields(f"{where}.exclude[{i}]", e) for i, e in enumerate(excludes)]
+    runs = []
+    for combo in itertools.product(*values.values()):
+        point = dict(zip(values, combo))
+        cfg_fields = {**fixed, **point}
+        if any(all(cfg_fields.get(k) == v for k, v in e.items()) for e in excludes):
+            continue
+        try:
+            cfg = make_config(profile, cfg_fields, check_device)
+        except ValueError as err:
+            raise GridError(f"{where} at {point}: {err}") from None
+        runs.append(Run(name, point, cfg))
+    if not runs:
+        raise GridError(f"{where}: every point is excluded; the group has no runs")
+    return runs
+
+
+def read_grid_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed YAML of ``path`` with its top-level keys checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise GridError(f"{path}: no such grid file (the chapters' grids are in grids/)")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise GridError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    return _mapping(str(path), spec, TOP_KEYS)
+
+
+def load_grid(path: str | os.PathLike, profile: str, check_device: bool = True) -> Grid:
+    """The :class:`Grid` of ``path`` for ``profile``; raises :class:`GridError` naming the field on any fault
+    (``check_device``: see :func:`make_config`)."""
+    if profile not in PROFILES:
+        raise GridError(f"profile: unknown {profile!r}; choose one of {', '.join(PROFILES)}")
+    spec = read_grid_file(path)
+    profiles = _mapping(f"{path}: profiles", spec.get("profiles"), tuple(PROFILES))
+    if profile not in profiles:
+        raise GridError(f"{path}: no runs for profile {profile!r}; this grid defines {', '.join(profiles) or 'none'}")
+    where = f"{path}: profiles.{profile}"
+    pspec = _mapping(where, profiles[profile], PROFILE_KEYS)
+    base = {**_fields(f"{path}: base", spec.get("base")), **_fields(f"{where}.base", pspec.get("base"))}
+    groups = _mapping(f"{where}.groups", pspec.get("groups"), None)
+    if not groups:
+        raise GridError(f"{where}.groups: a profile needs at least one group")
+    return Grid(Path(path), profile, str(spec.get("description", "")),
+                {name: _group(f"{where}.groups.{name}", profile, name, g, base, check_device) for name, g in groups.items()})

@@ -1,0 +1,254 @@
+"""Run a grid's lab runs through submitit: SLURM job arrays on a cluster, a few at a time on one machine.
+
+:func:`sweep` skips every run whose results file is already in the cache, submits the rest through
+``submitit.AutoExecutor`` (``slurm``: one job array, at most ``max_parallel`` tasks at once;
+``local``: subprocesses, started as earlier ones finish so that at most ``max_parallel`` run at once;
+``debug``: in this process, one after another), prints a line per finished run and returns one
+:class:`Outcome` per run. Failures are not cached, so running the same sweep again retries exactly
+what failed or is missing. Each run is a :class:`RunJob`: on SLURM preemption or time-out submitit
+requeues it and the lab resumes from its per-epoch checkpoint. Results files are written atomically
+under their configuration key (:mod:`poisoncurv.lab.cache`), so two workers finishing the same
+configuration leave one complete file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+import torch
+
+from poisoncurv.core.results import read_json
+from poisoncurv.lab.cache import StaleResultError, check_cached, get, result_path
+from poisoncurv.lab.config import LabConfig
+from poisoncurv.lab.data import SOURCES, cache_root, locate
+from poisoncurv.lab.grid import Grid, Run, load_grid
+
+EXECUTORS = ("local", "slurm", "debug")
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 minutes) would kill real runs
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one run: ``status`` is ``done``, ``cached`` or ``failed`` (``error``: its first line)."""
+
+    run: Run
+    status: str
+    error: str | None = None
+    clean_acc: float | None = None
+    asr: float | None = None
+    wall_s: float | None = None
+
+
+def error_line(text: str) -> str:
+    """The line that says what went wrong: a traceback's last line, else the first non-empty line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return "(no message)"
+    return lines[-1] if any(line.startswith("Traceback") for line in lines) else lines[0]
+
+
+def summary(res: dict[str, Any]) -> dict[str, Any]:
+    """Final clean accuracy, ASR and training wall time of a results dictionary."""
+    last = res["epochs"][-1]
+    return {"clean_acc": last["clean_acc"], "asr": last["asr"], "wall_s": res["provenance"]["wall_time_s"]}
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """The callable submitted per run: trains (or loads) one configuration into the results cache.
+
+    Returns ``{"status": "done", **summary}`` or ``{"status": "failed", "error": <first line>}``.
+    On preemption submitit calls :meth:`checkpoint` (inherited), which resubmits the same call; the
+    lab then resumes from the checkpoint it writes after every epoch.
+    """
+
+    def __init__(self, results_dir: str | None, checkpoint_dir: str | None, threads: int):
+        self.results_dir, self.checkpoint_dir, self.threads = results_dir, checkpoint_dir, threads
+
+    def __call__(self, cfg: LabConfig) -> dict[str, Any]:
+        torch.set_num_threads(self.threads)
+        try:
+            res = get(cfg, self.results_dir, force=False, checkpoint_dir=self.checkpoint_dir)
+        except Exception as err:  # reported in the sweep's table; nothing is cached, so a rerun retries it
+            return {"status": "failed", "error": error_line(f"{type(err).__name__}: {err}")}
+        return {"status": "done", **summary(res)}
+
+
+def cached(cfg: LabConfig, results_dir: str | os.PathLike | None) -> dict[str, Any] | None:
+    """The cached results of ``cfg`` if a valid file for it exists, else ``None`` (missing, corrupt or stale:
+    the run is submitted, and a stale file makes it fail with the cache's message)."""
+    path = result_path(cfg, results_dir)
+    if not path.exists():
+        return None
+    try:
+        res = read_json(path)
+        found = locate(cfg.dataset)
+        check_cached(res, cfg, path, SOURCES[found] if found else None)
+    except (ValueError, StaleResultError):
+        return None
+    return res
+
+
+def default_parallel(threads_per_run: int) -> int:
+    """``cores / threads_per_run`` (at least 1), counting the cores this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // threads_per_run)
+
+
+def make_executor(kind: str, folder: Path, threads_per_run: int, max_parallel: int,
+                  slurm: dict[str, Any] | None = None) -> submitit.Executor:
+    """A submitit ``AutoExecutor`` of ``kind`` logging to ``folder``. ``slurm``: ``partition``,
+    ``gpus_per_task``, ``time`` (minutes or ``HH:MM:SS``), passed as submitit's ``slurm_*`` parameters."""
+    if kind not in EXECUTORS:
+        raise ValueError(f"executor: unknown {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    ex = submitit.AutoExecutor(folder=folder, cluster=kind)
+    if kind == "slurm":
+        params = {f"slurm_{k}": v for k, v in (slurm or {}).items() if v is not None}
+        ex.update_parameters(cpus_per_task=threads_per_run, slurm_array_parallelism=max_parallel, name="poisoncurv", **params)
+    elif kind == "local":
+        ex.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, gpus_per_node=torch.cuda.device_count())
+    return ex
+
+
+def _outcome(run: Run, job: submitit.Job) -> Outcome:
+    try:
+        out = job.result()
+    except Exception as err:  # the job itself died (killed, out of memory, time-out without requeue)
+        return Outcome(run, "failed", error=error_line(str(err)))
+    return Outcome(run, out.pop("status"), **out)
+
+
+def _report(k: int, n: int, o: Outcome) -> None:
+    what = o.error if o.status == "failed" else f"acc {o.clean_acc:.3f} asr {o.asr:.3f} ({o.wall_s} s)"
+    print(f"[{k}/{n}] {o.status:6s} {o.run.config.key()}  {o.run.name}  {what}", file=sys.stderr, flush=True)
+
+
+def sweep(grid: Grid, executor: str = "local", max_parallel: int | None = None, threads_per_run: int = 1,
+          results_dir: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
+          log_dir: str | os.PathLike | None = None, slurm: dict[str, Any] | None = None,
+          poll_s: float = 0.5) -> list[Outcome]:
+    """Run every run of ``grid`` that is not cached; returns one :class:`Outcome` per run, in grid order.
+
+    ``max_parallel`` (default :func:`default_parallel`) caps the runs in flight (SLURM: the array's
+    parallelism); ``log_dir`` (default ``<data cache>/sweeps/<grid>-<profile>``) holds submitit's files.
+    """
+    if threads_per_run < 1:
+        raise ValueError(f"threads-per-run: must be >= 1, got {threads_per_run}")
+    max_parallel = default_parallel(threads_per_run) if max_parallel is None else max_parallel
+    if max_parallel < 1:
+        raise ValueError(f"max-parallel: must be >= 1, got {max_parallel}")
+    runs = grid.runs
+    outcomes: dict[str, Outcome] = {}
+    todo = []
+    for run in runs:
+        res = cached(run.config, results_dir)
+        if res is None:
+            todo.append(run)
+        else:
+            outcomes[run.config.key()] = Outcome(run, "cached", **summary(res))
+    print(f"{grid.path} [{grid.profile}]: {len(runs)} runs, {len(outcomes)} cached, {len(todo)} to run "
+          f"({executor}, at most {max_parallel} at once)", file=sys.stderr, flush=True)
+    if todo:
+        folder = Path(log_dir or cache_root() / "sweeps" / f"{grid.path.stem}-{grid.profile}")
+        ex = make_executor(executor, folder, threads_per_run, max_parallel, slurm)
+        fn = RunJob(None if results_dir is None else str(results_dir),
+                    None if checkpoint_dir is None else str(checkpoint_dir), threads_per_run)
+        _drive(ex, fn, todo, executor, max_parallel, poll_s, outcomes)
+    return [outcomes[run.config.key()] for run in runs]
+
+
+def _drive(ex: submitit.Executor, fn: RunJob, todo: list[Run], executor: str, max_parallel: int, poll_s: float,
+           outcomes: dict[str, Outcome]) -> None:
+    """Submit ``todo`` (SLURM: one array; else a window of ``max_parallel``) and collect outcomes as jobs end."""
+    waiting, running = list(todo), {}
+    if executor == "slurm":
+        running = dict(zip(ex.map_array(fn, [r.config for r in waiting]), waiting))
+        waiting = []
+    try:
+        while waiting or running:
+            while waiting and len(running) < max_parallel:
+                run = waiting.pop(0)
+                running[ex.submit(fn, run.config)] = run
+            finished = [job for job in running if job.done()]
+            for job in finished:
+                o = _outcome(running.pop(job), job)
+                outcomes[o.run.config.key()] = o
+                _report(len(outcomes), len(outcomes) + len(running) + len(waiting), o)
+            if not finished:
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        for job in running:
+            job.cancel(check=False)
+        print(f"interrupted: cancelled {len(running)} running job(s); rerun the same command to finish the rest",
+              file=sys.stderr)
+        raise
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """The final table: one line per run (status, key, name, accuracy and ASR or the error), then the counts."""
+    lines = [f"{'status':7s} {'key':16s}  {'clean_acc':>9s} {'asr':>6s}  run / error"]
+    for o in outcomes:
+        nums = f"{o.clean_acc:9.4f} {o.asr:6.3f}" if o.status != "failed" else f"{'-':>9s} {'-':>6s}"
+        lines.append(f"{o.status:7s} {o.run.config.key()}  {nums}  {o.run.name}" + (f"\n{'':26s}{o.error}" if o.error else ""))
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "cached", "failed")}
+    lines.append(f"done {counts['done']}, cached {counts['cached']}, failed {counts['failed']} (of {len(outcomes)})")
+    return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _slurm_time(text: str) -> int | str:
+    """Minutes (``240``) or SLURM's ``[D-]HH:MM:SS`` (``1-00:00:00``)."""
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if not all(part.isdigit() for part in text.replace("-", ":").split(":")):
+        raise argparse.ArgumentTypeError(f"expected minutes or [D-]HH:MM:SS, got {text!r}")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m poisoncurv.lab sweep GRID ...``: exit 0 when every run is done or cached, 1 when some
+    failed (rerun to retry them), 2 for a bad grid or option (before anything is submitted)."""
+    ap = argparse.ArgumentParser(prog="python -m poisoncurv.lab sweep", description=__doc__.split("\n\n")[0])
+    ap.add_argument("grid", help="grid file, e.g. grids/ch05.yaml")
+    ap.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | full")
+    ap.add_argument("--executor", default="local", choices=EXECUTORS, help="local (default) | slurm | debug (in-process)")
+    ap.add_argument("--max-parallel", type=_positive_int, default=None,
+                    help="runs at once (default: cores / threads-per-run; SLURM: array parallelism)")
+    ap.add_argument("--threads-per-run", type=_positive_int, default=1, help="CPU threads per run (SLURM: cpus-per-task)")
+    ap.add_argument("--slurm-partition", default=None)
+    ap.add_argument("--slurm-gpus-per-task", type=_positive_int, default=None)
+    ap.add_argument("--slurm-time", type=_slurm_time, default=240, help="per job: minutes or [D-]HH:MM:SS (default 240); "
+                    "a timed-out run is requeued and resumes from its checkpoint")
+    ap.add_argument("--results-dir", default=None, help="default: results/lab")
+    ap.add_argument("--checkpoint-dir", default=None, help="default: <data cache>/checkpoints (shared by the cluster's nodes)")
+    ap.add_argument("--log-dir", default=None, help="submitit's files; default: <data cache>/sweeps/<grid>-<profile>")
+    args = ap.parse_args(argv)
+    try:
+        grid = load_grid(args.grid, args.profile, check_device=args.executor != "slurm")
+        outcomes = sweep(grid, args.executor, args.max_parallel, args.threads_per_run, args.results_dir,
+                         args.checkpoint_dir, args.log_dir,
+                         {"partition": args.slurm_partition, "gpus_per_task": args.slurm_gpus_per_task, "time": args.slurm_time})
+    except ValueError as err:
+        print(f"poisoncurv.lab sweep: {err}", file=sys.stderr)
+        return 2
+    print(table(outcomes))
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

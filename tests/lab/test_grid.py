@@ -1,0 +1,98 @@
+"""Grid files: the chapter-5 grid is exactly the committed runs; expansion, exclusions, dedup; bad grids name the field."""
+
+import json
+
+import pytest
+
+from poisoncurv.chapters import linear_mnist
+from poisoncurv.core.paths import LAB_RESULTS_DIR, REPO_ROOT
+from poisoncurv.core.profiles import PROFILES
+from poisoncurv.lab.grid import GridError, load_grid
+
+GRIDS = REPO_ROOT / "grids"
+
+
+def test_ch05_cpu_grid_is_exactly_the_committed_runs():
+    keys = [cfg.key() for cfg in load_grid(GRIDS / "ch05.yaml", "cpu").configs()]
+    committed = sorted(p.stem for p in LAB_RESULTS_DIR.glob("*.json"))
+    assert len(keys) == len(set(keys)) == 24
+    assert sorted(keys) == committed
+    for key in keys:  # and each file holds that configuration
+        assert json.loads((LAB_RESULTS_DIR / f"{key}.json").read_text())["key"] == key
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_ch05_groups_match_the_chapter_driver(profile):
+    """Group by group, the grid gives the driver's configurations in the driver's order (κ through kappa_lab)."""
+    grid, s = load_grid(GRIDS / "ch05.yaml", profile), linear_mnist.settings(profile)
+    for loss in linear_mnist.LOSSES:
+        cfg = lambda *a, **kw: linear_mnist.config(profile, "cpu", 0, loss, *a, **kw)  # noqa: E731
+        B = cfg(s["theta_kappa"]).batch_size
+        assert [r.config for r in grid.group("theta", loss=loss)] == [cfg(th) for th in s["thetas"]]
+        assert [r.config for r in grid.group("kappa", loss=loss)] == [
+            cfg(s["theta_kappa"], linear_mnist.kappa_lab(k, B)) for k in s["kappa_paper"]]
+        assert [r.config for r in grid.group("amplitude", loss=loss)] == [
+            cfg(s["theta_amplitude"], amplitude=a) for a in s["amplitudes"]]
+
+
+@pytest.mark.parametrize("name", ["ch05", "ch06", "ch07"])
+def test_chapter_grids_expand_for_every_profile(name):
+    for profile in PROFILES:
+        grid = load_grid(GRIDS / f"{name}.yaml", profile, check_device=False)
+        assert grid.runs and len({r.config.key() for r in grid.runs}) == len(grid.runs)
+        assert {r.config.profile for r in grid.runs} == {profile}
+
+
+def write(tmp_path, text):
+    path = tmp_path / "g.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_product_exclusions_dedup_and_float_coercion(tmp_path):
+    path = write(tmp_path, """
+base: {model: linear, device: cpu}
+profiles:
+  smoke:
+    base: {seed: 3}
+    groups:
+      a: {axes: {loss: [squared, ce], theta: [0, 0.1, 0.2]}, exclude: [{loss: ce, theta: 0.2}]}
+      b: {base: {theta: 0.1}, axes: {kappa: [0, 1]}}
+""")
+    grid = load_grid(path, "smoke")
+    assert len(grid.group("a")) == 2 * 3 - 1
+    assert [r.point for r in grid.group("b")] == [{"kappa": 0.0}, {"kappa": 1.0}]
+    # b's κ = 0 run (default loss ce, θ = 0.1) is also in a: trained once
+    assert grid.group("b")[0].config == grid.group("a", loss="ce", theta=0.1)[0].config
+    assert len(grid.runs) == 5 + 1
+    assert grid.runs[0].config.theta == 0.0 and isinstance(grid.runs[0].config.theta, float)  # 0 -> 0.0: same key as the CLI
+    assert {r.config.seed for r in grid.runs} == {3}
+
+
+BAD = [
+    ("unknown top-level key", "bases: {}\nprofiles: {smoke: {groups: {a: {axes: {theta: [0.1]}}}}}", "bases"),
+    ("unknown field", "profiles: {smoke: {groups: {a: {axes: {thetta: [0.1]}}}}}", "thetta"),
+    ("unknown field in base", "base: {lr_max: 1.0}\nprofiles: {smoke: {groups: {a: {axes: {theta: [0.1]}}}}}", "lr_max"),
+    ("wrong type", "profiles: {smoke: {groups: {a: {axes: {epochs: [2.5]}}}}}", "epochs"),
+    ("YAML text for a float", "profiles: {smoke: {groups: {a: {axes: {kappa: [1e-3]}}}}}", "1.0e-3"),
+    ("bool for an int", "profiles: {smoke: {groups: {a: {base: {seed: true}, axes: {theta: [0.1]}}}}}", "seed"),
+    ("empty axis", "profiles: {smoke: {groups: {a: {axes: {theta: []}}}}}", "axes.theta"),
+    ("no axes", "profiles: {smoke: {groups: {a: {base: {theta: 0.1}}}}}", "axes"),
+    ("bad value", "profiles: {smoke: {groups: {a: {axes: {theta: [0.1, 1.5]}}}}}", "theta"),
+    ("unknown group key", "profiles: {smoke: {groups: {a: {axis: {theta: [0.1]}}}}}", "axis"),
+    ("unknown profile in file", "profiles: {huge: {groups: {a: {axes: {theta: [0.1]}}}}}", "huge"),
+    ("profile not in file", "profiles: {cpu: {groups: {a: {axes: {theta: [0.1]}}}}}", "smoke"),
+]
+
+
+@pytest.mark.parametrize("what, text, named", BAD, ids=[b[0] for b in BAD])
+def test_bad_grid_names_the_field(tmp_path, what, text, named):
+    with pytest.raises(GridError, match=named):
+        load_grid(write(tmp_path, text), "smoke")
+
+
+def test_unknown_profile_and_missing_file(tmp_path):
+    with pytest.raises(GridError, match="profile"):
+        load_grid(GRIDS / "ch05.yaml", "huge")
+    with pytest.raises(GridError, match="no such grid file"):
+        load_grid(tmp_path / "absent.yaml", "smoke")
