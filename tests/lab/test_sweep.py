@@ -75,7 +75,8 @@ def test_a_failed_run_is_reported_and_retried(env):
     grid = load_grid(grid_path, "smoke")
     stale = tmp / "res" / f"{grid.runs[1].config.key()}.json"
     stale.parent.mkdir()
-    stale.write_text(json.dumps({"schema_version": -1, "key": "x"}))
+    fields = {k: None for k in ("config", "data_source", "poison", "epochs", "provenance")}
+    stale.write_text(json.dumps({"schema_version": -1, "key": "x", **fields}))      # a file from an older schema
     out = sweep(grid, "debug", results_dir=tmp / "res", checkpoint_dir=tmp / "ck", log_dir=tmp / "log")
     assert [o.status for o in out] == ["done", "failed", "done", "done"]
     assert out[1].error.startswith("StaleResultError:") and "schema version -1" in out[1].error
