@@ -15,9 +15,10 @@ SLURM_PARTITION ?=
 SLURM_GPUS ?=
 SLURM_TIME ?= 240
 export FORCE            # FORCE=1: lab chapters recompute cached runs instead of loading results/lab/
-export CHAPTER PROFILE DEVICE SEED  # the rerun recipe reads them from the environment, quoted, never pasted into the shell line
+export CHAPTER PROFILE DEVICE SEED GRID EXECUTOR MAX_PARALLEL THREADS SLURM_PARTITION SLURM_GPUS SLURM_TIME
+# (recipes read these from the environment, quoted, never pasted into the shell line; Python validates them)
 
-.PHONY: book test rerun sweep env clean help
+.PHONY: book test lint rerun sweep env clean help
 help:
 	@echo "make book                                   build the HTML book into _build/html"
 	@echo "make test                                   run the whole test suite"
@@ -40,6 +41,7 @@ book: $(STAMP)
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest tests $$($(PY) -m poisoncurv.book.nbcheck --list) \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
@@ -48,10 +50,13 @@ rerun: $(STAMP)
 	$(PY) -m poisoncurv.book.rerun "$$CHAPTER" --profile "$$PROFILE" --device "$$DEVICE" $${SEED:+--seed "$$SEED"}
 
 sweep: $(STAMP)
-	@test -n "$(GRID)" || (echo "usage: make sweep GRID=grids/<chapter>.yaml PROFILE=<smoke|cpu|gpu|full> EXECUTOR=<local|slurm|debug>"; exit 2)
-	$(PY) -m poisoncurv.lab sweep "$(GRID)" --profile "$(PROFILE)" --executor "$(EXECUTOR)" --threads-per-run "$(THREADS)" \
-	  --slurm-time "$(SLURM_TIME)" $(if $(MAX_PARALLEL),--max-parallel "$(MAX_PARALLEL)") \
-	  $(if $(SLURM_PARTITION),--slurm-partition "$(SLURM_PARTITION)") $(if $(SLURM_GPUS),--slurm-gpus-per-task "$(SLURM_GPUS)")
+	@test -n "$$GRID" || (echo "usage: make sweep GRID=grids/<chapter>.yaml PROFILE=<smoke|cpu|gpu|full> EXECUTOR=<local|slurm|debug>"; exit 2)
+	$(PY) -m poisoncurv.lab sweep "$$GRID" --profile "$$PROFILE" --executor "$$EXECUTOR" --threads-per-run "$$THREADS" \
+	  --slurm-time "$$SLURM_TIME" $${MAX_PARALLEL:+--max-parallel "$$MAX_PARALLEL"} \
+	  $${SLURM_PARTITION:+--slurm-partition "$$SLURM_PARTITION"} $${SLURM_GPUS:+--slurm-gpus-per-task "$$SLURM_GPUS"}
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
 	rm -rf _build
