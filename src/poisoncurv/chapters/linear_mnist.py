@@ -6,16 +6,25 @@ re-executes from the committed files in ``results/lab/`` and recomputes with ``F
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from poisoncurv.book.tables import Table
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
-from poisoncurv.lab.data import ImageData, load
+from poisoncurv.lab.data import SOURCES, ImageData, load, locate
+
+Summary = dict[str, float | int | str]
+RUN = "Run: {glue:text}`ch05_linear_mnist_run`."     # ends every caption of the chapter
+ASR_DEFENDED = 0.1        # a defence counts when ASR <= 0.1 ...
+ACC_DROP_MAX = 0.02       # ... and clean accuracy is within 2 points of the clean model's
+CURV_RATIO_VISIBLE = 10.0  # criterion 3: curvature along the trigger at least 10x the clean model's
+MASS_K = 4                # criterion 2: mass of the trigger in the top-4 eigenspace (top 5 eigenvalues are stored)
 
 LOSSES = ("squared", "ce")
 LOSS_NAMES = {"squared": "linear regression (squared loss)", "ce": "logistic regression (cross-entropy)"}
@@ -34,6 +43,8 @@ def settings(profile: str) -> dict[str, Any]:
         "amplitudes": by_profile(profile, smoke=[0.25, 1.0], cpu=[0.25, 0.5, 1.0], gpu=[0.125, 0.25, 0.5, 1.0, 2.0],
                                  full=[0.125, 0.25, 0.5, 1.0, 2.0]),
         "theta_amplitude": by_profile(profile, smoke=0.1, cpu=0.01, gpu=0.01, full=0.01),
+        "weight_decays": by_profile(profile, smoke=[0.1, 1.0], cpu=[0.01, 0.03, 0.1, 0.3, 1.0],
+                                    gpu=[0.01, 0.03, 0.1, 0.3, 1.0], full=[0.01, 0.03, 0.1, 0.3, 1.0]),
     }
 
 
@@ -48,6 +59,54 @@ def config(profile: str, device: str, seed: int, loss: str, theta: float, kappa:
     """The lab configuration of one run of the chapter."""
     return profile_config(profile, model="linear", loss=loss, attack="cross-deterministic", theta=theta, kappa=kappa,
                           device=device, seed=seed, **kw)
+
+
+def runs(profile: str, device: str = "cpu", seed: int = 0) -> dict[str, LabConfig]:
+    """Every lab run the chapter uses, by a name saying what it is (``"squared theta=0.01"``,
+    ``"ce kappa_paper=1e+06"``, ``"squared amplitude=0.25"``, ``"ce weight_decay=0.1"``); the same
+    configuration may appear under two names (the amplitude-1 run is a θ-sweep run)."""
+    s = settings(profile)
+    out: dict[str, LabConfig] = {}
+    for loss in LOSSES:
+        for th in s["thetas"]:
+            out[f"{loss} theta={th:g}"] = config(profile, device, seed, loss, th)
+        B = out[f"{loss} theta={s['thetas'][0]:g}"].batch_size
+        for k in s["kappa_paper"]:
+            out[f"{loss} kappa_paper={k:g}"] = config(profile, device, seed, loss, s["theta_kappa"], kappa_lab(k, B))
+        for a in s["amplitudes"]:
+            out[f"{loss} amplitude={a:g}"] = config(profile, device, seed, loss, s["theta_amplitude"], amplitude=a)
+        for wd in s["weight_decays"]:
+            out[f"{loss} weight_decay={wd:g}"] = config(profile, device, seed, loss, s["theta_kappa"], weight_decay=wd)
+    return out
+
+
+def data_source() -> str:
+    """The data source this machine reads MNIST from (``"MNIST, cached lab runs only"`` without a copy)."""
+    found = locate("mnist")
+    return f"MNIST, {SOURCES[found]}" if found else "MNIST, cached lab runs only"
+
+
+def load_runs(profile: str, device: str, seed: int, results_dir: str | None = None,
+              progress: bool = False) -> dict[str, dict[str, Any]]:
+    """The results of every run of :func:`runs` (cached or trained), by name."""
+    return {name: get(cfg, lab_dir(results_dir), data=mnist, progress=progress)
+            for name, cfg in runs(profile, device, seed).items()}
+
+
+def provenance_table(results: dict[str, dict[str, Any]]) -> Table:
+    """One row per distinct cached run: its name, key, commit, profile, device, data source, wall time."""
+    seen: dict[str, str] = {}
+    for name, r in results.items():
+        seen.setdefault(r["key"], name)
+    rows = []
+    for key, name in seen.items():
+        r = results[name]
+        p = r["provenance"]
+        rows.append([name, key, p["git_commit"][:12], r["config"]["profile"], p["device_name"], r["data_source"],
+                     float(p["wall_time_s"])])
+    return Table("tbl-ch5-provenance", f"Provenance of the {len(rows)} lab runs behind this chapter, as each run file "
+                 f"records it (wall time: the training of that run, in seconds). {RUN}",
+                 ["run", "key", "commit", "profile", "device", "data source", "wall time (s)"], rows)
 
 
 @lru_cache(maxsize=1)
@@ -149,3 +208,184 @@ def lag_table(sweep: dict[str, list[dict[str, Any]]], asr_success: float) -> dic
         clean = next(r for r in runs if r["config"]["theta"] == 0)
         out[loss] = [lag_row(r, clean, asr_success) for r in runs if r["config"]["theta"] > 0]
     return out
+
+
+# ---- issue 9, item 8: three visibility criteria ---------------------------------------------------------
+
+def mass_lower_bound(hess_top: list[float], overlap: float, curv: float, k: int = MASS_K) -> float:
+    """A lower bound on the trigger's mass ``Σ_{i≤k} ⟨v_i, u⟩²`` in the top-``k`` eigenspace of ``H`` from what
+    the lab stores (``k + 1`` top eigenvalues, the top-1 overlap ``o₁``, ``c = uᵀHu``):
+    ``c ≤ λ₁o₁ + λ₂(m − o₁) + λ_{k+1}(1 − m)`` gives ``m ≥ (c − λ₁o₁ + λ₂o₁ − λ_{k+1}) / (λ₂ − λ_{k+1})``,
+    clipped to ``[o₁, 1]``."""
+    lam1, lam2, lamk = hess_top[0], hess_top[1], hess_top[k]
+    if lam2 <= lamk:
+        return overlap
+    m = (curv - lam1 * overlap + lam2 * overlap - lamk) / (lam2 - lamk)
+    return float(min(1.0, max(overlap, m)))
+
+
+@dataclass(frozen=True)
+class VisibilityRow:
+    """One poisoned run at the end of training, judged by three criteria."""
+
+    loss: str
+    theta: float
+    asr: float
+    overlap: float        # criterion 1: ⟨v₁, u⟩²
+    mass_lb: float        # criterion 2: lower bound on the mass in the top-MASS_K eigenspace
+    curv_ratio: float     # criterion 3: uᵀHu over the clean model's uᵀH_clean u
+    spike_ratio: float    # uᵀHu over the clean model's top eigenvalue
+
+
+@dataclass(frozen=True)
+class VisibilityResult:
+    """:class:`VisibilityRow` for every poisoned run of the θ sweep (κ = 0)."""
+
+    rows: tuple[VisibilityRow, ...]
+
+    def summary(self) -> Summary:
+        """Counts of runs visible by each criterion and the extremes of each measure."""
+        n = len(self.rows)
+        return {"ch5_vis_n": n,
+                "ch5_vis_top1_n": sum(r.overlap >= 0.5 for r in self.rows),
+                "ch5_vis_mass_n": sum(r.mass_lb >= 0.5 for r in self.rows),
+                "ch5_vis_curv_n": sum(r.curv_ratio >= CURV_RATIO_VISIBLE for r in self.rows),
+                "ch5_vis_curv_ratio_min": min(r.curv_ratio for r in self.rows),
+                "ch5_vis_curv_ratio_max": max(r.curv_ratio for r in self.rows),
+                "ch5_vis_mass_lb_min": min(r.mass_lb for r in self.rows),
+                "ch5_vis_overlap_min": min(r.overlap for r in self.rows),
+                "ch5_vis_mass_k": MASS_K, "ch5_vis_curv_threshold": CURV_RATIO_VISIBLE}
+
+    def table(self) -> Table:
+        """The three criteria side by side."""
+        return Table("tbl-ch5-visibility",
+                     "Three visibility criteria for each poisoned run at the end of training: (1) the top-1 overlap "
+                     r"$\langle v_1, u\rangle^2$ ($\ge 1/2$: visible), (2) a lower bound on the mass "
+                     rf"$\sum_{{i\le {MASS_K}}}\langle v_i, u\rangle^2$ of the trigger in the top-{MASS_K} eigenspace, "
+                     r"(3) the curvature along the trigger over the clean model's, $u^\top H u / u^\top H_{\text{clean}} u$, "
+                     r"and, for reference, $u^\top H u/\lambda_{\text{clean}}$. " + RUN,
+                     ["model", "θ", "final ASR", "(1) top-1 overlap", f"(2) top-{MASS_K} mass ≥", "(3) curvature ratio",
+                      "uᵀHu / λ_clean"],
+                     [[r.loss, r.theta, r.asr, r.overlap, r.mass_lb, r.curv_ratio, r.spike_ratio] for r in self.rows])
+
+
+def visibility_criteria(sweep: dict[str, list[dict[str, Any]]]) -> VisibilityResult:
+    """The three criteria of :class:`VisibilityRow` at the end of every poisoned run of a θ sweep."""
+    rows = []
+    for loss, rs in sweep.items():
+        clean = next(r for r in rs if r["config"]["theta"] == 0)["epochs"][-1]
+        for r in rs:
+            if r["config"]["theta"] == 0:
+                continue
+            e = r["epochs"][-1]
+            rows.append(VisibilityRow(loss, r["config"]["theta"], e["asr"], e["overlap"],
+                                      mass_lower_bound(e["hess_top"], e["overlap"], e["curv_along_poison"]),
+                                      e["curv_along_poison"] / clean["curv_along_poison"],
+                                      e["curv_along_poison"] / clean["hess_top"][0]))
+    return VisibilityResult(tuple(rows))
+
+
+# ---- issue 9, item 9: the squared-loss amplitude bound ----------------------------------------------------
+
+@dataclass(frozen=True)
+class AmplitudeBound:
+    """Squared loss: the ceiling ``2/‖a t‖²`` of the spike against the clean top eigenvalue, per amplitude."""
+
+    amplitudes: tuple[float, ...]
+    bound: tuple[float, ...]         # 2 / ‖a t‖²
+    lam_clean: float                 # top eigenvalue of the clean model (end of training)
+    spike_max: tuple[float, ...]     # largest uᵀHu over training
+    shift2_max: float                # largest ‖Δf‖² over all measurements of these runs
+
+    def summary(self) -> Summary:
+        """Bound over λ_clean per amplitude (keys ``..._a<100·a>``), the largest spike over its bound."""
+        out: Summary = {f"ch5_sq_bound_over_clean_a{round(a * 100)}": b / self.lam_clean
+                        for a, b in zip(self.amplitudes, self.bound)}
+        out["ch5_sq_spike_over_bound_max"] = max(s / b for s, b in zip(self.spike_max, self.bound))
+        out["ch5_sq_shift2_max"] = self.shift2_max
+        out["ch5_sq_lam_clean"] = self.lam_clean
+        return out
+
+
+def amplitude_bound(amp: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]) -> AmplitudeBound:
+    """:class:`AmplitudeBound` from the squared-loss part of :func:`amplitude_sweep`."""
+    pairs = amp["squared"]
+    lam_clean = pairs[0][0]["epochs"][-1]["hess_top"][0]
+    amps = tuple(r["config"]["amplitude"] for _, r in pairs)
+    bound = tuple(2.0 / r["poison"]["trigger_norm"] ** 2 for _, r in pairs)
+    spike = tuple(float(series(r, "curv_along_poison").max()) for _, r in pairs)
+    shift2 = max(float(series(r, "trigger_shift2").max()) for _, r in pairs)
+    return AmplitudeBound(amps, bound, lam_clean, spike, shift2)
+
+
+# ---- issue 9, item 10: defence or collapse, the safety-efficacy frontier -------------------------------------
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One model on the safety-efficacy plane: which defence, its setting, clean accuracy, ASR."""
+
+    loss: str
+    method: str      # "input-gradient κ", "weight decay", "early stopping"
+    setting: float   # κ_paper, weight decay, or epoch
+    clean_acc: float
+    asr: float
+    clean_to_target: float
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """Every defended model of both losses, and the clean models' accuracy they are judged against."""
+
+    points: tuple[FrontierPoint, ...]
+    clean_acc: dict[str, float]
+
+    def counts(self, p: FrontierPoint) -> bool:
+        """A defence counts when ASR ≤ 0.1 and clean accuracy is within 2 points of the clean model's."""
+        return p.asr <= ASR_DEFENDED and p.clean_acc >= self.clean_acc[p.loss] - ACC_DROP_MAX
+
+    def summary(self) -> Summary:
+        """Per method and loss: how many settings count as a defence, and the best clean accuracy at ASR ≤ 0.1."""
+        out: Summary = {}
+        for loss in self.clean_acc:
+            for method, tag in (("input-gradient κ", "kappa"), ("weight decay", "wd"), ("early stopping", "early")):
+                pts = [p for p in self.points if p.loss == loss and p.method == method]
+                safe = [p.clean_acc for p in pts if p.asr <= ASR_DEFENDED and p.setting > 0]
+                out[f"ch5_defended_{tag}_{loss}"] = sum(self.counts(p) for p in pts if p.setting > 0)
+                out[f"ch5_best_safe_acc_{tag}_{loss}"] = max(safe) if safe else float("nan")
+        out["ch5_n_defended"] = sum(self.counts(p) for p in self.points if p.setting > 0)
+        out["ch5_asr_defended"] = ASR_DEFENDED
+        out["ch5_acc_drop_max"] = ACC_DROP_MAX
+        return out
+
+    def table(self) -> Table:
+        """The best safe point of each method (ASR ≤ 0.1, largest clean accuracy) against the clean model."""
+        rows = []
+        for loss in self.clean_acc:
+            for method in ("input-gradient κ", "weight decay", "early stopping"):
+                safe = [p for p in self.points if p.loss == loss and p.method == method and p.asr <= ASR_DEFENDED and p.setting > 0]
+                best = max(safe, key=lambda p: p.clean_acc) if safe else None
+                rows.append([loss, method, None if best is None else best.setting, None if best is None else best.asr,
+                             None if best is None else best.clean_acc, self.clean_acc[loss],
+                             "yes" if best is not None and self.counts(best) else "no"])
+        return Table("tbl-ch5-defences",
+                     r"The best model of each defence with ASR $\le 0.1$ (largest clean accuracy; setting: "
+                     r"$\kappa_{\text{paper}}$, weight decay, or epoch), against the clean model. A defence counts when "
+                     "its clean accuracy is also within 2 points of the clean model's. " + RUN,
+                     ["model", "defence", "setting", "ASR", "clean acc.", "clean model's acc.", "counts"], rows)
+
+
+def frontier(results: dict[str, dict[str, Any]], profile: str) -> Frontier:
+    """The safety-efficacy frontier at ``theta_kappa`` from :func:`load_runs`: the κ sweep, the weight-decay
+    runs, and early stopping (every recorded evaluation of the κ = 0 run, the epoch as its setting)."""
+    s = settings(profile)
+    pts, clean_acc = [], {}
+    for loss in LOSSES:
+        clean_acc[loss] = results[f"{loss} theta=0"]["epochs"][-1]["clean_acc"]
+        sweeps = (("input-gradient κ", "kappa_paper", s["kappa_paper"]), ("weight decay", "weight_decay", s["weight_decays"]))
+        for method, field, values in sweeps:
+            for v in values:
+                e = results[f"{loss} {field}={v:g}"]["epochs"][-1]
+                pts.append(FrontierPoint(loss, method, float(v), e["clean_acc"], e["asr"], e["clean_to_target"]))
+        for e in results[f"{loss} kappa_paper=0"]["epochs"]:
+            pts.append(FrontierPoint(loss, "early stopping", float(e["epoch"]), e["clean_acc"], e["asr"], e["clean_to_target"]))
+    return Frontier(tuple(pts), clean_acc)
