@@ -351,7 +351,7 @@ class Frontier:
                 pts = [p for p in self.points if p.loss == loss and p.method == method]
                 safe = [p.clean_acc for p in pts if p.asr <= ASR_DEFENDED and p.setting > 0]
                 out[f"ch5_defended_{tag}_{loss}"] = sum(self.counts(p) for p in pts if p.setting > 0)
-                out[f"ch5_best_safe_acc_{tag}_{loss}"] = max(safe) if safe else float("nan")
+                out[f"ch5_best_safe_acc_{tag}_{loss}"] = max(safe) if safe else "none"
         out["ch5_n_defended"] = sum(self.counts(p) for p in self.points if p.setting > 0)
         out["ch5_asr_defended"] = ASR_DEFENDED
         out["ch5_acc_drop_max"] = ACC_DROP_MAX
