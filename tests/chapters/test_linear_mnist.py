@@ -62,7 +62,7 @@ def test_amplitude_ceiling():
     s = b.summary()
     assert s["ch5_sq_bound_over_clean_a100"] < 1     # cpu profile: the a = 1 spike cannot beat the clean curvature
     assert evaluate(CHECKS["ch5_sq_spike_over_bound_max"], s["ch5_sq_spike_over_bound_max"])
-    # mutation: a ceiling computed with |a t| instead of |a t|^2 (here 3 -> 2/3 of 2/9) is broken by the measured spike
+    # mutation: a ceiling with the wrong power of the norm, 2/|a t|^3 = 2/27 instead of 2/9, is broken by the measured spike
     wrong = ex.AmplitudeBound(b.amplitudes, tuple(x * norm**2 / norm**3 for x in b.bound), b.lam_clean, b.spike_max, b.shift2_max)
     assert not evaluate(CHECKS["ch5_sq_spike_over_bound_max"], wrong.summary()["ch5_sq_spike_over_bound_max"])
 
