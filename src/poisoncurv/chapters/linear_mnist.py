@@ -389,3 +389,52 @@ def frontier(results: dict[str, dict[str, Any]], profile: str) -> Frontier:
         for e in results[f"{loss} kappa_paper=0"]["epochs"]:
             pts.append(FrontierPoint(loss, "early stopping", float(e["epoch"]), e["clean_acc"], e["asr"], e["clean_to_target"]))
     return Frontier(tuple(pts), clean_acc)
+
+
+# ---- success and visibility over training ------------------------------------------------------------------
+
+LAG_SIG = {**{f"ch5_{k}_{loss}": sig for loss in LOSSES for k, sig in
+              (("asr_top_theta", 3), ("overlap_top_theta", 2), ("max_overlap_top_theta", 2), ("clean_acc_clean", 3))}}
+
+
+@dataclass(frozen=True)
+class LagResult:
+    """:func:`lag_table` of a θ sweep (``rows[loss]``), the clean models' accuracy and the largest θ."""
+
+    rows: dict[str, list[dict[str, Any]]]
+    clean_acc: dict[str, float]
+    top_theta: float
+
+    def summary(self) -> Summary:
+        """How many poisoned runs succeed, before / after / with visibility (top-1 criterion), and the
+        largest-θ runs' final numbers (significant digits: :data:`LAG_SIG`)."""
+        rows = [r for loss in LOSSES for r in self.rows[loss]]
+        ok = [r for r in rows if r["t_success"] is not None]
+        out: Summary = {"ch5_n_runs": len(rows), "ch5_n_success": len(ok),
+                        "ch5_n_success_before_visible": sum(r["t_visible"] is None or r["t_visible"] > r["t_success"] for r in ok),
+                        "ch5_n_visible_before_success": sum(r["t_visible"] is not None and r["t_visible"] < r["t_success"] for r in ok),
+                        "ch5_n_success_never_visible": sum(r["t_visible"] is None for r in ok),
+                        "ch5_n_simultaneous": sum(r["t_visible"] is not None and r["t_visible"] == r["t_success"] for r in ok)}
+        for loss in LOSSES:
+            top = self.rows[loss][-1]
+            out |= {f"ch5_asr_top_theta_{loss}": top["asr"], f"ch5_overlap_top_theta_{loss}": top["overlap"],
+                    f"ch5_max_overlap_top_theta_{loss}": top["max_overlap"], f"ch5_clean_acc_clean_{loss}": self.clean_acc[loss]}
+        out["ch5_top_theta"] = self.top_theta
+        return out
+
+    def table(self) -> Table:
+        """Timing of success and visibility and the final numbers of every poisoned run."""
+        return Table("tbl-ch5-lag",
+                     r"Success (settled ASR $\ge 0.5$) and visibility (settled top-1 overlap $\ge 1/2$) over training, "
+                     r"as the epoch from which each holds (— : never), and the final ASR, top-1 overlap, largest overlap "
+                     r"seen, and $u^\top H u/\lambda_{\text{clean}}$. " + RUN,
+                     ["model", "θ", "success from", "visible from", "ASR", "overlap", "max overlap", "uᵀHu / λ_clean"],
+                     [[loss, r["theta"], r["t_success"], r["t_visible"], r["asr"], r["overlap"], r["max_overlap"],
+                       r["spike_ratio"]] for loss in LOSSES for r in self.rows[loss]])
+
+
+def lag_result(sweep: dict[str, list[dict[str, Any]]], profile: str) -> LagResult:
+    """:class:`LagResult` of a θ sweep (:func:`theta_sweep`)."""
+    s = settings(profile)
+    clean = {loss: next(r for r in rs if r["config"]["theta"] == 0)["epochs"][-1]["clean_acc"] for loss, rs in sweep.items()}
+    return LagResult(lag_table(sweep, s["asr_success"]), clean, s["thetas"][-1])
