@@ -94,7 +94,7 @@ def load_runs(profile: str, device: str, seed: int, results_dir: str | None = No
 
 
 def provenance_table(results: dict[str, dict[str, Any]]) -> Table:
-    """One row per distinct cached run: its name, key, commit, profile, device, data source, wall time."""
+    """One row per distinct cached run: its name, commit, profile, device, data source, wall time."""
     seen: dict[str, str] = {}
     for name, r in results.items():
         seen.setdefault(r["key"], name)
@@ -102,11 +102,11 @@ def provenance_table(results: dict[str, dict[str, Any]]) -> Table:
     for key, name in seen.items():
         r = results[name]
         p = r["provenance"]
-        rows.append([name, key, p["git_commit"][:12], r["config"]["profile"], p["device_name"], r["data_source"],
-                     float(p["wall_time_s"])])
+        rows.append([name, p["git_commit"][:8], r["config"]["profile"], p["device_name"].removeprefix("CPU: "),
+                     r["data_source"], float(p["wall_time_s"])])
     return Table("tbl-ch5-provenance", f"Provenance of the {len(rows)} lab runs behind this chapter, as each run file "
-                 f"records it (wall time: the training of that run, in seconds). {RUN}",
-                 ["run", "key", "commit", "profile", "device", "data source", "wall time (s)"], rows)
+                 f"records it (device: the CPU it trained on; wall time: the training of that run, in seconds). {RUN}",
+                 ["run", "commit", "profile", "device", "data source", "wall time (s)"], rows)
 
 
 @lru_cache(maxsize=1)
