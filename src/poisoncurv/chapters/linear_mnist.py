@@ -99,7 +99,7 @@ def provenance_table(results: dict[str, dict[str, Any]]) -> Table:
     for name, r in results.items():
         seen.setdefault(r["key"], name)
     rows = []
-    for key, name in seen.items():
+    for name in seen.values():
         r = results[name]
         p = r["provenance"]
         rows.append([name, p["git_commit"][:8], r["config"]["profile"], p["device_name"].removeprefix("CPU: "),
