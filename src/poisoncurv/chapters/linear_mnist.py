@@ -94,19 +94,19 @@ def load_runs(profile: str, device: str, seed: int, results_dir: str | None = No
 
 
 def provenance_table(results: dict[str, dict[str, Any]]) -> Table:
-    """One row per distinct cached run: its name, key, commit, profile, device, data source, wall time."""
+    """One row per distinct cached run: its name, commit, profile, device, data source, wall time."""
     seen: dict[str, str] = {}
     for name, r in results.items():
         seen.setdefault(r["key"], name)
     rows = []
-    for key, name in seen.items():
+    for name in seen.values():
         r = results[name]
         p = r["provenance"]
-        rows.append([name, key, p["git_commit"][:12], r["config"]["profile"], p["device_name"], r["data_source"],
-                     float(p["wall_time_s"])])
+        rows.append([name, p["git_commit"][:8], r["config"]["profile"], p["device_name"].removeprefix("CPU: "),
+                     r["data_source"], float(p["wall_time_s"])])
     return Table("tbl-ch5-provenance", f"Provenance of the {len(rows)} lab runs behind this chapter, as each run file "
-                 f"records it (wall time: the training of that run, in seconds). {RUN}",
-                 ["run", "key", "commit", "profile", "device", "data source", "wall time (s)"], rows)
+                 f"records it (device: the CPU it trained on; wall time: the training of that run, in seconds). {RUN}",
+                 ["run", "commit", "profile", "device", "data source", "wall time (s)"], rows)
 
 
 @lru_cache(maxsize=1)
@@ -351,7 +351,7 @@ class Frontier:
                 pts = [p for p in self.points if p.loss == loss and p.method == method]
                 safe = [p.clean_acc for p in pts if p.asr <= ASR_DEFENDED and p.setting > 0]
                 out[f"ch5_defended_{tag}_{loss}"] = sum(self.counts(p) for p in pts if p.setting > 0)
-                out[f"ch5_best_safe_acc_{tag}_{loss}"] = max(safe) if safe else float("nan")
+                out[f"ch5_best_safe_acc_{tag}_{loss}"] = max(safe) if safe else "none"
         out["ch5_n_defended"] = sum(self.counts(p) for p in self.points if p.setting > 0)
         out["ch5_asr_defended"] = ASR_DEFENDED
         out["ch5_acc_drop_max"] = ACC_DROP_MAX
@@ -389,3 +389,52 @@ def frontier(results: dict[str, dict[str, Any]], profile: str) -> Frontier:
         for e in results[f"{loss} kappa_paper=0"]["epochs"]:
             pts.append(FrontierPoint(loss, "early stopping", float(e["epoch"]), e["clean_acc"], e["asr"], e["clean_to_target"]))
     return Frontier(tuple(pts), clean_acc)
+
+
+# ---- success and visibility over training ------------------------------------------------------------------
+
+LAG_SIG = {**{f"ch5_{k}_{loss}": sig for loss in LOSSES for k, sig in
+              (("asr_top_theta", 3), ("overlap_top_theta", 2), ("max_overlap_top_theta", 2), ("clean_acc_clean", 3))}}
+
+
+@dataclass(frozen=True)
+class LagResult:
+    """:func:`lag_table` of a θ sweep (``rows[loss]``), the clean models' accuracy and the largest θ."""
+
+    rows: dict[str, list[dict[str, Any]]]
+    clean_acc: dict[str, float]
+    top_theta: float
+
+    def summary(self) -> Summary:
+        """How many poisoned runs succeed, before / after / with visibility (top-1 criterion), and the
+        largest-θ runs' final numbers (significant digits: :data:`LAG_SIG`)."""
+        rows = [r for loss in LOSSES for r in self.rows[loss]]
+        ok = [r for r in rows if r["t_success"] is not None]
+        out: Summary = {"ch5_n_runs": len(rows), "ch5_n_success": len(ok),
+                        "ch5_n_success_before_visible": sum(r["t_visible"] is None or r["t_visible"] > r["t_success"] for r in ok),
+                        "ch5_n_visible_before_success": sum(r["t_visible"] is not None and r["t_visible"] < r["t_success"] for r in ok),
+                        "ch5_n_success_never_visible": sum(r["t_visible"] is None for r in ok),
+                        "ch5_n_simultaneous": sum(r["t_visible"] is not None and r["t_visible"] == r["t_success"] for r in ok)}
+        for loss in LOSSES:
+            top = self.rows[loss][-1]
+            out |= {f"ch5_asr_top_theta_{loss}": top["asr"], f"ch5_overlap_top_theta_{loss}": top["overlap"],
+                    f"ch5_max_overlap_top_theta_{loss}": top["max_overlap"], f"ch5_clean_acc_clean_{loss}": self.clean_acc[loss]}
+        out["ch5_top_theta"] = self.top_theta
+        return out
+
+    def table(self) -> Table:
+        """Timing of success and visibility and the final numbers of every poisoned run."""
+        return Table("tbl-ch5-lag",
+                     r"Success (settled ASR $\ge 0.5$) and visibility (settled top-1 overlap $\ge 1/2$) over training, "
+                     r"as the epoch from which each holds (— : never), and the final ASR, top-1 overlap, largest overlap "
+                     r"seen, and $u^\top H u/\lambda_{\text{clean}}$. " + RUN,
+                     ["model", "θ", "success from", "visible from", "ASR", "overlap", "max overlap", "uᵀHu / λ_clean"],
+                     [[loss, r["theta"], r["t_success"], r["t_visible"], r["asr"], r["overlap"], r["max_overlap"],
+                       r["spike_ratio"]] for loss in LOSSES for r in self.rows[loss]])
+
+
+def lag_result(sweep: dict[str, list[dict[str, Any]]], profile: str) -> LagResult:
+    """:class:`LagResult` of a θ sweep (:func:`theta_sweep`)."""
+    s = settings(profile)
+    clean = {loss: next(r for r in rs if r["config"]["theta"] == 0)["epochs"][-1]["clean_acc"] for loss, rs in sweep.items()}
+    return LagResult(lag_table(sweep, s["asr_success"]), clean, s["thetas"][-1])
