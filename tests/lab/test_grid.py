@@ -13,9 +13,10 @@ GRIDS = REPO_ROOT / "grids"
 
 
 def test_ch05_cpu_grid_is_exactly_the_committed_runs():
+    """The 24 runs of the original chapter plus its 10 weight-decay baselines: every committed lab run."""
     keys = [cfg.key() for cfg in load_grid(GRIDS / "ch05.yaml", "cpu").configs()]
     committed = sorted(p.stem for p in LAB_RESULTS_DIR.glob("*.json"))
-    assert len(keys) == len(set(keys)) == 24
+    assert len(keys) == len(set(keys)) == 34
     assert sorted(keys) == committed
     for key in keys:  # and each file holds that configuration
         assert json.loads((LAB_RESULTS_DIR / f"{key}.json").read_text())["key"] == key
@@ -33,6 +34,9 @@ def test_ch05_groups_match_the_chapter_driver(profile):
             cfg(s["theta_kappa"], linear_mnist.kappa_lab(k, B)) for k in s["kappa_paper"]]
         assert [r.config for r in grid.group("amplitude", loss=loss)] == [
             cfg(s["theta_amplitude"], amplitude=a) for a in s["amplitudes"]]
+        assert [r.config for r in grid.group("weight_decay", loss=loss)] == [
+            cfg(s["theta_kappa"], weight_decay=w) for w in s["weight_decays"]]
+    assert s["kappa_paper"] == [0.0, 1e2, 1e3, 1e4, 1e5, 1e6]         # the paper's grid, through kappa_lab
 
 
 @pytest.mark.parametrize("name", ["ch05", "ch06", "ch07"])

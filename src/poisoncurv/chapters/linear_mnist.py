@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from poisoncurv.book.tables import Table
-from poisoncurv.core.profiles import by_profile
+from poisoncurv.core.paths import GRIDS_DIR
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
 from poisoncurv.lab.data import SOURCES, ImageData, load, locate
+from poisoncurv.lab.grid import load_grid
 
 Summary = dict[str, float | int | str]
 RUN = "Run: {glue:text}`ch05_linear_mnist_run`."     # ends every caption of the chapter
@@ -28,23 +29,25 @@ MASS_K = 4                # criterion 2: mass of the trigger in the top-4 eigens
 
 LOSSES = ("squared", "ce")
 LOSS_NAMES = {"squared": "linear regression (squared loss)", "ce": "logistic regression (cross-entropy)"}
-KAPPA_PAPER = (0.0, 1e2, 1e3, 1e4, 1e5, 1e6)
 
 
 def settings(profile: str) -> dict[str, Any]:
-    """Sweeps of the chapter for ``profile`` (sizes of each run: :mod:`poisoncurv.lab.config`)."""
+    """Sweeps of the chapter for ``profile``, read from its grid file ``grids/ch05.yaml`` (the same file a cluster
+    sweep runs: ``make sweep GRID=grids/ch05.yaml``); sizes of each run: :mod:`poisoncurv.lab.config`."""
+    grid = load_grid(GRIDS_DIR / "ch05.yaml", profile, check_device=False)
+    first = lambda group: [r.config for r in grid.group(group, loss=LOSSES[0])]  # noqa: E731
+    kappa, amplitude, wd = first("kappa"), first("amplitude"), first("weight_decay")
+    if {c.theta for c in wd} != {kappa[0].theta}:
+        raise ValueError("grids/ch05.yaml: the weight-decay group must use the kappa group's theta (one frontier)")
     return {
         "attack": "cross-deterministic",
-        "thetas": by_profile(profile, smoke=[0.0, 0.02, 0.1], cpu=[0.0, 0.001, 0.003, 0.01, 0.03],
-                             gpu=[0.0, 0.0005, 0.001, 0.003, 0.01, 0.03, 0.1], full=[0.0, 0.0005, 0.001, 0.003, 0.01, 0.03, 0.1]),
-        "theta_kappa": by_profile(profile, smoke=0.1, cpu=0.01, gpu=0.01, full=0.01),
-        "kappa_paper": list(KAPPA_PAPER),
+        "thetas": [c.theta for c in first("theta")],
+        "theta_kappa": kappa[0].theta,
+        "kappa_paper": [float(f"{c.kappa * c.batch_size**2:.6g}") for c in kappa],
         "asr_success": 0.5,
-        "amplitudes": by_profile(profile, smoke=[0.25, 1.0], cpu=[0.25, 0.5, 1.0], gpu=[0.125, 0.25, 0.5, 1.0, 2.0],
-                                 full=[0.125, 0.25, 0.5, 1.0, 2.0]),
-        "theta_amplitude": by_profile(profile, smoke=0.1, cpu=0.01, gpu=0.01, full=0.01),
-        "weight_decays": by_profile(profile, smoke=[0.1, 1.0], cpu=[0.01, 0.03, 0.1, 0.3, 1.0],
-                                    gpu=[0.01, 0.03, 0.1, 0.3, 1.0], full=[0.01, 0.03, 0.1, 0.3, 1.0]),
+        "amplitudes": [c.amplitude for c in amplitude],
+        "theta_amplitude": amplitude[0].theta,
+        "weight_decays": [c.weight_decay for c in wd],
     }
 
 

@@ -10,5 +10,6 @@ BOOK_DIR = REPO_ROOT / "book"
 RESULTS_DIR = Path(os.environ.get("POISONCURV_RESULTS_DIR") or REPO_ROOT / "results")  # set by make rerun's staging
 LAB_RESULTS_DIR = RESULTS_DIR / "lab"
 CLAIMS_FILE = REPO_ROOT / "claims.yml"
+GRIDS_DIR = REPO_ROOT / "grids"                    # one grid file of lab runs per experiment chapter
 DATA_DIR = REPO_ROOT / "data"                      # canonical copies and unpacked caches (git-ignored)
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"   # the workplace's offline copies, if present
