@@ -2,28 +2,12 @@
 
 import pytest
 import torch
+from dense_ops import with_spectrum
 from torch import nn
 
 from poisoncurv.curvature import input_hessian, per_example_input_hessian, per_example_top_eigen, top_eigen_block
 from poisoncurv.curvature import reference as ref
 from poisoncurv.models import MLP
-
-
-class Dense:
-    """A matrix as an operator (accepts (d,) and (d, p))."""
-
-    def __init__(self, A):
-        self.A, self.shape, self.dtype, self.device = A, tuple(A.shape), A.dtype, A.device
-
-    def __matmul__(self, v):
-        return self.A @ v
-
-
-def with_spectrum(ev, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    Q, _ = torch.linalg.qr(torch.randn(len(ev), len(ev), generator=gen))
-    return Dense(Q @ torch.diag(ev.double()) @ Q.T)
-
 
 SPECTRA = {
     "decaying": torch.logspace(0, -6, 300),

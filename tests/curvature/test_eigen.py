@@ -3,27 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from dense_ops import Dense, with_spectrum
 from scipy.sparse.linalg import eigsh
 from torch import nn
 
 from poisoncurv.curvature import input_hessian, overlap, spectral_density, top_eigen
-
-
-class Dense:
-    """A matrix as an operator."""
-
-    def __init__(self, A):
-        self.A, self.shape, self.dtype, self.device = A, tuple(A.shape), A.dtype, A.device
-
-    def __matmul__(self, v):
-        return self.A @ v
-
-
-def with_spectrum(ev, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    Q, _ = torch.linalg.qr(torch.randn(len(ev), len(ev), generator=gen))
-    return Dense(Q @ torch.diag(ev.double()) @ Q.T)
-
 
 SPECTRA = {
     "decaying": torch.logspace(0, -6, 300),
