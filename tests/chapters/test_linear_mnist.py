@@ -87,3 +87,12 @@ def test_law_and_margins(sweep, results):
     assert not evaluate(CHECKS["ch5_law_max_rel_err_squared"], err + 1e-3)
     table = ex.provenance_table(results)
     assert len(table.rows) == len({r["key"] for r in results.values()})
+
+
+def test_law_points_hold_the_law_for_the_squared_loss_only(sweep):
+    law = ex.law_points(sweep, ex.settings("cpu")["theta_kappa"])
+    s = law.summary()
+    assert evaluate(CHECKS["ch5_law_max_rel_err_squared"], s["ch5_law_max_rel_err_squared"])
+    ce_err = np.abs(law.measured["ce"] / law.predicted["ce"] - 1).max()
+    assert ce_err > 0.1                          # cross-entropy reweights by softmax variances: no exact law
+    assert s["ch5_n_points"] == sum(len(v) for v in law.predicted.values()) and 0 <= s["ch5_visibility_threshold_agreement"] <= 1

@@ -441,3 +441,57 @@ def lag_result(sweep: dict[str, list[dict[str, Any]]], profile: str) -> LagResul
     s = settings(profile)
     clean = {loss: next(r for r in rs if r["config"]["theta"] == 0)["epochs"][-1]["clean_acc"] for loss, rs in sweep.items()}
     return LagResult(lag_table(sweep, s["asr_success"]), clean, s["thetas"][-1])
+
+
+LAW_SIG = {"ch5_law_max_rel_err_squared": 2, "ch5_visibility_threshold_agreement": 3, "ch5_clean_shift2_squared": 2,
+           "ch5_clean_shift2_ce": 2, "ch5_poisoned_shift2_squared": 3, "ch5_poisoned_shift2_ce": 3}
+
+
+@dataclass(frozen=True)
+class LawPoints:
+    """Chapter 1's law on MNIST: every measurement of every poisoned run of the θ sweep, per loss, as the predicted
+    spike ``R_k|Δf|²`` and the measured curvature ``uᵀHu``, both over the clean model's top eigenvalue at the same
+    measurement (arrays of one length per loss), and whether the top-1 overlap was ≥ ½ there."""
+
+    predicted: dict[str, np.ndarray]
+    measured: dict[str, np.ndarray]
+    visible: dict[str, np.ndarray]
+    law_max_rel_err_squared: float       # max |uᵀHu / (R_k|Δf|²) − 1| over the squared-loss points
+    shift2_clean: dict[str, float]       # final |Δf|² of the clean run and of the poisoned run at θ_kappa
+    shift2_poisoned: dict[str, float]
+
+    def summary(self) -> dict[str, float | int]:
+        agree = sum(int(np.sum(self.visible[k] == (self.measured[k] > 1))) for k in LOSSES)
+        total = sum(len(self.predicted[k]) for k in LOSSES)
+        out: dict[str, float | int] = {"ch5_law_max_rel_err_squared": self.law_max_rel_err_squared,
+                                       "ch5_visibility_threshold_agreement": agree / total, "ch5_n_points": total}
+        for loss in LOSSES:
+            out[f"ch5_clean_shift2_{loss}"] = self.shift2_clean[loss]
+            out[f"ch5_poisoned_shift2_{loss}"] = self.shift2_poisoned[loss]
+        return out
+
+
+def law_points(sweep: dict[str, list[dict[str, Any]]], theta_kappa: float) -> LawPoints:
+    """:class:`LawPoints` of the θ sweep (the θ = 0 run of each loss is the clean model)."""
+    pred, meas, vis, shift_clean, shift_poisoned = {}, {}, {}, {}, {}
+    law_err = 0.0
+    for loss in LOSSES:
+        clean = next(r for r in sweep[loss] if r["config"]["theta"] == 0)
+        lam_clean = series(clean, "hess_top")[:, 0]
+        xs, ys, vs = [], [], []
+        for r in sweep[loss]:
+            if r["config"]["theta"] == 0:
+                continue
+            spike = (1 / r["poison"]["trigger_norm"] ** 2) * series(r, "trigger_shift2")
+            curv = series(r, "curv_along_poison")
+            ok = spike > 0
+            xs.append(spike[ok] / lam_clean[ok])
+            ys.append(curv[ok] / lam_clean[ok])
+            vs.append(series(r, "overlap")[ok] >= 0.5)
+            if loss == "squared":
+                law_err = max(law_err, float(np.max(np.abs(curv[ok] / spike[ok] - 1))))
+        pred[loss], meas[loss], vis[loss] = map(np.concatenate, (xs, ys, vs))
+        shift_clean[loss] = clean["epochs"][-1]["trigger_shift2"]
+        poisoned = next(r for r in sweep[loss] if r["config"]["theta"] == theta_kappa)
+        shift_poisoned[loss] = poisoned["epochs"][-1]["trigger_shift2"]
+    return LawPoints(pred, meas, vis, law_err, shift_clean, shift_poisoned)
