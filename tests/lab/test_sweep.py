@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lab_files import idx_bytes
 
 import poisoncurv
 from poisoncurv.lab.__main__ import main as cli
@@ -26,11 +27,6 @@ profiles:
 """
 
 
-def _idx(path: Path, arr: np.ndarray, magic: int) -> None:
-    dims = np.array(arr.shape, dtype=">i4").tobytes()
-    path.write_bytes(np.array([magic], dtype=">i4").tobytes() + dims + arr.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """Synthetic MNIST (noisy class prototypes) in torchvision's layout, and the environment workers inherit."""
@@ -42,8 +38,8 @@ def env(tmp_path, monkeypatch):
         y = np.arange(n) % 10
         x = np.clip(protos[y] + 0.5 * rng.random((n, 28, 28)), 0, 1) * 255
         x[:, 20:, 20:] = 0
-        _idx(raw / f"{split}-images-idx3-ubyte", x, 2051)
-        _idx(raw / f"{split}-labels-idx1-ubyte", y, 2049)
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(x))
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(y))
     monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
     monkeypatch.setenv("PYTHONPATH", str(Path(poisoncurv.__file__).parents[1]))
