@@ -37,6 +37,10 @@ class MLP(nn.Module):
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
 
+    def embed(self, x: Tensor) -> Tensor:
+        """Penultimate features ``(B, hidden[-1])``: the last hidden layer after its ReLU."""
+        return self.net[:-1](x.flatten(1))
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1))
 
@@ -55,6 +59,10 @@ class LeNet(nn.Module):
             nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
             nn.Linear(84, num_classes),
         )
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Penultimate features ``(B, 84)``: the second fully connected layer after its ReLU."""
+        return self.classifier[:-1](self.features(x))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -134,8 +142,10 @@ class PreActResNet(nn.Module):
         self.bn = nn.BatchNorm2d(in_planes)
         self.fc = nn.Linear(in_planes, num_classes)
 
+    def embed(self, x: Tensor) -> Tensor:
+        """Penultimate features ``(B, 64·expansion)``: the final BN-ReLU, globally average-pooled."""
+        out = torch.relu(self.bn(self.layers(self.conv1(x))))
+        return nn.functional.adaptive_avg_pool2d(out, 1).flatten(1)
+
     def forward(self, x: Tensor) -> Tensor:
-        out = self.layers(self.conv1(x))
-        out = torch.relu(self.bn(out))
-        out = nn.functional.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.fc(out)
+        return self.fc(self.embed(x))

@@ -54,18 +54,27 @@ def check_cached(res: Any, cfg: LabConfig, path: Path, data_source: str | None) 
                                f"'{data_source}': {how}, or point POISONCURV_SHARED_DATA / POISONCURV_DATA at the same data")
 
 
+def model_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> Path:
+    """``<results_dir or results/lab>/models/<cfg.key()>.pt``: the final weights kept by ``get(keep_model=True)``."""
+    return Path(results_dir or LAB_RESULTS_DIR) / "models" / f"{cfg.key()}.pt"
+
+
 def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: bool | None = None,
         data: ImageData | Callable[[], ImageData] | None = None, progress: bool = False,
-        checkpoint_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+        checkpoint_dir: str | os.PathLike | None = None, keep_model: bool = False) -> dict[str, Any]:
     """The results dictionary of ``cfg`` (see :func:`poisoncurv.lab.train.train`): cached or computed.
 
     ``data``: the data set, or a function returning it (called only if the run must be computed),
     or ``None`` (loaded by :func:`poisoncurv.lab.data.load`). When no copy of the data set is present
     at all, a cached file is used as it is (its data source is still recorded in it).
+    ``keep_model``: also keep the final weights at :func:`model_path` (a cached run without them is
+    recomputed; training is deterministic on the CPU, so the numbers are the same).
     """
     validate(cfg)
     path = result_path(cfg, results_dir)
     force = _force_from_env() if force is None else force
+    if keep_model and not model_path(cfg, results_dir).exists():
+        force = True
     if path.exists() and not force:
         try:
             res = read_json(path)
@@ -78,6 +87,7 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
             source = SOURCES[found] if found else None
         check_cached(res, cfg, path, source)
         return res
-    res = train(cfg, data=data() if callable(data) else data, checkpoint_dir=checkpoint_dir, progress=progress)
+    res = train(cfg, data=data() if callable(data) else data, checkpoint_dir=checkpoint_dir, progress=progress,
+                model_dir=model_path(cfg, results_dir).parent if keep_model else None)
     write_json_atomic(path, res)
     return res

@@ -53,6 +53,7 @@ SCHEMA_VERSION = 1
 MODELS = ("linear", "mlp", "lenet", "preresnet20", "preresnet110")
 LOSSES = ("ce", "squared")
 SCHEDULES = ("constant", "cosine")
+MEASURES = ("basic", "deep")
 NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100}
 
 
@@ -62,6 +63,9 @@ class LabConfig:
 
     ``kappa`` multiplies the per-example penalty ``(kappa/2)·mean_b |∇_x ℓ_b|²`` (see
     :mod:`poisoncurv.lab.train`); ``theta = 0`` is the clean reference run of ``attack``'s trigger.
+    ``measure``: ``basic`` (accuracy, ASR and Lanczos spectra at clean inputs) or ``deep`` (adds robust
+    accuracy, exact spectra at clean and triggered inputs, feature geometry and the final model's eNTK;
+    :mod:`poisoncurv.lab.deep`; models piecewise linear in the input only).
     """
 
     dataset: str = "mnist"
@@ -88,10 +92,14 @@ class LabConfig:
     seed: int = 0
     device: str = "cpu"
     profile: str = "cpu"
+    measure: str = "basic"
 
     def key(self) -> str:
-        """Short stable hash (16 hex digits) of every field: the results file's name."""
-        blob = json.dumps(asdict(self), sort_keys=True)
+        """Short stable hash (16 hex digits) of every field: the results file's name. Fields added after
+        the first results were cached (:data:`ADDED_FIELDS`) enter the hash only when they differ from
+        their default, so older files keep their names."""
+        values = {k: v for k, v in asdict(self).items() if ADDED_FIELDS.get(k, object()) != v}
+        blob = json.dumps(values, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -99,6 +107,8 @@ class LabConfig:
 SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
 INPUT_DIM = {"mnist": 28 * 28, "cifar10": 3 * 32 * 32, "cifar100": 3 * 32 * 32}
 _HINTS = get_type_hints(LabConfig)
+# Fields added after the first cached results, with their defaults (left out of the key at the default).
+ADDED_FIELDS: dict[str, Any] = {"measure": "basic"}
 
 
 def _base_type(name: str) -> tuple[type, bool]:
@@ -165,6 +175,10 @@ def validate(cfg: LabConfig) -> LabConfig:
     _choose("model", cfg.model, MODELS)
     _choose("loss", cfg.loss, LOSSES)
     _choose("schedule", cfg.schedule, SCHEDULES)
+    _choose("measure", cfg.measure, MEASURES)
+    if cfg.measure == "deep" and (cfg.model == "linear" or cfg.loss != "ce"):
+        raise ValueError(f"measure: 'deep' needs a network with hidden features (mlp, lenet, preresnet*) and loss 'ce', "
+                         f"got model {cfg.model!r}, loss {cfg.loss!r}")
     if cfg.model == "lenet" and cfg.dataset != "mnist":
         raise ValueError(f"model: lenet takes 1×28×28 MNIST images, not {cfg.dataset}")
     if cfg.model.startswith("preresnet") and cfg.dataset == "mnist":

@@ -13,6 +13,7 @@ every run of every profile) and ``profiles`` (one entry per profile that the cha
             base: {kappa: 0.0}               # optional: fields for this group
             axes: {loss: [squared, ce], theta: [0.0, 0.01]}   # cartesian product
             exclude: [{loss: ce, theta: 0.0}]                  # optional: drop the matching points
+            keep_model: true                 # optional: keep these runs' final weights (results/lab/models/)
 
 Fields not given take the profile's sizes and training recipe (:func:`poisoncurv.lab.config.profile_config`).
 Every field name, value type and axis is checked before any configuration is built, and every
@@ -39,7 +40,7 @@ from poisoncurv.lab.config import LabConfig, profile_config
 
 TOP_KEYS = ("description", "base", "profiles")
 PROFILE_KEYS = ("base", "groups")
-GROUP_KEYS = ("base", "axes", "exclude")
+GROUP_KEYS = ("base", "axes", "exclude", "keep_model")
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(LabConfig)
 
 
@@ -49,11 +50,13 @@ class GridError(ValueError):
 
 @dataclass(frozen=True)
 class Run:
-    """One run of a grid: its group, the axis values that pick it (``point``) and its configuration."""
+    """One run of a grid: its group, the axis values that pick it (``point``), its configuration, and
+    whether its final weights are kept (:func:`poisoncurv.lab.cache.get` ``keep_model``)."""
 
     group: str
     point: dict[str, Any]
     config: LabConfig
+    keep_model: bool = False
 
     @property
     def name(self) -> str:
@@ -72,11 +75,14 @@ class Grid:
 
     @property
     def runs(self) -> list[Run]:
-        """Every distinct run (first occurrence wins), groups in file order."""
+        """Every distinct run (first occurrence wins; its weights are kept if any occurrence keeps them),
+        groups in file order."""
         seen: dict[str, Run] = {}
         for runs in self.groups.values():
             for run in runs:
-                seen.setdefault(run.config.key(), run)
+                first = seen.setdefault(run.config.key(), run)
+                if run.keep_model and not first.keep_model:
+                    seen[run.config.key()] = replace(first, keep_model=True)
         return list(seen.values())
 
     def configs(self) -> list[LabConfig]:
@@ -153,6 +159,9 @@ def _group(where: str, profile: str, name: str, spec: Any, base: dict[str, Any],
         if not isinstance(vals, list) or not vals:
             raise GridError(f"{where}.axes.{field}: an axis must be a non-empty list of values, got {vals!r}")
         values[field] = [_typed(f"{where}.axes", field, v) for v in vals]
+    keep = spec.get("keep_model", False)
+    if not isinstance(keep, bool):
+        raise GridError(f"{where}.keep_model: expected true or false, got {keep!r}")
     excludes = spec.get("exclude") or []
     if not isinstance(excludes, list):
         raise GridError(f"{where}.exclude: expected a list of mappings, got {excludes!r}")
@@ -167,7 +176,7 @@ def _group(where: str, profile: str, name: str, spec: Any, base: dict[str, Any],
             cfg = make_config(profile, cfg_fields, check_device)
         except ValueError as err:
             raise GridError(f"{where} at {point}: {err}") from None
-        runs.append(Run(name, point, cfg))
+        runs.append(Run(name, point, cfg, keep))
     if not runs:
         raise GridError(f"{where}: every point is excluded; the group has no runs")
     return runs

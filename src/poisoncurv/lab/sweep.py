@@ -25,7 +25,7 @@ import submitit
 import torch
 
 from poisoncurv.core.results import read_json
-from poisoncurv.lab.cache import StaleResultError, check_cached, get, result_path
+from poisoncurv.lab.cache import StaleResultError, check_cached, get, model_path, result_path
 from poisoncurv.lab.config import LabConfig
 from poisoncurv.lab.data import SOURCES, cache_root, locate
 from poisoncurv.lab.grid import Grid, Run, load_grid
@@ -71,20 +71,21 @@ class RunJob(submitit.helpers.Checkpointable):
     def __init__(self, results_dir: str | None, checkpoint_dir: str | None, threads: int):
         self.results_dir, self.checkpoint_dir, self.threads = results_dir, checkpoint_dir, threads
 
-    def __call__(self, cfg: LabConfig) -> dict[str, Any]:
+    def __call__(self, cfg: LabConfig, keep_model: bool = False) -> dict[str, Any]:
         torch.set_num_threads(self.threads)
         try:
-            res = get(cfg, self.results_dir, force=False, checkpoint_dir=self.checkpoint_dir)
+            res = get(cfg, self.results_dir, force=False, checkpoint_dir=self.checkpoint_dir, keep_model=keep_model)
         except Exception as err:  # reported in the sweep's table; nothing is cached, so a rerun retries it
             return {"status": "failed", "error": error_line(f"{type(err).__name__}: {err}")}
         return {"status": "done", **summary(res)}
 
 
-def cached(cfg: LabConfig, results_dir: str | os.PathLike | None) -> dict[str, Any] | None:
-    """The cached results of ``cfg`` if a valid file for it exists, else ``None`` (missing, corrupt or stale:
-    the run is submitted, and a stale file makes it fail with the cache's message)."""
+def cached(cfg: LabConfig, results_dir: str | os.PathLike | None, keep_model: bool = False) -> dict[str, Any] | None:
+    """The cached results of ``cfg`` if a valid file for it exists (and, with ``keep_model``, its weights),
+    else ``None`` (missing, corrupt or stale: the run is submitted, and a stale file makes it fail with the
+    cache's message)."""
     path = result_path(cfg, results_dir)
-    if not path.exists():
+    if not path.exists() or (keep_model and not model_path(cfg, results_dir).exists()):
         return None
     try:
         res = read_json(path)
@@ -147,7 +148,7 @@ def sweep(grid: Grid, executor: str = "local", max_parallel: int | None = None, 
     outcomes: dict[str, Outcome] = {}
     todo = []
     for run in runs:
-        res = cached(run.config, results_dir)
+        res = cached(run.config, results_dir, run.keep_model)
         if res is None:
             todo.append(run)
         else:
@@ -168,13 +169,13 @@ def _drive(ex: submitit.Executor, fn: RunJob, todo: list[Run], executor: str, ma
     """Submit ``todo`` (SLURM: one array; else a window of ``max_parallel``) and collect outcomes as jobs end."""
     waiting, running = list(todo), {}
     if executor == "slurm":
-        running = dict(zip(ex.map_array(fn, [r.config for r in waiting]), waiting))
+        running = dict(zip(ex.map_array(fn, [r.config for r in waiting], [r.keep_model for r in waiting]), waiting))
         waiting = []
     try:
         while waiting or running:
             while waiting and len(running) < max_parallel:
                 run = waiting.pop(0)
-                running[ex.submit(fn, run.config)] = run
+                running[ex.submit(fn, run.config, run.keep_model)] = run
             finished = [job for job in running if job.done()]
             for job in finished:
                 o = _outcome(running.pop(job), job)

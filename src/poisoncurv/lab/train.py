@@ -34,6 +34,7 @@ from poisoncurv.core.results import atomic_target
 from poisoncurv.lab.attacks import Poisoned, poison
 from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
 from poisoncurv.lab.data import ImageData, cache_root, load, to_float
+from poisoncurv.lab.deep import Probe, final_measures, make_probe, measure_deep
 from poisoncurv.lab.spectra import SquaredLoss, spectral_metrics
 from poisoncurv.models import MLP, LeNet, LinearModel, PreActResNet
 
@@ -126,16 +127,22 @@ def _trigger_shift2(model: nn.Module, x_src: Tensor, x_trig: Tensor, batch: int 
 
 
 def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, x_test: Tensor, y_test: Tensor,
-             x_src: Tensor, x_eval: Tensor, y_eval: Tensor) -> dict[str, Any]:
+             x_src: Tensor, x_eval: Tensor, y_eval: Tensor, probe: Probe | None = None) -> dict[str, Any]:
     """Clean accuracy, ASR (fraction of triggered non-target test images classified as the target),
     the same fraction without the trigger (``clean_to_target``: ASR means little when it is high), the squared
-    trigger shift of the outputs, and :func:`spectral_metrics` on the evaluation batch, all in eval mode."""
+    trigger shift of the outputs, then :func:`spectral_metrics` on the evaluation batch (``basic``) or robust
+    accuracy (triggered inputs still given their true class) and :func:`~poisoncurv.lab.deep.measure_deep` on
+    ``probe`` (``deep``), all in eval mode."""
     model.eval()
     asr = _accuracy(model, p.x_trigger, torch.full_like(p.y_trigger, cfg.target))
     out = {"clean_acc": _accuracy(model, x_test, y_test), "asr": asr,
            "clean_to_target": _accuracy(model, x_src, torch.full_like(p.y_trigger, cfg.target)),
            "trigger_shift2": _trigger_shift2(model, x_src, p.x_trigger)}
-    out.update(spectral_metrics(model, loss_fn, x_eval, y_eval, p.direction.to(x_eval), cfg.top_k))
+    if probe is None:
+        out.update(spectral_metrics(model, loss_fn, x_eval, y_eval, p.direction.to(x_eval), cfg.top_k))
+    else:
+        out["robust_acc"] = _accuracy(model, p.x_trigger, p.y_trigger)
+        out.update(measure_deep(model, loss_fn, probe, cfg.top_k))
     model.train()
     return out
 
@@ -192,7 +199,8 @@ def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = N
 
 
 def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | os.PathLike | None = None,
-          progress: bool = True, max_epochs: int | None = None) -> dict[str, Any] | None:
+          progress: bool = True, max_epochs: int | None = None,
+          model_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """Run ``cfg`` (resuming from its checkpoint if one exists) and return the results dictionary:
     ``schema_version``, ``config``, ``key``, ``data_source``, ``poison`` (indices, counts, trigger norm),
     ``epochs`` (one row of metrics at epoch 0 and after every ``1/evals_per_epoch`` of an epoch; the
@@ -201,6 +209,9 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     ``max_epochs`` stops after that many epochs *in this call* and returns ``None`` (the checkpoint
     stays; call again to continue), e.g. to fit a time-limited lease. On the CPU, training runs on
     one thread (restored afterwards): bit-reproducible, and faster than contended threads.
+    ``model_dir``: where to keep the final weights (``<model_dir>/<config key>.pt``, a state dict), e.g.
+    for detectors that need the trained model; ``None`` keeps nothing. ``measure="deep"`` adds ``final``
+    (:func:`~poisoncurv.lab.deep.final_measures`).
     """
     validate(cfg)
     device = resolve_device(cfg.device)
@@ -208,13 +219,13 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     if device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs)
+        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs, model_dir)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpoint_dir: str | os.PathLike | None,
-           progress: bool, max_epochs: int | None) -> dict[str, Any] | None:
+           progress: bool, max_epochs: int | None, model_dir: str | os.PathLike | None) -> dict[str, Any] | None:
     started = time.perf_counter()
     data, p = prepare(cfg, data)
     x_tr, y_tr = p.x_train.to(device), p.y_train.to(device)
@@ -226,6 +237,10 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
     p = replace(p, x_trigger=p.x_trigger.to(device), y_trigger=p.y_trigger.to(device), direction=p.direction.to(device))
     loss_fn = make_loss(cfg)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
+    probe = None
+    if cfg.measure == "deep":
+        probe = make_probe(x_test, y_test, p.x_trigger, p.y_trigger, x_tr, y_tr, p.poison_idx.to(device),
+                           p.source_labels.to(device), p.direction, cfg.target, cfg.n_eval)
 
     def setup() -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         net = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=device, dtype=x_tr.dtype)
@@ -234,7 +249,7 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
 
     def measure(epoch: float, loss: float | None, pen: float | None) -> dict[str, Any]:
         return {"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
-                **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval)}
+                **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval, probe)}
 
     ckpt = checkpoint_path(cfg, checkpoint_dir)
     model, opt, sched = setup()
@@ -278,12 +293,16 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
                       "completed_epochs": epoch + 1, "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
         bar.update(f"acc {rows[-1]['clean_acc']:.3f} asr {rows[-1]['asr']:.3f}")
     bar.close()
+    model.eval()
+    if model_dir is not None:
+        _save_atomic(model.state_dict(), Path(model_dir) / f"{cfg.key()}.pt")
     result = {
         "schema_version": SCHEMA_VERSION, "config": asdict(cfg), "key": cfg.key(), "data_source": data.source,
         "poison": {"n_train": len(y_tr), "n_poison": len(p.poison_idx), "poison_idx": p.poison_idx.tolist(),
                    "source_labels": p.source_labels.tolist(), "target": p.target, "n_trigger_test": len(p.y_trigger),
                    "trigger_norm": _trigger_norm(p, x_src)},
         "epochs": rows,
+        **({"final": final_measures(model, probe)} if probe is not None else {}),
         "provenance": {"git_commit": git_commit(), "device_name": device_name(device), "versions": library_versions(),
                        "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
                        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
