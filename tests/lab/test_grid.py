@@ -12,13 +12,16 @@ from poisoncurv.lab.grid import GridError, load_grid
 GRIDS = REPO_ROOT / "grids"
 
 
-def test_ch05_cpu_grid_is_exactly_the_committed_runs():
-    """The 24 runs of the original chapter plus its 10 weight-decay baselines: every committed lab run."""
+def test_ch05_cpu_grid_is_committed_and_every_committed_run_belongs_to_a_grid():
+    """Chapter 5: the 24 runs of the original chapter plus its 10 weight-decay baselines, all committed; and
+    no committed lab run (of any chapter) is outside the cpu grids."""
     keys = [cfg.key() for cfg in load_grid(GRIDS / "ch05.yaml", "cpu").configs()]
-    committed = sorted(p.stem for p in LAB_RESULTS_DIR.glob("*.json"))
+    committed = {p.stem for p in LAB_RESULTS_DIR.glob("*.json")}
     assert len(keys) == len(set(keys)) == 34
-    assert sorted(keys) == committed
-    for key in keys:  # and each file holds that configuration
+    assert set(keys) <= committed
+    in_grids = {cfg.key() for g in sorted(GRIDS.glob("ch*.yaml")) for cfg in load_grid(g, "cpu", check_device=False).configs()}
+    assert committed <= in_grids
+    for key in committed:  # and each file holds that configuration
         assert json.loads((LAB_RESULTS_DIR / f"{key}.json").read_text())["key"] == key
 
 
@@ -73,7 +76,22 @@ profiles:
     assert {r.config.seed for r in grid.runs} == {3}
 
 
+def test_keep_model_is_per_group_and_wins_in_dedup(tmp_path):
+    path = write(tmp_path, """
+base: {model: linear, device: cpu}
+profiles:
+  smoke:
+    groups:
+      a: {axes: {theta: [0.0, 0.1]}}
+      b: {axes: {theta: [0.1, 0.2]}, keep_model: true}
+""")
+    grid = load_grid(path, "smoke")
+    assert [r.keep_model for r in grid.group("a")] == [False, False]
+    assert {r.config.theta: r.keep_model for r in grid.runs} == {0.0: False, 0.1: True, 0.2: True}
+
+
 BAD = [
+    ("keep_model not a bool", "profiles: {smoke: {groups: {a: {axes: {theta: [0.1]}, keep_model: 1}}}}", "keep_model"),
     ("unknown top-level key", "bases: {}\nprofiles: {smoke: {groups: {a: {axes: {theta: [0.1]}}}}}", "bases"),
     ("unknown field", "profiles: {smoke: {groups: {a: {axes: {thetta: [0.1]}}}}}", "thetta"),
     ("unknown field in base", "base: {lr_max: 1.0}\nprofiles: {smoke: {groups: {a: {axes: {theta: [0.1]}}}}}", "lr_max"),

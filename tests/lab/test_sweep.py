@@ -66,6 +66,27 @@ def test_debug_then_local_give_the_same_numbers_and_rerun_is_cached(env):
     assert not list((tmp / "ck").glob("*.pt"))
 
 
+def test_kept_models_are_written_and_a_missing_one_is_recomputed(env):
+    tmp, grid_path = env
+    grid_path.write_text(GRID.replace("0.1]}}", "0.1]}, keep_model: true}"))
+    grid = load_grid(grid_path, "smoke")
+    assert all(r.keep_model for r in grid.runs)
+    out = sweep(grid, "debug", results_dir=tmp / "a", checkpoint_dir=tmp / "ck", log_dir=tmp / "log")
+    assert [o.status for o in out] == ["done"] * 4
+    models = sorted((tmp / "a" / "models").glob("*.pt"))
+    assert [p.stem for p in models] == sorted(c.key() for c in grid.configs())
+    first = grid.runs[0].config
+    import torch
+
+    from poisoncurv.lab.train import build_model
+    net = build_model(first, (1, 28, 28), 10)
+    net.load_state_dict(torch.load(tmp / "a" / "models" / f"{first.key()}.pt", weights_only=True))
+    (tmp / "a" / "models" / f"{first.key()}.pt").unlink()
+    again = sweep(grid, "debug", results_dir=tmp / "a", log_dir=tmp / "log")
+    assert [o.status for o in again] == ["done"] + ["cached"] * 3
+    assert (tmp / "a" / "models" / f"{first.key()}.pt").exists()
+
+
 def test_a_failed_run_is_reported_and_retried(env):
     tmp, grid_path = env
     grid = load_grid(grid_path, "smoke")
