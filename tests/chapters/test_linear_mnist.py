@@ -113,8 +113,24 @@ def test_setting_reads_the_runs_sizes_and_the_trigger_norm(sweep):
 
 
 @pytest.fixture(scope="module")
-def amp():
-    return ex.amplitude_result(ex.amplitude_sweep("cpu", "cpu", 0), "cpu")
+def amp_runs():
+    return ex.amplitude_sweep("cpu", "cpu", 0)
+
+
+@pytest.fixture(scope="module")
+def amp(amp_runs):
+    return ex.amplitude_result(amp_runs, "cpu")
+
+
+def test_amplitude_result_reads_the_final_evaluation_of_each_run(amp, amp_runs):
+    s = amp.summary()
+    for loss in ex.LOSSES:
+        lam_clean = amp_runs[loss][0][0]["epochs"][-1]["hess_top"][0]
+        for _, r in amp_runs[loss]:
+            e, tag = r["epochs"][-1], f"{loss}_a{round(r['config']['amplitude'] * 100)}"
+            assert (s[f"ch5_amp_overlap_{tag}"], s[f"ch5_amp_asr_{tag}"], s[f"ch5_amp_shift2_{tag}"]) == (
+                e["overlap"], e["asr"], e["trigger_shift2"])
+            assert s[f"ch5_amp_ratio_{tag}"] == pytest.approx(e["curv_along_poison"] / lam_clean, rel=1e-12)
 
 
 def test_amplitude_result_glues_every_run_and_the_law_fixes_the_squared_ratio(amp):
@@ -162,8 +178,14 @@ def test_kappa_result_margins_accuracies_and_overlaps(kappa):
     s = kappa.summary()
     kp = ex.settings("cpu")["kappa_paper"]
     assert s["ch5_theta_kappa"] == ex.settings("cpu")["theta_kappa"]
+    kruns = ex.kappa_sweep("cpu", "cpu", 0)
     for loss, c in kappa.curves.items():
         assert list(c.kappa_paper) == kp and c.margin.shape == c.overlap.shape == (len(kp),)
+        first, last = kruns[loss][0]["epochs"][-1], kruns[loss][-1]["epochs"][-1]
+        assert s[f"ch5_margin_kappa0_{loss}"] == pytest.approx(first["asr"] - first["clean_to_target"], abs=1e-12)
+        assert s[f"ch5_margin_kappa_max_{loss}"] == pytest.approx(last["asr"] - last["clean_to_target"], abs=1e-12)
+        assert (s[f"ch5_clean_acc_kappa0_{loss}"], s[f"ch5_kappa_overlap0_{loss}"]) == (first["clean_acc"], first["overlap"])
+        assert s[f"ch5_clean_acc_kappa_max_{loss}"] == last["clean_acc"]
         assert s[f"ch5_margin_kappa0_{loss}"] == c.margin[0] and s[f"ch5_margin_kappa_max_{loss}"] == c.margin[-1]
         assert s[f"ch5_clean_acc_kappa0_{loss}"] > s[f"ch5_clean_acc_kappa_max_{loss}"]   # the penalty costs clean accuracy
         assert s[f"ch5_kappa_overlap_max_{loss}"] == c.overlap.max() >= s[f"ch5_kappa_overlap0_{loss}"]
