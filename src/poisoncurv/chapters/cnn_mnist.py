@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.core.paths import GRIDS_DIR
-from poisoncurv.lab.data import SOURCES, ImageData, load, locate
+from poisoncurv.lab.attacks import apply_trigger, poison_direction
+from poisoncurv.lab.data import SOURCES, ImageData, load, locate, to_float
 from poisoncurv.lab.grid import Grid, load_grid
 
 TAG = "ch6"
@@ -74,6 +77,7 @@ class Setting:
     attacks: tuple[str, ...]
     thetas: tuple[float, ...]
     kappas: tuple[float, ...]
+    data_source: str
 
     def summary(self) -> dr.Summary:
         out: dr.Summary = {f"{TAG}_{k}": getattr(self, k) for k in (
@@ -85,17 +89,18 @@ class Setting:
         out[f"{TAG}_thetas"] = ", ".join(f"{100 * t:g} %" for t in self.thetas if t > 0)
         out[f"{TAG}_kappas"] = ", ".join(f"{k:g}" for k in self.kappas)
         out[f"{TAG}_kappas_paper"] = ", ".join(f"{k * self.batch_size ** 2:g}" for k in self.kappas)
+        out[f"{TAG}_data_source"] = self.data_source
         return out
 
 
-def setting(profile: str) -> Setting:
+def setting(profile: str, data_source: str) -> Setting:
     g = grid(profile)
     c = g.runs[0].config
     seeds = {r.config.seed for name in SEED_GROUPS if name in g.groups for r in g.group(name)}
     return Setting(c.n_train, c.n_test, c.n_eval, c.epochs, c.evals_per_epoch, c.batch_size, c.lr, c.weight_decay, c.top_k,
                    c.target, c.warp_strength, len(g.runs), len(seeds), tuple(dict.fromkeys(r.config.attack for r in g.group("theta"))),
                    tuple(sorted({r.config.theta for name in THETA_GROUPS if name in g.groups for r in g.group(name)})),
-                   tuple(sorted({r.config.kappa for r in g.group("defence")})))
+                   tuple(sorted({r.config.kappa for r in g.group("defence")})), data_source)
 
 
 def lag(runs: dr.ChapterRuns) -> dr.LagResult:
@@ -120,3 +125,28 @@ def defences(runs: dr.ChapterRuns) -> dr.DefenceResult:
 
 def provenance(runs: dr.ChapterRuns) -> Table:
     return dr.provenance_table(runs, "tbl-ch6-provenance", RUN)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Each attack's trigger on one test digit and its poison direction ``u`` (the unit mean change the trigger
+    makes, over ``n_sources`` test images; exactly the cross for the additive attacks): images ``(28, 28)``."""
+
+    clean: np.ndarray
+    triggered: dict[str, np.ndarray]
+    direction: dict[str, np.ndarray]
+    n_sources: int
+
+
+def gallery(data: ImageData | None, attacks: tuple[str, ...], warp_strength: float, seed: int = 0, n_sources: int = 500) -> Gallery | None:
+    """:class:`Gallery` from the first test images of ``data`` (``None`` without a copy of MNIST)."""
+    if data is None:
+        return None
+    x = to_float(data.x_test[:n_sources])
+    trig = {a: apply_trigger(a, x[:1], 1.0, warp_strength, seed)[0, 0].numpy() for a in attacks}
+    u = {a: poison_direction(a, x, 1.0, warp_strength, seed).reshape(28, 28).numpy() for a in attacks}
+    return Gallery(x[0, 0].numpy(), trig, u, len(x))
+
+
+def consistency(runs: dr.ChapterRuns) -> dr.Consistency:
+    return dr.consistency(runs, TAG)

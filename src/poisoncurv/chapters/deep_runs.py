@@ -20,6 +20,7 @@ Definitions used by every table (the companion's own, stated on the pages):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,6 +158,41 @@ def settled(t: np.ndarray, ok: np.ndarray) -> float | None:
     while i > 0 and ok[i - 1]:
         i -= 1
     return float(t[i])
+
+
+# ---- consistency of the measurements ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Consistency:
+    """Checks that hold by construction in every run and measurement: the exact route's premise (float64 gap),
+    ``overlap ≤ mass ≤ 1``, and ``uᵀHu ≤ λ₁`` (Rayleigh quotient), with the worst case over every row."""
+
+    tag: str
+    premise_gap_max: float
+    mass_minus_overlap_min: float
+    mass_max: float
+    rayleigh_excess_max: float     # max (uᵀHu − λ₁)/λ₁ over rows with λ₁ > 0
+    n_rows: int
+
+    def summary(self) -> Summary:
+        return {f"{self.tag}_premise_gap_max": self.premise_gap_max, f"{self.tag}_mass_minus_overlap_min": self.mass_minus_overlap_min,
+                f"{self.tag}_mass_max": self.mass_max, f"{self.tag}_rayleigh_excess_max": self.rayleigh_excess_max,
+                f"{self.tag}_n_measurements": self.n_rows}
+
+
+def consistency(runs: ChapterRuns, tag: str) -> Consistency:
+    gap, dmin, mmax, excess, n = 0.0, math.inf, 0.0, -math.inf, 0
+    for res in runs.results.values():
+        for row in res["epochs"]:
+            n += 1
+            gap = max(gap, row["premise_gap"])
+            for p in PROBE_SETS:
+                dmin = min(dmin, row[f"{p}_mass"] - row[f"{p}_overlap"])
+                mmax = max(mmax, row[f"{p}_mass"])
+                lam = row[f"{p}_top"][0]
+                if lam > 0:
+                    excess = max(excess, (row[f"{p}_curv_u"] - lam) / lam)
+    return Consistency(tag, gap, dmin, mmax, excess, n)
 
 
 # ---- the lag (E2) --------------------------------------------------------------------------------------
@@ -298,6 +334,14 @@ class Band:
     hi: np.ndarray
 
 
+def lag_theta(runs: ChapterRuns, groups: Iterable[str], attack: str) -> float:
+    """The poison fraction of ``attack``'s poisoned runs in ``groups`` (the seed groups hold one per attack)."""
+    thetas = {r["config"]["theta"] for r in runs.groups(groups, attack=attack) if r["config"]["theta"] > 0}
+    if len(thetas) != 1:
+        raise ValueError(f"attack {attack!r}: expected one poison fraction in groups {list(groups)}, found {sorted(thetas)}")
+    return thetas.pop()
+
+
 def band(runs: ChapterRuns, groups: Iterable[str], attack: str, theta: float,
          metric: Callable[[dict[str, Any], dict[str, Any] | None], np.ndarray]) -> Band:
     """``metric(run, clean reference)`` over the seed runs of ``attack`` at ``theta`` (``theta = 0``: the clean runs)."""
@@ -305,7 +349,9 @@ def band(runs: ChapterRuns, groups: Iterable[str], attack: str, theta: float,
     if not res:
         raise ValueError(f"no runs of attack {attack!r} at theta={theta} in groups {list(groups)}")
     values = np.stack([metric(r, runs.clean_of(r)) for r in res])
-    return Band(times(res[0]), np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0))
+    with warnings.catch_warnings():  # a time where every seed is nan (e.g. a zero reference curvature) stays nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Band(times(res[0]), np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0))
 
 
 def metric(key: str, index: int | None = None) -> Callable[[dict[str, Any], dict[str, Any] | None], np.ndarray]:
