@@ -46,13 +46,6 @@ def cfg(**kw):
     return profile_config("smoke", model="lenet", measure="deep", **kw)
 
 
-def test_settled_needs_every_later_evaluation():
-    t = np.array(T)
-    assert dr.settled(t, [False, True, False, True, True]) == 1.5
-    assert dr.settled(t, [True] * 5) == 0.0
-    assert dr.settled(t, [True, True, True, True, False]) is None
-
-
 def test_lag_rows_and_verdicts():
     clean = rows(T, [0] * 5, curv=[1.0] * 5)
     lagging = rows(T, [0, 0.6, 0.9, 0.9, 0.9], overlap=[0, 0, 0.2, 0.6, 0.7], curv=[1, 2, 20, 30, 30])

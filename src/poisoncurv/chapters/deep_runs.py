@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from poisoncurv.book.tables import Table
+from poisoncurv.core.fitting import settled_time
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, recipe
 from poisoncurv.lab.data import ImageData
@@ -149,17 +150,6 @@ def criterion(res: dict[str, Any], clean: dict[str, Any] | None, name: str, prob
     raise ValueError(f"criterion: unknown {name!r}; choose one of {', '.join(CRITERIA)}")
 
 
-def settled(t: np.ndarray, ok: np.ndarray) -> float | None:
-    """The first time from which ``ok`` holds at every later evaluation (``None`` if it fails at the end)."""
-    ok = np.asarray(ok, dtype=bool)
-    if len(ok) == 0 or not ok[-1]:
-        return None
-    i = len(ok) - 1
-    while i > 0 and ok[i - 1]:
-        i -= 1
-    return float(t[i])
-
-
 # ---- consistency of the measurements ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -223,10 +213,10 @@ def lag_rows(runs: ChapterRuns, groups: Iterable[str]) -> list[LagRow]:
             continue
         clean = runs.clean_of(res)
         t = times(res)
-        t_s = settled(t, series(res, "asr") >= ASR_SUCCESS)
+        t_s = settled_time(t, series(res, "asr") >= ASR_SUCCESS)
         for name in CRITERIA:
             for probe in PROBE_SETS:
-                t_v = settled(t, criterion(res, clean, name, probe))
+                t_v = settled_time(t, criterion(res, clean, name, probe))
                 out.append(LagRow(cfg["attack"], cfg["theta"], cfg["seed"], name, probe, t_s, t_v))
     return out
 

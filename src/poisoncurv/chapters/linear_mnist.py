@@ -15,6 +15,7 @@ import numpy as np
 
 from poisoncurv.book.runtime import round_sig
 from poisoncurv.book.tables import Table
+from poisoncurv.core import fitting
 from poisoncurv.core.paths import GRIDS_DIR
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
@@ -160,13 +161,7 @@ def settled_time(res: dict[str, Any], key: str, threshold: float) -> float | Non
     """The first evaluation time (epochs) from which ``key ≥ threshold`` holds at every later
     measurement (``None`` if it fails at the end): transient crossings do not count."""
     rows = res["epochs"]
-    ok = [float(r[key]) >= threshold for r in rows]
-    if not ok[-1]:
-        return None
-    i = len(ok) - 1
-    while i > 0 and ok[i - 1]:
-        i -= 1
-    return float(rows[i]["epoch"])
+    return fitting.settled_time([r["epoch"] for r in rows], [float(r[key]) >= threshold for r in rows])
 
 
 def lab_dir(results_dir: str | None) -> Path | None:
