@@ -11,12 +11,15 @@ the mean over 10 seeds; the tolerance 0.07 is four of those.
 import numpy as np
 import pytest
 import torch
-from synthetic import EPS, N_CLASS, mixture
 
 from poisoncurv.detect.clustering import activation_clustering, kmeans2
 from poisoncurv.detect.metrics import rates, roc_auc
 from poisoncurv.detect.spectral import spectral_signatures
 from poisoncurv.detect.spectre import que_scores, robust_mean_cov, spectre
+from poisoncurv.detect.suite import score_detectors
+from poisoncurv.detect.synthetic import gaussian_mixture as mixture
+
+EPS, N_CLASS = 0.1, 300
 
 DETECTORS = {
     "spectral": lambda F, y: spectral_signatures(F, y, eps=EPS),
@@ -106,3 +109,14 @@ def test_bad_inputs_name_the_argument():
         spectre(F, y, eps=0.1, alpha=0.0)
     with pytest.raises(ValueError, match="max_fraction"):
         activation_clustering(F, y, max_fraction=0.7)
+
+
+def test_suite_scores_every_detector_within_the_poisons_class():
+    F, y, poison = mixture(2, separation=6.0)
+    scores = score_detectors(F, y, poison, EPS, scored_class=1)
+    assert set(scores) == {"spectral signatures", "spectral (uncentred)", "activation clustering", "SPECTRE"}
+    assert all(s.auroc > 0.95 and s.tpr > 0.9 for s in scores.values()), scores
+    with pytest.raises(ValueError, match="scored_class"):
+        score_detectors(F, y, poison, EPS, scored_class=0)
+    with pytest.raises(ValueError, match="separation"):
+        mixture(0, separation=-1.0)
