@@ -1,6 +1,7 @@
 """SPECTRE (Hayase, Kong, Somani and Oh, ICML 2021), with a FastMCD robust covariance.
 
-Per class: project the centred features on their top ``dim`` principal directions; estimate mean ``μ`` and
+Per class: project the centred features on their top ``dim`` principal directions (at most a quarter of the
+class size, so that the covariance has four samples per dimension); estimate mean ``μ`` and
 covariance ``Σ`` robustly by the minimum covariance determinant over ``h = ⌈(1 − 1.5·eps)·n_c⌉`` samples,
 found by FastMCD (Rousseeuw and Van Driessen 1999: random starts, concentration steps that keep the ``h``
 samples of smallest Mahalanobis distance and refit), then rescale ``Σ`` so that the median squared distance
@@ -82,7 +83,7 @@ def spectre(features: Any, labels: Any, eps: float, alpha: float = 4.0, dim: int
         raise ValueError(f"dim must be at least 1, got {dim}")
     scores, flags = np.zeros(len(y)), np.zeros(len(y), dtype=bool)
     for idx in classes(y, min_size=4):
-        Z = pca(F[idx], min(dim, (len(idx) - 2) // 2))
+        Z = pca(F[idx], max(1, min(dim, len(idx) // 4)))
         mu, cov = robust_mean_cov(Z, eps)
         evals, evecs = np.linalg.eigh(cov)
         inv_sqrt = evecs / np.sqrt(np.maximum(evals, 1e-12 * evals[-1]))
