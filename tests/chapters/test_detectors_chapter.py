@@ -59,3 +59,5 @@ def test_synthetic_check_finds_separated_and_not_mixed(smoke):
     assert summ["ch8_syn_far_min_auroc"] > 0.95
     assert summ["ch8_syn_null_max_dev"] < 4 * summ["ch8_syn_null_mean_sd"]
     assert summ["ch8_syn_null_sd"] == pytest.approx(np.sqrt(301 / (12 * 30 * 270)))
+    # oracle whitening (the true clean law) finds the cluster at the largest separation
+    assert s.oracle_que.mean(1)[-1] > 0.99 and summ["ch8_syn_oracle_mid"] >= ex.AUROC_FOUND

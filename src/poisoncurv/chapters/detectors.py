@@ -23,7 +23,8 @@ from poisoncurv.book.tables import Table
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.detect.metrics import roc_auc
-from poisoncurv.detect.suite import DETECTORS, score_detectors
+from poisoncurv.detect.spectre import que_scores
+from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors
 from poisoncurv.detect.synthetic import gaussian_mixture
 from poisoncurv.krr.kernels import Kernel, fit_krr, make_kernel
 from poisoncurv.krr.visibility import bulk_edge, target_margin, top_gn_eigenvalue
@@ -70,10 +71,12 @@ def setting_summary(cfg: dict[str, Any]) -> dict[str, float | int]:
 @dataclass(frozen=True)
 class SyntheticCheck:
     """AUROC (within the poisons' class) of each detector against the sub-cluster's ``separation``: ``auroc[name]``
-    is ``(len(separation), seeds)``; ``null_sd`` is the AUROC's standard deviation when nothing separates the poisons."""
+    is ``(len(separation), seeds)``; ``oracle_que``: QUE scores whitened with the true clean law ``N(0, I)`` instead
+    of SPECTRE's robust estimate; ``null_sd``: the AUROC's standard deviation when nothing separates the poisons."""
 
     separation: np.ndarray
     auroc: dict[str, np.ndarray]
+    oracle_que: np.ndarray
     null_sd: float
 
     def summary(self) -> dict[str, float]:
@@ -84,7 +87,15 @@ class SyntheticCheck:
                 "ch8_syn_null_sd": self.null_sd, "ch8_syn_null_mean_sd": self.null_sd / math.sqrt(self.auroc_seeds),
                 "ch8_syn_far_min_auroc": float(min(m[-1] for m in means.values())),
                 "ch8_syn_far_separation": float(self.separation[-1]),
-                "ch8_syn_found_max_separation": float(max(found))}
+                "ch8_syn_found_max_separation": float(max(found)),
+                "ch8_syn_mid_separation": float(self.separation[self.mid]),
+                "ch8_syn_spectre_mid": float(means["SPECTRE"][self.mid]),
+                "ch8_syn_oracle_mid": float(self.oracle_que.mean(1)[self.mid])}
+
+    @property
+    def mid(self) -> int:
+        """Index of the smallest separation at which the oracle-whitened QUE reaches the found threshold."""
+        return int(np.argmax(self.oracle_que.mean(1) >= AUROC_FOUND))
 
     @property
     def auroc_seeds(self) -> int:
@@ -95,14 +106,17 @@ def synthetic_check(cfg: dict[str, Any], seed: int) -> SyntheticCheck:
     """Every detector on :func:`~poisoncurv.detect.synthetic.gaussian_mixture` for each separation and seed."""
     seps, eps = np.array(cfg["syn_separations"], dtype=float), cfg["syn_eps"]
     auroc = {name: np.zeros((len(seps), cfg["syn_seeds"])) for name in DETECTORS}
+    oracle = np.zeros((len(seps), cfg["syn_seeds"]))
     for i, sep in enumerate(seps):
         for j in range(cfg["syn_seeds"]):
             F, y, poison = gaussian_mixture(1000 * seed + j, float(sep), cfg["syn_p"], cfg["syn_n_class"], eps)
             for name, score in score_detectors(F, y, poison, eps, scored_class=int(y[poison][0])).items():
                 auroc[name][i, j] = score.auroc
+            inside = y == y[poison][0]
+            oracle[i, j] = roc_auc(que_scores(F[inside], SPECTRE_ALPHA), poison[inside])
     n_pos = int(eps * cfg["syn_n_class"])
     n_neg = cfg["syn_n_class"] - n_pos
-    return SyntheticCheck(seps, auroc, math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg)))
+    return SyntheticCheck(seps, auroc, oracle, math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg)))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,11 +14,13 @@ from poisoncurv.detect.metrics import rates, roc_auc
 from poisoncurv.detect.spectral import spectral_signatures
 from poisoncurv.detect.spectre import spectre
 
+SPECTRE_ALPHA = 4.0     # the QUE parameter (Hayase et al. used 4)
+
 DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray, float], Detection]] = {
     "spectral signatures": lambda F, y, eps: spectral_signatures(F, y, eps=eps),
     "spectral (uncentred)": lambda F, y, eps: spectral_signatures(F, y, eps=eps, centred=False),
     "activation clustering": lambda F, y, eps: activation_clustering(F, y),
-    "SPECTRE": lambda F, y, eps: spectre(F, y, eps=eps),
+    "SPECTRE": lambda F, y, eps: spectre(F, y, eps=eps, alpha=SPECTRE_ALPHA),
 }
 
 
