@@ -83,8 +83,10 @@ class SyntheticCheck:
         null = self.separation == 0
         means = {k: v.mean(1) for k, v in self.auroc.items()}
         found = [self.separation[m >= AUROC_FOUND].min() if (m >= AUROC_FOUND).any() else math.inf for m in means.values()]
-        return {"ch8_syn_null_max_dev": float(max(abs(m[null][0] - 0.5) for m in means.values())),
-                "ch8_syn_null_sd": self.null_sd, "ch8_syn_null_mean_sd": self.null_sd / math.sqrt(self.auroc_seeds),
+        dev = float(max(abs(m[null][0] - 0.5) for m in means.values()))
+        mean_sd = self.null_sd / math.sqrt(self.auroc_seeds)
+        return {"ch8_syn_null_max_dev": dev, "ch8_syn_null_max_z": dev / mean_sd,
+                "ch8_syn_null_sd": self.null_sd, "ch8_syn_null_mean_sd": mean_sd,
                 "ch8_syn_far_min_auroc": float(min(m[-1] for m in means.values())),
                 "ch8_syn_far_separation": float(self.separation[-1]),
                 "ch8_syn_found_max_separation": float(max(found)),
