@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from poisoncurv.book.claims import evaluate, load_ledger
 from poisoncurv.chapters import detectors as ex
+from poisoncurv.detect import suite
 from poisoncurv.detect.suite import DETECTORS
 from poisoncurv.krr.kernels import make_kernel
+
+CHECKS = {chk["key"]: chk for claim in load_ledger() for chk in claim["checks"]}
+
+
+def passes(summary: dict, key: str) -> bool:
+    return evaluate(CHECKS[key], summary[key])
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +59,9 @@ def test_boundary_sweep_shapes_summary_and_table(smoke):
     assert s["ch8_a_succ"] in smoke["amplitudes"] and s["ch8_success_far"] > 0.9
     assert 0 <= s["ch8_n_found_at_succ"] <= len(DETECTORS)
     assert len(b.table().rows) == len(smoke["amplitudes"])
+    rates = b.rates_table()
+    assert [r[0] for r in rates.rows] == list(DETECTORS) and len(rates.columns) == 7
+    assert all(0 <= v <= 1 for r in rates.rows for v in r[1:])
 
 
 def test_synthetic_check_finds_separated_and_not_mixed(smoke):
@@ -61,3 +72,19 @@ def test_synthetic_check_finds_separated_and_not_mixed(smoke):
     assert summ["ch8_syn_null_sd"] == pytest.approx(np.sqrt(301 / (12 * 30 * 270)))
     # oracle whitening (the true clean law) finds the cluster at the largest separation
     assert s.oracle_que.mean(1)[-1] > 0.99 and summ["ch8_syn_oracle_mid"] >= ex.AUROC_FOUND
+
+
+def test_ledger_checks_fail_without_centring(smoke, monkeypatch):
+    """Mutation: score spectral signatures uncentred; D2's checks on it must then fail."""
+    assert passes(ex.boundary_sweep(smoke, 0).summary(), "ch8_auroc_spectral_signatures_at_succ")
+    monkeypatch.setitem(suite.DETECTORS, "spectral signatures", suite.DETECTORS["spectral (uncentred)"])
+    s = ex.boundary_sweep(smoke, 0).summary()
+    assert not passes(s, "ch8_auroc_spectral_signatures_at_succ") and not passes(s, "ch8_n_found_at_succ")
+
+
+def test_ledger_checks_fail_with_reversed_auroc(smoke, monkeypatch):
+    """Mutation: rank the scores the wrong way round; D1's known-answer check must then fail, the null check not."""
+    real = suite.roc_auc
+    monkeypatch.setattr(suite, "roc_auc", lambda s, t: real(-s, t))
+    s = ex.synthetic_check(smoke, 0).summary()
+    assert not passes(s, "ch8_syn_far_min_auroc") and passes(s, "ch8_syn_null_max_z")

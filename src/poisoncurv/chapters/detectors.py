@@ -177,6 +177,8 @@ class BoundarySweep:
             out[f"ch8_auroc_{key}_near"] = float(v[0].mean())
             out[f"ch8_auroc_{key}_at_succ"] = float(v[k].mean())
             out[f"ch8_auroc_{key}_far"] = float(v[-1].mean())
+            out[f"ch8_tpr_{key}_at_succ"] = float(self.tpr[name][k].mean())
+            out[f"ch8_fpr_{key}_at_succ"] = float(self.fpr[name][k].mean())
         means = np.array([v.mean(1) for v in self.auroc.values()])          # (detectors, len(a))
         out["ch8_best_auroc_at_succ"] = float(means[:, k].max())
         out["ch8_n_found_at_succ"] = int((means[:, k] >= AUROC_FOUND).sum())
@@ -186,17 +188,28 @@ class BoundarySweep:
     def table(self) -> Table:
         names = list(self.auroc)
         return Table("tbl-ch8-boundary",
-                     f"Across the near-clone boundary (KRR, Gaussian kernel): per trigger amplitude $a$, the median distance of a "
-                     f"poison to its nearest clean training input, the attack's success rate, each sample-level detector's ROC-AUC "
-                     f"within the target class (kernel features; known $\\varepsilon = {self.eps:.3g}$), and the input-curvature "
-                     f"criterion: the fraction of triggered inputs whose top Gauss–Newton eigenvalue reaches "
-                     f"$\\Lambda_{{\\text{{clean}}}}$ and its ROC-AUC against clean inputs. "
+                     f"Across the near-clone boundary (KRR, Gaussian kernel): per trigger amplitude $a$ (a poison's distance to its "
+                     f"clean source, in $\\ell$), the attack's success rate and the mean change of the target margin at triggered "
+                     f"inputs, each sample-level detector's ROC-AUC within the target class (kernel features; known "
+                     f"$\\varepsilon = {self.eps:.3g}$), and the input-curvature criterion: the fraction of triggered inputs whose "
+                     f"top Gauss–Newton eigenvalue reaches $\\Lambda_{{\\text{{clean}}}}$ and its ROC-AUC against clean inputs. "
                      f"Means over {self.success.shape[1]} seeds. " + RUN,
-                     ["$a/\\ell$", "nearest clean $/\\ell$", "success", *[f"AUROC {n}" for n in names], "curvature visible",
+                     ["$a/\\ell$", "success", "margin shift", *[f"AUROC {n}" for n in names], "curvature visible",
                       "curvature AUROC"],
-                     [[float(a), float(np.median(self.nearest_clean[i])), float(self.success[i].mean()),
+                     [[float(a), float(self.success[i].mean()), float(self.margin_shift[i].mean()),
                        *[float(self.auroc[n][i].mean()) for n in names], float(self.visible[i].mean()),
                        float(self.curvature_auroc[i].mean())] for i, a in enumerate(self.a)])
+
+    def rates_table(self) -> Table:
+        """TPR and FPR of each detector's removals near, at the attack's threshold and far."""
+        k = int(np.argmax(self.succeeds)) if self.succeeds.any() else len(self.a) - 1
+        cols = {"near": 0, "threshold": k, "far": len(self.a) - 1}
+        return Table("tbl-ch8-rates",
+                     f"True- and false-positive rates of each sample-level detector's removals over the whole poisoned training "
+                     f"set, at the nearest clones ($a/\\ell = {self.a[0]:g}$), at the attack's threshold ($a/\\ell = {self.a[k]:g}$) "
+                     f"and far from the data ($a/\\ell = {self.a[-1]:g}$); means over {self.success.shape[1]} seeds. " + RUN,
+                     ["detector", *[f"{rate} {where}" for where in cols for rate in ("TPR", "FPR")]],
+                     [[n, *[float(r[n][i].mean()) for i in cols.values() for r in (self.tpr, self.fpr)]] for n in self.auroc])
 
 
 def _key(name: str) -> str:
