@@ -14,7 +14,22 @@ PROVENANCE_FIELDS = {"git_commit", "profile", "device", "device_name", "data_sou
 
 
 def test_every_paper_claim_is_listed_once():
-    assert [c["id"] for c in LEDGER] == ["C1", "C2", "C3", "C4", "C5", "C6", "E1", "E2", "E3"]
+    assert [c["id"] for c in LEDGER if c["source"] == "paper"] == ["C1", "C2", "C3", "C4", "C5", "C6", "E1", "E2", "E3"]
+
+
+def test_companion_claims_are_marked_and_unique(tmp_path):
+    own = [c for c in LEDGER if c["source"] == "companion"]
+    assert own and all(c["paper"].startswith("not in the paper") for c in own)
+    assert len({c["id"] for c in LEDGER}) == len(LEDGER)
+    from poisoncurv.book.claims import ledger_table
+
+    rows = {r[0]: r[1] for r in ledger_table(LEDGER, VALUES).rows}
+    assert all(rows[c["id"]].startswith("**companion's claim") for c in own)
+    assert not rows["C1"].startswith("**companion")
+    bad = tmp_path / "claims.yml"
+    bad.write_text("- {id: X1, claim: c, paper: p, status: partly, source: reviewer, checks: []}\n")
+    with pytest.raises(ValueError, match="source"):
+        load_ledger(bad)
 
 
 @pytest.mark.parametrize("claim", LEDGER, ids=lambda c: c["id"])

@@ -3,7 +3,8 @@
 Each claim has ``id``, ``claim``, ``paper`` (where it sits in the paper, as far as known),
 ``status`` (one of :data:`STATUSES`) and ``checks``. A check names a ``chapter`` and a glued
 ``key`` and one rule: ``expect`` with ``tol`` (|value − expect| ≤ tol), ``max`` (value ≤ max),
-``min`` (value ≥ min) or ``equals``.
+``min`` (value ≥ min) or ``equals``. An optional ``source`` says whose claim it is: ``paper`` (the default)
+or ``companion`` (a finding of this book's own, not a claim of the paper; shown as such in the ledger).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from poisoncurv.core.results import read_json
 
 STATUSES = ("reproduced", "partly", "not reproduced", "not yet run")
 RULES = ("expect", "max", "min", "equals")
+SOURCES = ("paper", "companion")
 
 
 @dataclass
@@ -42,6 +44,8 @@ def load_ledger(path: str | Path = CLAIMS_FILE) -> list[dict[str, Any]]:
                 raise ValueError(f"claim {c.get('id', '?')}: missing field {field_!r}")
         if c["status"] not in STATUSES:
             raise ValueError(f"claim {c['id']}: status {c['status']!r} not in {STATUSES}")
+        if c.setdefault("source", "paper") not in SOURCES:
+            raise ValueError(f"claim {c['id']}: source {c['source']!r} not in {SOURCES}")
         for chk in c["checks"]:
             rules = [r for r in RULES if r in chk]
             if len(rules) != 1 or "chapter" not in chk or "key" not in chk:
@@ -104,9 +108,10 @@ def ledger_table(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict
                 last_chapter = r.chapter
             shown = "not run" if r.value is None else f"{r.value}"
             ev.append(f"{'✓' if r.passed else '✗'} `{r.key}` = {shown} ({r.rule})")
-        rows.append([c["id"], f"{c['claim']}<br>*{c['paper']}*", c["status"], "<br>".join(ev) or None])
-    return Table("tbl-claims-ledger", "The claims of the paper, their status in this book, and the checks that decide it "
-                 "(✓ passes on the committed results, ✗ fails or has not run).",
+        own = "**companion's claim, not the paper's.** " if c.get("source") == "companion" else ""
+        rows.append([c["id"], f"{own}{c['claim']}<br>*{c['paper']}*", c["status"], "<br>".join(ev) or None])
+    return Table("tbl-claims-ledger", "The claims of the paper (and, marked, the companion's own findings), their status in "
+                 "this book, and the checks that decide it (✓ passes on the committed results, ✗ fails or has not run).",
                  ["id", "claim (where in the paper)", "status", "evidence (chapter, key: measured, rule)"], rows)
 
 
@@ -144,4 +149,5 @@ def figure_table(book_dir: str | Path = BOOK_DIR) -> Table:
 
 def notes_markdown(claims: list[dict[str, Any]]) -> str:
     """A bullet per claim with its status and note; notes are MyST (maths in ``$...$``), shown as written."""
-    return "\n".join(f"* **{c['id']}** ({c['status']}): {' '.join(c.get('note', '').split())}" for c in claims)
+    return "\n".join(f"* **{c['id']}** ({c['status']}{', companion' if c.get('source') == 'companion' else ''}): "
+                     f"{' '.join(c.get('note', '').split())}" for c in claims)
