@@ -100,3 +100,16 @@ def test_notes_are_myst_and_figure_rows_link_to_figures():
     table = figure_table()
     assert table.rows and all(r[0] == f"{{numref}}`{r[1][1:-1]}`" for r in table.rows)
     assert "\\|" in table.markdown() or not any("|" in str(r[3]) for r in table.rows)
+
+
+def test_profile_restricted_checks_are_skipped_only_for_other_profiles(tmp_path):
+    claim = {"id": "X", "checks": [{"chapter": "ch", "key": "a", "max": 1.0},
+                                   {"chapter": "ch", "key": "b", "min": 5.0, "profiles": ["cpu"]}]}
+    values = {"ch": {"a": 0.5, "b": 1.0}}
+    assert [r.key for r in check_results([claim], values, profile="smoke")] == ["a"]
+    assert [r.passed for r in check_results([claim], values, profile="cpu")] == [True, False]
+    assert [r.passed for r in check_results([claim], values)] == [True, False]      # committed: every rule
+    bad = tmp_path / "claims.yml"
+    bad.write_text("- {id: X1, claim: c, paper: p, status: partly, checks: [{chapter: ch, key: a, max: 1, profiles: [gpu2]}]}\n")
+    with pytest.raises(ValueError, match="profiles"):
+        load_ledger(bad)

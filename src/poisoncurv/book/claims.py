@@ -5,6 +5,8 @@ Each claim has ``id``, ``claim``, ``paper`` (where it sits in the paper, as far 
 ``key`` and one rule: ``expect`` with ``tol`` (|value − expect| ≤ tol), ``max`` (value ≤ max),
 ``min`` (value ≥ min) or ``equals``. An optional ``source`` says whose claim it is: ``paper`` (the default)
 or ``companion`` (a finding of this book's own, not a claim of the paper; shown as such in the ledger).
+An optional ``profiles`` list on a check (e.g. ``[cpu]``) marks a finding that only runs of that size can show:
+the smoke runs of the tests skip it; the committed results are always checked against every rule.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 
 from poisoncurv.book.tables import Table
 from poisoncurv.core.paths import BOOK_DIR, CLAIMS_FILE, RESULTS_DIR
+from poisoncurv.core.profiles import PROFILES
 from poisoncurv.core.results import read_json
 
 STATUSES = ("reproduced", "partly", "not reproduced", "not yet run")
@@ -52,6 +55,9 @@ def load_ledger(path: str | Path = CLAIMS_FILE) -> list[dict[str, Any]]:
                 raise ValueError(f"claim {c['id']}: each check needs chapter, key and exactly one of {RULES}: {chk}")
             if "expect" in chk and "tol" not in chk:
                 raise ValueError(f"claim {c['id']}: 'expect' needs 'tol': {chk}")
+            bad = [p for p in chk.get("profiles", []) if p not in PROFILES]
+            if bad or ("profiles" in chk and not chk["profiles"]):
+                raise ValueError(f"claim {c['id']}: check {chk['key']}: profiles must be a non-empty list of {list(PROFILES)}")
     return claims
 
 
@@ -80,12 +86,16 @@ def evaluate(check: dict[str, Any], value: Any) -> bool:
 
 
 def check_results(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict[str, Any]],
-                  chapters: set[str] | None = None) -> list[CheckResult]:
-    """Evaluate every check (optionally only those of ``chapters``) against chapter values."""
+                  chapters: set[str] | None = None, profile: str | None = None) -> list[CheckResult]:
+    """Evaluate every check (optionally only those of ``chapters``) against chapter values. With ``profile``,
+    checks whose ``profiles`` list (a finding only that run size can show, e.g. ``[cpu]``) leaves it out are
+    skipped; without it every check is evaluated (the committed results)."""
     out = []
     for c in claims:
         for chk in c["checks"]:
             if chapters is not None and chk["chapter"] not in chapters:
+                continue
+            if profile is not None and profile not in chk.get("profiles", [profile]):
                 continue
             value = values_by_chapter.get(chk["chapter"], {}).get(chk["key"])
             out.append(CheckResult(c["id"], chk["chapter"], chk["key"], rule_text(chk), value, evaluate(chk, value)))
