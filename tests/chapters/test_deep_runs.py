@@ -96,7 +96,8 @@ def test_defence_counts_and_e3():
     s = d.summary()
     assert s["t_def_cross_stochastic_aug_alone_counts"] == "no"
     assert s["t_def_cross_stochastic_n_kappa_aug_counts"] == 1        # κ = 10 collapses accuracy: does not count
-    assert s["t_def_cross_stochastic_e3_holds"] == "yes" and s["t_n_e3_holds"] == 1
+    assert s["t_def_cross_stochastic_e3_holds"] == "yes" and s["t_n_e3_holds"] == 1 == s["t_n_e3_testable"]
+    assert s["t_def_cross_stochastic_attack_works"] == "yes"
     assert s["t_def_cross_stochastic_best_safe_acc"] == 0.96
     assert d.kappa_paper(1.0) == 50**2                               # smoke batch 50
     assert [p.method for p in d.points].count("early stopping") == 1
@@ -125,3 +126,14 @@ def test_feature_rows_mean_and_near_clone():
     assert row.values["feat_trig_to_poison"] == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
     assert row.near_clone and row.values["R_ratio"][0] == pytest.approx(0.5)
     assert f.summary()["t_n_near_clone"] == 1 and f.summary()["t_n_ntk_flatter"] == 1
+
+
+def test_a_defence_of_an_attack_that_fails_undefended_is_not_evidence():
+    def final(asr, acc):
+        return rows([0.0, 1.0], [0.0, asr], acc=[0.1, acc])
+    base = dict(attack="warp", theta=0.05)
+    clean = (cfg(attack="warp", theta=0.0), final(0.0, 0.97), None)
+    cells = [(cfg(**base, kappa=k, augment=a), final(0.05, 0.97), None) for k in (0.0, 1.0) for a in (False, True)]
+    ch = chapter({"theta": [clean], "defence": cells, "weight_decay": []})
+    s = dr.defence_result(ch, {"warp": ("defence", "weight_decay")}, "t", "run").summary()
+    assert s["t_def_warp_attack_works"] == "no" and s["t_def_warp_e3_holds"] == "n/a" and s["t_n_e3_testable"] == 0

@@ -533,8 +533,10 @@ class DefenceResult:
         return [p for p in self.points if p.attack == attack and p.method in ("none", "κ", "augmentation", "κ + augmentation")]
 
     def summary(self) -> Summary:
-        """Per attack: the undefended ASR, whether augmentation alone counts, how many κ > 0 cells count with and
-        without augmentation, the best clean accuracy among counting cells; and the E3 verdicts."""
+        """Per attack: the undefended ASR and whether the attack works undefended (ASR ≥ :data:`ASR_SUCCESS`; if
+        not, no cell can show a defence), whether augmentation alone counts, how many κ > 0 cells count with and
+        without augmentation, the best clean accuracy among counting cells; and the E3 verdict (``n/a`` where the
+        undefended attack fails): augmentation alone does not count and some κ > 0 with augmentation does."""
         out: Summary = {}
         for a in self.attacks:
             s = f"{self.tag}_def_{slug(a)}"
@@ -544,14 +546,23 @@ class DefenceResult:
             k_aug = [p for p in g if p.setting > 0 and p.augment]
             k_only = [p for p in g if p.setting > 0 and not p.augment]
             wd = [p for p in self.points if p.attack == a and p.method == "weight decay"]
+            early = [p for p in self.points if p.attack == a and p.method == "early stopping"]
+            for p in g:
+                kp = self.kappa_paper(p.setting)
+                tag = f"kp{round(math.log10(kp))}" if kp > 0 else "k0"
+                out[f"{s}_asr_{tag}_{'aug' if p.augment else 'noaug'}"] = p.asr
+                out[f"{s}_acc_{tag}_{'aug' if p.augment else 'noaug'}"] = p.clean_acc
             safe = [p.clean_acc for p in g + wd if self.counts(p)]
-            out |= {f"{s}_asr_undefended": none.asr, f"{s}_asr_aug_alone": aug.asr,
+            works = none.asr >= ASR_SUCCESS
+            out |= {f"{s}_asr_undefended": none.asr, f"{s}_attack_works": "yes" if works else "no", f"{s}_asr_aug_alone": aug.asr,
                     f"{s}_aug_alone_counts": "yes" if self.counts(aug) else "no",
                     f"{s}_n_kappa_aug_counts": sum(map(self.counts, k_aug)), f"{s}_n_kappa_counts": sum(map(self.counts, k_only)),
-                    f"{s}_n_wd_counts": sum(map(self.counts, wd)), f"{s}_best_safe_acc": max(safe) if safe else "none",
+                    f"{s}_n_wd_counts": sum(map(self.counts, wd)), f"{s}_n_early_counts": sum(map(self.counts, early)),
+                    f"{s}_best_safe_acc": max(safe) if safe else "none",
                     f"{s}_clean_acc": self.clean_acc[a],
-                    f"{s}_e3_holds": "yes" if (not self.counts(aug) and any(map(self.counts, k_aug))) else "no"}
+                    f"{s}_e3_holds": "n/a" if not works else ("yes" if not self.counts(aug) and any(map(self.counts, k_aug)) else "no")}
         out[f"{self.tag}_n_e3_holds"] = sum(out[f"{self.tag}_def_{slug(a)}_e3_holds"] == "yes" for a in self.attacks)
+        out[f"{self.tag}_n_e3_testable"] = sum(out[f"{self.tag}_def_{slug(a)}_e3_holds"] != "n/a" for a in self.attacks)
         out[f"{self.tag}_n_defence_attacks"] = len(self.attacks)
         return out
 
