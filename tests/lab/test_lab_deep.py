@@ -158,7 +158,7 @@ def test_ntk_ratio_matches_per_pair_autograd():
             k = sum((a * b).sum() for a, b in zip(pgrad(xi, create=True), gz))
             (gx,) = torch.autograd.grad(k, xi)
             ks.append(float(k.detach()))
-            rs.append(float(gx.pow(2).sum() / k**2))
+            rs.append(float(gx.pow(2).sum() / k.detach() ** 2))
     assert got["k_median"] == pytest.approx(float(torch.tensor(ks).median()), rel=1e-9)
     assert got["R_median"] == pytest.approx(float(torch.tensor(rs).median()), rel=1e-8)
 
@@ -191,3 +191,29 @@ def test_measure_field_validation_and_stable_keys():
     legacy = {k: v for k, v in asdict(cfg).items() if k != "measure"}   # the key before the field existed
     assert cfg.key() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
     assert config_from_fields({"model": "lenet", "measure": "deep"}).key() != config_from_fields({"model": "lenet"}).key()
+
+
+def test_a_kept_model_reproduces_its_final_deep_measurements(tmp_path):
+    """Train a tiny deep run with keep_model, rebuild it from the kept weights (cache.trained_run) and
+    measure again: the final row of the results file comes back to rounding."""
+    from lab_files import synthetic
+
+    from poisoncurv.lab import cache
+
+    torch.set_default_dtype(torch.float32)
+    data = synthetic(n_train=300, n_test=120, side=28)
+    cfg = config_from_fields({"model": "lenet", "attack": "badnets", "theta": 0.05, "n_train": 300, "n_test": 120,
+                              "n_eval": 24, "epochs": 1, "evals_per_epoch": 1, "batch_size": 50, "measure": "deep",
+                              "weight_decay": 5e-4, "schedule": "cosine", "profile": "smoke"})
+    res = cache.get(cfg, tmp_path, data=data, keep_model=True)
+    run = cache.trained_run(cfg, tmp_path, data=data)
+    again = deep.measure_deep(run.model, nn.CrossEntropyLoss(), run.probe, cfg.top_k)
+    last = res["epochs"][-1]
+    for key in ("trig_overlap", "trig_mass", "trig_curv_u", "clean_curv_u", "feat_trig_to_poison", "feat_collapse_clean"):
+        assert again[key] == pytest.approx(last[key], rel=1e-6, abs=1e-12), key
+    assert again["trig_top"] == pytest.approx(last["trig_top"], rel=1e-6)
+    assert res["final"]["ntk_poison"]["R_median"] > 0
+    assert len(run.probe.x_poison) == res["poison"]["n_poison"] == 15
+    (tmp_path / "models" / f"{cfg.key()}.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="keep_model"):
+        cache.trained_run(cfg, tmp_path, data=data)

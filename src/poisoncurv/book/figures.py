@@ -56,3 +56,9 @@ def panels(n: int = 1, ncols: int | None = None, height_in: float = 2.6, **subpl
 def panel_label(ax: Any, letter: str) -> None:
     """Write ``(a)``, ``(b)``, ... in the top-left corner of ``ax``, as captions refer to them."""
     ax.set_title(f"({letter})", loc="left", fontsize=10)
+
+
+def plot_band(ax: Any, t: Any, mean: Any, lo: Any, hi: Any, label: str | None = None, **line_kw: Any) -> None:
+    """A mean curve over ``t`` with its min-max band across seeds shaded in the line's colour."""
+    (line,) = ax.plot(t, mean, label=label, **line_kw)
+    ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.2, lw=0)

@@ -7,6 +7,7 @@ dimensionless ``gamma = kappa·N_ℓ/(ridge·ℓ²)`` (:func:`poisoncurv.krr.spe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,9 +77,36 @@ def _peak_length_sq(X: Tensor, ridge: float, kappa: float, u: list[float], eps: 
     return float(-kt[1] * eps**2 / (kt[0] - 2 * kt[1] + kt[2]))
 
 
-def exactness_check(seed: int, n: int = 30, d: int = 3, ridge: float = 0.1, kappa: float = 0.5) -> dict[str, float]:
-    """On a random problem: the gradient of the objective at the solution (by autograd, relative to
-    ``|Y|``), and the relative gap between the solver and KRR with the equivalent kernel ``k̃``."""
+Summary = dict[str, float | int | str]
+FILTER_GAMMAS = (0.3, 3.0, 30.0)   # penalty strengths of the filter-gain panel
+SIG = {**dict.fromkeys(("ch4_stationarity", "ch4_equiv_rel_err", "ch4_fourier_max_err", "ch4_fourier_gamma_max",
+                        "ch4_laplace_max_rel_err", "ch4_laplace_c_rel_err", "ch4_slope_2d_abs", "ch4_slope_quad_max_err",
+                        "ch4_gamma_10pct", "ch4_law_gamma_max", "ch4_fit_fixed_res_max", "ch4_fit_gamma_max",
+                        "ch4_fit_free_res_max", "ch4_across_dev", "ch4_along_vs_1d", "ch4_across_profile_err",
+                        "ch4_aniso_gamma_max", "ch4_isolated_max_rel_dev", "ch4_nc_gaussian_eff0_small",
+                        "ch4_nc_gaussian_eff0_l", "ch4_nc_laplace_eff0_small", "ch4_nc_laplace_eff0_l",
+                        "ch4_nc_gaussian_err_at_half", "ch4_nc_gaussian_err_at_0", "ch4_nc_laplace_err_at_half",
+                        "ch4_nc_laplace_err_at_0"), 2),
+       **dict.fromkeys(("ch4_slope_3d_quad", "ch4_sparse_lc2_at_max_gamma", "ch4_cont_lc2_at_max_gamma", "ch4_fit_c_fixed",
+                        "ch4_fit_c_peak", "ch4_fit_free_l2_max", "ch4_fit_free_ridge_max", "ch4_along_at_max",
+                        "ch4_nc_gaussian_half_ratio", "ch4_nc_laplace_half_ratio"), 3)}
+
+
+@dataclass(frozen=True)
+class Exactness:
+    """The solver on a random problem: stationarity of the objective and agreement with KRR on ``k̃``."""
+
+    stationarity: float          # |∇ objective| at the solution over |Y|
+    equivalent_rel_err: float    # relative gap between the solver and KRR with the equivalent kernel
+    system_size: int             # n (1 + d) unknowns
+
+    def summary(self) -> Summary:
+        return {"ch4_stationarity": self.stationarity, "ch4_equiv_rel_err": self.equivalent_rel_err,
+                "ch4_system_size": self.system_size}
+
+
+def exactness_check(seed: int, n: int = 30, d: int = 3, ridge: float = 0.1, kappa: float = 0.5) -> Exactness:
+    """:class:`Exactness` on a random problem of ``n`` points in ``d`` dimensions (gradient by autograd)."""
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d, generator=gen, dtype=DTYPE)
     Y = torch.randn(n, 2, generator=gen, dtype=DTYPE)
@@ -89,44 +117,83 @@ def exactness_check(seed: int, n: int = 30, d: int = 3, ridge: float = 0.1, kapp
     (g,) = torch.autograd.grad(objective(k, X, Y, ridge, kappa, c), c)
     Kt = equivalent_kernel(k, X, ridge, kappa, X, X)
     f = equivalent_kernel(k, X, ridge, kappa, x, X) @ torch.linalg.solve(Kt + ridge * torch.eye(n, dtype=DTYPE), Y)
-    return {"stationarity": float(g.norm() / Y.norm()), "equivalent_rel_err": float((f - m.predict(x)).norm() / f.norm()),
-            "system_size": n * (1 + d)}
+    return Exactness(float(g.norm() / Y.norm()), float((f - m.predict(x)).norm() / f.norm()), n * (1 + d))
 
 
-def fourier_check(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Finite-sample equivalent kernel ``k̃(t, 0)`` (1-d grid data) against the continuum inverse transform
-    of ``S_eff`` with ``a = kappa·rho/ridge``, and the filter gains ``S_eff/S`` of both kernels."""
+@dataclass(frozen=True)
+class FourierCheck:
+    """Finite-sample ``k̃(t, 0)`` against the continuum inverse transform of ``S_eff``, by ``kappa``, and the filter
+    gains ``S_eff/S`` by ``(kernel, gamma)``; ``t`` of shape ``(T,)``, ``w`` of shape ``(W,)``."""
+
+    t: np.ndarray
+    finite: dict[float, np.ndarray]      # kappa -> k̃(t, 0), shape (T,)
+    continuum: dict[float, np.ndarray]   # kappa -> continuum k̃(t, 0), shape (T,)
+    gammas: dict[float, float]           # kappa -> gamma
+    w: np.ndarray
+    gains: dict[tuple[str, float], np.ndarray]   # ("gaussian" | "laplace", gamma) -> S_eff/S, shape (W,)
+    max_err: float                       # max |finite − continuum| over every kappa and t
+    spacing: float
+    ridge: float
+
+    def summary(self) -> Summary:
+        return {"ch4_fourier_max_err": self.max_err, "ch4_fourier_gamma_max": max(self.gammas.values()),
+                "ch4_spacing": self.spacing, "ch4_ridge": self.ridge}
+
+
+def fourier_check(cfg: dict[str, Any]) -> FourierCheck:
+    """:class:`FourierCheck` on 1-d grid data of step ``spacing``, with ``a = kappa·rho/ridge`` in ``S_eff``."""
     h, ridge = cfg["spacing"], cfg["ridge"]
     rho = 1 / h
     t = np.linspace(0, 6, 61)
     w = np.linspace(0, 30, 60001)
     S = gaussian_density(w, ELL)
-    out: dict[str, Any] = {"t": t, "kappas": cfg["fourier_kappas"], "max_err": 0.0}
+    finite, continuum, gammas = {}, {}, {}
     for kappa in cfg["fourier_kappas"]:
         a = kappa * rho / ridge
         half = 12 + 8 * math.sqrt(peak_length_squared(ELL, a, 1))
         kt = equivalent_kernel(GaussianKernel(ELL), _line(half, h), ridge, kappa, torch.tensor(t)[:, None], torch.zeros(1, 1, dtype=DTYPE))
-        kc = continuum_kernel_1d(effective_density(S, w, a), w, t)
-        out[f"finite_{kappa}"], out[f"continuum_{kappa}"] = kt[:, 0].numpy(), kc
-        out[f"gamma_{kappa}"] = gamma(kappa, rho, ELL, ridge, 1)
-        out["max_err"] = max(out["max_err"], float(np.abs(kt[:, 0].numpy() - kc).max()))
+        finite[kappa], continuum[kappa] = kt[:, 0].numpy(), continuum_kernel_1d(effective_density(S, w, a), w, t)
+        gammas[kappa] = gamma(kappa, rho, ELL, ridge, 1)
+    max_err = max(float(np.abs(finite[k] - continuum[k]).max()) for k in finite)
     wf = np.linspace(0, 12, 1201)
-    out["w"] = wf
+    gains = {}
     for name, dens, N0 in (("gaussian", gaussian_density(wf, ELL), window_count(1.0, ELL, 1, "gaussian")),
                            ("laplace", laplace_density_1d(wf, ELL), window_count(1.0, ELL, 1, "laplace"))):
-        for g in (0.3, 3.0, 30.0):
+        for g in FILTER_GAMMAS:
             a = g * ELL**2 / N0  # a = kappa·rho/ridge with gamma = kappa·rho·S(0)/(ridge ℓ²)
-            out[f"gain_{name}_{g}"] = effective_density(dens, wf, a) / dens
-    return out
+            gains[name, g] = effective_density(dens, wf, a) / dens
+    return FourierCheck(t, finite, continuum, gammas, wf, gains, max_err, h, ridge)
 
 
-def gaussian_length_law(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``ℓ_c²/ℓ²`` of the finite-sample equivalent Gaussian kernel at a data point (1-d grids of several
-    spacings) against ``gamma``, with the continuum curve and the first-order law; the first-order
-    coefficient measured in 1-d and 2-d, and from the continuum quadrature in d = 1, 2, 3."""
+@dataclass(frozen=True)
+class LengthLaw:
+    """``ℓ_c²/ℓ²`` of the finite-sample equivalent Gaussian kernel against ``gamma`` (shape ``(G,)``) on 1-d grids,
+    by spacing, with the continuum curve and the first-order law; the first-order coefficient ``s_d`` measured."""
+
+    gammas: np.ndarray
+    finite: dict[float, np.ndarray]     # spacing -> ℓ_c²/ℓ², shape (G,)
+    continuum: np.ndarray
+    linear_law: np.ndarray              # 1 + s_1 gamma
+    gamma_10pct: float                  # gamma where the first-order law is 10 % off the continuum
+    slope_1d: float                     # s_1 measured on a 1-d grid
+    slope_2d: float                     # s_2 measured on a 2-d grid (theory: 0)
+    slope_quadrature: dict[int, float]  # d -> s_d from the continuum quadrature
+    slope_theory: dict[int, float]      # d -> s_d in closed form
+
+    def summary(self) -> Summary:
+        h_sparse = max(self.finite)
+        return {"ch4_slope_1d": self.slope_1d, "ch4_slope_1d_theory": peak_length_slope(1), "ch4_slope_2d_abs": abs(self.slope_2d),
+                "ch4_slope_quad_max_err": max(abs(self.slope_quadrature[d] - self.slope_theory[d]) for d in (1, 2, 3)),
+                "ch4_slope_3d_quad": self.slope_quadrature[3], "ch4_gamma_10pct": self.gamma_10pct,
+                "ch4_sparse_spacing": h_sparse, "ch4_sparse_lc2_at_max_gamma": self.finite[h_sparse][-1],
+                "ch4_cont_lc2_at_max_gamma": self.continuum[-1], "ch4_law_gamma_max": self.gammas[-1]}
+
+
+def gaussian_length_law(cfg: dict[str, Any]) -> LengthLaw:
+    """:class:`LengthLaw` on grids of the spacings ``law_spacings``; ``s_1``, ``s_2`` at ``gamma = 1e-3``."""
     ridge = cfg["ridge"]
     gammas = np.array(cfg["law_gammas"])
-    out: dict[str, Any] = {"gammas": gammas, "spacings": cfg["law_spacings"]}
+    finite = {}
     for h in cfg["law_spacings"]:
         N = window_count(1 / h, ELL, 1)
         vals = []
@@ -134,31 +201,44 @@ def gaussian_length_law(cfg: dict[str, Any]) -> dict[str, Any]:
             kappa = g * ridge * ELL**2 / N
             lp = math.sqrt(1 + 2 * g)
             vals.append(_peak_length_sq(_line(10 + 6 * lp, h), ridge, kappa, [1.0]))
-        out[f"finite_{h}"] = np.array(vals)
-    out["continuum"] = np.array([peak_length_squared(ELL, g * ELL**2 / window_count(1.0, ELL, 1), 1) for g in gammas])
-    out["linear_law"] = 1 + peak_length_slope(1) * gammas
-    dev = np.abs((out["continuum"] - 1) / (peak_length_slope(1) * gammas) - 1)
-    out["gamma_10pct"] = float(np.interp(0.1, dev, gammas))
+        finite[h] = np.array(vals)
+    continuum = np.array([peak_length_squared(ELL, g * ELL**2 / window_count(1.0, ELL, 1), 1) for g in gammas])
+    dev = np.abs((continuum - 1) / (peak_length_slope(1) * gammas) - 1)
     g0 = 1e-3
     h = cfg["spacing"]
     X1 = _line(12, h)
-    out["slope_1d"] = (_peak_length_sq(X1, ridge, g0 * ridge / window_count(1 / h, ELL, 1), [1.0]) - 1) / g0
+    slope_1d = (_peak_length_sq(X1, ridge, g0 * ridge / window_count(1 / h, ELL, 1), [1.0]) - 1) / g0
     g2 = np.arange(-cfg["grid2d_half_width"], cfg["grid2d_half_width"] + 1e-9, h)
     X2 = torch.cartesian_prod(torch.tensor(g2), torch.tensor(g2))
-    out["slope_2d"] = (_peak_length_sq(X2, ridge, g0 * ridge / window_count(1 / h**2, ELL, 2), [1.0, 0.0]) - 1) / g0
-    out["slope_quadrature"] = {d: (peak_length_squared(ELL, 1e-4 * ELL**2 / (2 * math.pi * ELL**2) ** (d / 2), d) - 1) / 1e-4
-                               for d in (1, 2, 3)}
-    out["slope_theory"] = {d: peak_length_slope(d) for d in (1, 2, 3)}
-    return out
+    slope_2d = (_peak_length_sq(X2, ridge, g0 * ridge / window_count(1 / h**2, ELL, 2), [1.0, 0.0]) - 1) / g0
+    quad = {d: (peak_length_squared(ELL, 1e-4 * ELL**2 / (2 * math.pi * ELL**2) ** (d / 2), d) - 1) / 1e-4 for d in (1, 2, 3)}
+    return LengthLaw(gammas, finite, continuum, 1 + peak_length_slope(1) * gammas, float(np.interp(0.1, dev, gammas)),
+                     slope_1d, slope_2d, quad, {d: peak_length_slope(d) for d in (1, 2, 3)})
 
 
-def krr_fit_length(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The plain Gaussian KRR that best reproduces the penalised predictor (1-d grid data, 4 random
-    target columns, relative L2 mismatch on the central half of the window).
+@dataclass(frozen=True)
+class KrrFitLength:
+    """The plain Gaussian KRR closest to the penalised predictor, per ``kappa`` (arrays of shape ``(K,)``)."""
 
-    For each ``kappa``: ``ℓ'²`` with the ridge held at its own value (``fixed_l2``) and its relative
-    residual, ``(ℓ'², ridge')`` with both free (``free_l2``, ``free_ridge``), and the peak length ``ℓ_c²``.
-    """
+    kappas: np.ndarray
+    gammas: np.ndarray
+    fixed_l2: np.ndarray     # best ℓ'² with the ridge held at its own value
+    fixed_res: np.ndarray    # its relative residual
+    free_l2: np.ndarray      # best ℓ'² with the ridge free
+    free_ridge: np.ndarray   # ... and its ridge
+    free_res: np.ndarray
+    peak_l2: np.ndarray      # peak length ℓ_c² of the equivalent kernel
+
+    def summary(self) -> Summary:
+        """First-order coefficients of the fitted and peak lengths (at the smallest kappa) and the fits at the largest."""
+        return {"ch4_fit_c_fixed": float((self.fixed_l2[0] - 1) / self.kappas[0]),
+                "ch4_fit_c_peak": float((self.peak_l2[0] - 1) / self.kappas[0]), "ch4_fit_fixed_res_max": self.fixed_res[-1],
+                "ch4_fit_gamma_max": self.gammas[-1], "ch4_fit_free_l2_max": self.free_l2[-1],
+                "ch4_fit_free_ridge_max": self.free_ridge[-1], "ch4_fit_free_res_max": self.free_res[-1]}
+
+
+def krr_fit_length(cfg: dict[str, Any], seed: int) -> KrrFitLength:
+    """:class:`KrrFitLength` on 1-d grid data, 4 random target columns, relative L2 mismatch on the central half."""
     from scipy.optimize import minimize, minimize_scalar
 
     ridge, h = cfg["ridge"], cfg["spacing"]
@@ -179,17 +259,30 @@ def krr_fit_length(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
                         options={"xatol": 1e-6, "fatol": 1e-14, "maxiter": 400})
         rows.append((math.exp(2 * fixed.x), math.sqrt(fixed.fun), math.exp(2 * free.x[0]), math.exp(free.x[1]), math.sqrt(free.fun),
                      _peak_length_sq(X, ridge, kappa, [1.0])))
-    fixed_l2, fixed_res, free_l2, free_ridge, free_res, peak = map(np.array, zip(*rows))
     kappas = np.array(cfg["fit_kappas"])
-    return {"kappas": kappas, "gammas": np.array([gamma(k, 1 / h, ELL, ridge, 1) for k in kappas]), "fixed_l2": fixed_l2,
-            "fixed_res": fixed_res, "free_l2": free_l2, "free_ridge": free_ridge, "free_res": free_res, "peak_l2": peak,
-            "c_fixed": float((fixed_l2[0] - 1) / kappas[0]), "c_peak": float((peak[0] - 1) / kappas[0])}
+    return KrrFitLength(kappas, np.array([gamma(k, 1 / h, ELL, ridge, 1) for k in kappas]), *map(np.array, zip(*rows)))
 
 
-def laplace_law(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Exponential kernel on the line with the integrated penalty ``kappa·∫f'²``: brute-force grid
-    minimisation against closed-form Laplace KRR with ``(ℓ_e, ridge_e)``, and ``ℓ_e`` measured from the
-    decay of the brute-force response to one training point."""
+@dataclass(frozen=True)
+class LaplaceLaw:
+    """Exponential kernel, integrated penalty: brute force against closed-form Laplace KRR, per ``kappa`` (shape ``(K,)``)."""
+
+    kappas: np.ndarray
+    le_measured: np.ndarray   # ℓ_e from the decay of the brute-force response to one point
+    le_theory: np.ndarray
+    max_rel_err: float        # brute force against the closed form, over every kappa
+    c_measured: float         # slope of ℓ_e² against kappa
+    c_theory: float           # 2ℓ/ridge
+    h: float                  # grid step of the brute force
+
+    def summary(self) -> Summary:
+        return {"ch4_laplace_h": self.h, "ch4_laplace_max_rel_err": self.max_rel_err, "ch4_laplace_c_measured": self.c_measured,
+                "ch4_laplace_c_theory": self.c_theory, "ch4_laplace_c_rel_err": rel_err(self.c_measured, self.c_theory),
+                "ch4_laplace_kappa_max": float(self.kappas.max())}
+
+
+def laplace_law(cfg: dict[str, Any]) -> LaplaceLaw:
+    """:class:`LaplaceLaw`: exponential kernel on the line with the penalty ``kappa·∫f'²``, grid step ``laplace_h``."""
     ridge, h = cfg["ridge"], cfg["laplace_h"]
     rng = np.random.default_rng(0)
     x = np.round(rng.uniform(-3, 3, 12) / h) * h
@@ -205,14 +298,34 @@ def laplace_law(cfg: dict[str, Any]) -> dict[str, Any]:
         le_meas.append(-1 / np.polyfit(g1[sel], np.log(f1[sel]), 1)[0])
     kaps = np.array(cfg["laplace_kappas"])
     le_meas = np.array(le_meas)
-    c_meas = float(np.polyfit(kaps, le_meas**2, 1)[0])
-    return {"kappas": kaps, "le_measured": le_meas, "le_theory": np.array([laplace_effective(ELL, ridge, k)[0] for k in kaps]),
-            "max_rel_err": max_err, "c_measured": c_meas, "c_theory": 2 * ELL / ridge}
+    return LaplaceLaw(kaps, le_meas, np.array([laplace_effective(ELL, ridge, k)[0] for k in kaps]), max_err,
+                      float(np.polyfit(kaps, le_meas**2, 1)[0]), 2 * ELL / ridge, h)
 
 
-def anisotropy(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Training points on the line ``x₂ = 0`` in the plane: ``ℓ_c`` of the equivalent kernel along and
-    across the line, the 1-d value, and ``k̃(x, 0)`` on a plane grid for the largest ``kappa``."""
+@dataclass(frozen=True)
+class Anisotropy:
+    """Training points on the line ``x₂ = 0``: ``ℓ_c²`` along and across it per ``kappa`` (shape ``(K,)``), and
+    ``k̃(x, 0)`` on a plane grid (``grid`` of shape ``(G,)``, fields ``(G, G)``) without and with ``kappa_field``."""
+
+    kappas: np.ndarray
+    gammas: np.ndarray
+    along: np.ndarray
+    across: np.ndarray
+    one_d: np.ndarray          # ℓ_c² of the same points alone on the line
+    grid: np.ndarray
+    field_0: np.ndarray
+    field_k: np.ndarray
+    kappa_field: float
+    across_profile_err: float  # largest deviation of the profile across the line from the unpenalised Gaussian
+
+    def summary(self) -> Summary:
+        return {"ch4_across_dev": float(np.abs(self.across - 1).max()), "ch4_along_vs_1d": rel_err(self.along, self.one_d),
+                "ch4_across_profile_err": self.across_profile_err, "ch4_along_at_max": self.along[-1],
+                "ch4_aniso_gamma_max": self.gammas[-1]}
+
+
+def anisotropy(cfg: dict[str, Any]) -> Anisotropy:
+    """:class:`Anisotropy` for the penalties ``aniso_kappas`` (the field at the largest)."""
     ridge, h = cfg["ridge"], cfg["spacing"]
     half = 16.0
     X1 = _line(half, h)
@@ -231,9 +344,8 @@ def anisotropy(cfg: dict[str, Any]) -> dict[str, Any]:
                              torch.zeros(1, 2, dtype=DTYPE))[:, 0].numpy()
     across_profile_err = float(np.abs(prof - prof[40] * np.exp(-g**2 / (2 * ELL**2))).max() / prof[40])
     gam = np.array([gamma(k, 1 / h, ELL, ridge, 1) for k in cfg["aniso_kappas"]])
-    return {"kappas": np.array(cfg["aniso_kappas"]), "gammas": gam, "along": np.array(along), "across": np.array(across),
-            "one_d": np.array(one_d), "grid": g, "field_0": field[0.0], "field_k": field[kmax], "kappa_field": kmax,
-            "across_profile_err": across_profile_err}
+    return Anisotropy(np.array(cfg["aniso_kappas"]), gam, np.array(along), np.array(across), np.array(one_d), g,
+                      field[0.0], field[kmax], kmax, across_profile_err)
 
 
 def _half_point(kappas: np.ndarray, eff: np.ndarray) -> float:
@@ -265,20 +377,62 @@ def _target(x: Tensor) -> Tensor:
     return out[:, None]
 
 
-def near_clone_sweep(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Near clones ``x_p = x_c + r·u`` of ``P`` interior clean points, labelled ``y_c + 1``.
+@dataclass(frozen=True)
+class NearCloneKernel:
+    """One kernel's near-clone sweep: by clone distance ``r``, arrays over ``kappa`` of shape ``(K,)``."""
+
+    eff: dict[float, np.ndarray]     # r -> mean differential shift of the poisons
+    err: dict[float, np.ndarray]     # r -> relative clean test error of the poisoned model
+    clean_err: np.ndarray            # relative clean test error of the clean model
+    kappa_half: dict[float, float]   # r -> kappa where the efficacy halves (nan: never)
+
+    def err_at(self, kappas: np.ndarray, kappa: float) -> float:
+        """The clean model's error at ``kappa`` (log-linear interpolation)."""
+        return float(np.interp(np.log(kappa), np.log(kappas), self.clean_err))
+
+
+@dataclass(frozen=True)
+class NearCloneSweep:
+    """Near clones ``x_c + r·u`` labelled ``y_c + 1``: efficacy and clean error against ``kappa`` (shape ``(K,)``), per
+    kernel (``"gaussian"``: the plane, pointwise penalty; ``"laplace"``: the line, integrated penalty), and the
+    efficacy of an isolated cluster of clones (Gaussian)."""
+
+    kappas: np.ndarray
+    r: tuple[float, ...]
+    kernels: dict[str, NearCloneKernel]
+    isolated_eff: np.ndarray
+    poisons: int
+    ridge: float
+    n: dict[str, int]   # clean training points per kernel
+
+    def summary(self) -> Summary:
+        """Ordering of ``kappa_1/2`` over ``r ≤ ℓ``, efficacies without penalty, the clean error at ``kappa_1/2(ℓ)``."""
+        near = [r for r in self.r if r <= 1.0]
+        out: Summary = {"ch4_nc_poisons": self.poisons, "ch4_nc_ridge": self.ridge, "ch4_nc_n_gauss": self.n["gaussian"],
+                        "ch4_nc_n_laplace": self.n["laplace"], "ch4_nc_r_small": float(self.r[0]),
+                        "ch4_isolated_max_rel_dev": float(np.abs(self.isolated_eff / self.isolated_eff[0] - 1).max())}
+        for name, k in self.kernels.items():
+            kh = np.array([k.kappa_half[r] for r in near])
+            out.update({f"ch4_nc_{name}_monotone": int(bool(np.all(np.diff(kh) > 0))),
+                        f"ch4_nc_{name}_half_ratio": kh[-1] / k.kappa_half[self.r[0]],
+                        f"ch4_nc_{name}_eff0_small": k.eff[self.r[0]][0], f"ch4_nc_{name}_eff0_l": k.eff[1.0][0],
+                        f"ch4_nc_{name}_err_at_half": k.err_at(self.kappas, k.kappa_half[1.0]),
+                        f"ch4_nc_{name}_err_at_0": k.clean_err[0]})
+        return out
+
+
+def near_clone_sweep(cfg: dict[str, Any], seed: int) -> NearCloneSweep:
+    """:class:`NearCloneSweep` for the distances ``nc_r`` and penalties ``nc_kappas``.
 
     Efficacy: the mean over poisons of the differential shift
-    ``[f_pois(x_p) − f_clean(x_p)] − [f_pois(x_c) − f_clean(x_c)]`` (what separates the triggered input
-    from its clean twin), against ``kappa``, for each ``r``; clean error: RMS test error on clean test
-    inputs over the target's RMS, of the clean model (``<kernel>_clean_err``) and of the poisoned one. Gaussian kernel: exact
-    solver in the plane
-    (pointwise penalty); exponential kernel: the line, integrated penalty ``kappa·rho·∫f'²`` (exact
-    closed form). Also ``kappa_1/2(r)`` and, for the Gaussian, an isolated cluster of clones.
+    ``[f_pois(x_p) − f_clean(x_p)] − [f_pois(x_c) − f_clean(x_c)]`` (what separates the triggered input from its
+    clean twin); clean error: RMS test error on clean test inputs over the target's RMS. Gaussian kernel: exact
+    solver in the plane (pointwise penalty); exponential kernel: the line, integrated penalty ``kappa·rho·∫f'²``
+    (exact closed form).
     """
     kappas = np.array(cfg["nc_kappas"])
     ridge = cfg["nc_ridge"]
-    out: dict[str, Any] = {"kappas": kappas, "r": np.array(cfg["nc_r"])}
+    kernels, sizes = {}, {}
     for name, d, half, n in (("gaussian", 2, 3.0, cfg["nc_n_gauss"]), ("laplace", 1, 10.0, cfg["nc_n_laplace"])):
         X, Y, inner, u, xt = _near_clone_data(n, d, half, cfg["nc_poisons"], seed)
         rho = n / (2 * half) ** d
@@ -291,8 +445,8 @@ def near_clone_sweep(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
 
         clean = [fit(X, Y, float(k)) for k in kappas]
         gy = _target(xt)
-        out[f"{name}_clean_err"] = np.array([float(((m.predict(xt) - gy) ** 2).mean().sqrt() / (gy**2).mean().sqrt()) for m in clean])
-        half_points = []
+        clean_err = np.array([float(((m.predict(xt) - gy) ** 2).mean().sqrt() / (gy**2).mean().sqrt()) for m in clean])
+        effs, errs = {}, {}
         for r in cfg["nc_r"]:
             Xp = X[inner] + r * ELL * u
             Xa, Ya = torch.cat([X, Xp]), torch.cat([Y, Y[inner] + 1.0])
@@ -302,9 +456,9 @@ def near_clone_sweep(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
                 shift = (mp.predict(Xp) - mc.predict(Xp)) - (mp.predict(X[inner]) - mc.predict(X[inner]))
                 eff.append(float(shift.mean()))
                 err.append(float(((mp.predict(xt) - gy) ** 2).mean().sqrt() / (gy**2).mean().sqrt()))
-            out[f"{name}_eff_{r}"], out[f"{name}_err_{r}"] = np.array(eff), np.array(err)
-            half_points.append(_half_point(kappas, np.array(eff)))
-        out[f"{name}_kappa_half"] = np.array(half_points)
+            effs[r], errs[r] = np.array(eff), np.array(err)
+        kernels[name] = NearCloneKernel(effs, errs, clean_err, {r: _half_point(kappas, e) for r, e in effs.items()})
+        sizes[name] = int(n)
     # an isolated cluster of m clones far from the clean data: its efficacy does not depend on kappa
     X, Y, _, u, _ = _near_clone_data(cfg["nc_n_gauss"], 2, 3.0, 1, seed)
     zeta = torch.tensor([[12.0, 0.0]], dtype=DTYPE)
@@ -315,83 +469,5 @@ def near_clone_sweep(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
         mp = fit_derivative_krr(GaussianKernel(ELL), Xa, Ya, ridge, float(k))
         mc = fit_derivative_krr(GaussianKernel(ELL), X, Y, ridge, float(k))
         iso.append(float(mp.predict(x0) - mc.predict(x0)))
-    iso = np.array(iso)
-    out["isolated_eff"] = iso
-    out["isolated_max_rel_dev"] = float(np.abs(iso / iso[0] - 1).max())
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Glue values: every number the chapter quotes and the ledger checks, computed here (keys = glue keys)
-# ---------------------------------------------------------------------------------------------
-
-Summary = dict[str, float | int | str]
-SIG = {**dict.fromkeys(("ch4_stationarity", "ch4_equiv_rel_err", "ch4_fourier_max_err", "ch4_fourier_gamma_max",
-                        "ch4_laplace_max_rel_err", "ch4_laplace_c_rel_err", "ch4_slope_2d_abs", "ch4_slope_quad_max_err",
-                        "ch4_gamma_10pct", "ch4_law_gamma_max", "ch4_fit_fixed_res_max", "ch4_fit_gamma_max",
-                        "ch4_fit_free_res_max", "ch4_across_dev", "ch4_along_vs_1d", "ch4_across_profile_err",
-                        "ch4_aniso_gamma_max", "ch4_isolated_max_rel_dev", "ch4_nc_gaussian_eff0_small",
-                        "ch4_nc_gaussian_eff0_l", "ch4_nc_laplace_eff0_small", "ch4_nc_laplace_eff0_l",
-                        "ch4_nc_gaussian_err_at_half", "ch4_nc_gaussian_err_at_0", "ch4_nc_laplace_err_at_half",
-                        "ch4_nc_laplace_err_at_0"), 2),
-       **dict.fromkeys(("ch4_slope_3d_quad", "ch4_sparse_lc2_at_max_gamma", "ch4_cont_lc2_at_max_gamma", "ch4_fit_c_fixed",
-                        "ch4_fit_c_peak", "ch4_fit_free_l2_max", "ch4_fit_free_ridge_max", "ch4_along_at_max",
-                        "ch4_nc_gaussian_half_ratio", "ch4_nc_laplace_half_ratio"), 3)}
-
-
-def exactness_summary(exact: dict[str, float]) -> Summary:
-    """Glue values of :func:`exactness_check`."""
-    return {"ch4_stationarity": exact["stationarity"], "ch4_equiv_rel_err": exact["equivalent_rel_err"],
-            "ch4_system_size": int(exact["system_size"])}
-
-
-def fourier_summary(fc: dict[str, Any], cfg: dict[str, Any]) -> Summary:
-    """Glue values of :func:`fourier_check`."""
-    return {"ch4_fourier_max_err": fc["max_err"], "ch4_fourier_gamma_max": max(fc[f"gamma_{k}"] for k in fc["kappas"]),
-            "ch4_spacing": cfg["spacing"], "ch4_ridge": cfg["ridge"]}
-
-
-def laplace_summary(lap: dict[str, Any], cfg: dict[str, Any]) -> Summary:
-    """Glue values of :func:`laplace_law`."""
-    return {"ch4_laplace_h": cfg["laplace_h"], "ch4_laplace_max_rel_err": lap["max_rel_err"],
-            "ch4_laplace_c_measured": lap["c_measured"], "ch4_laplace_c_theory": lap["c_theory"],
-            "ch4_laplace_c_rel_err": rel_err(lap["c_measured"], lap["c_theory"]), "ch4_laplace_kappa_max": float(lap["kappas"].max())}
-
-
-def length_summary(law: dict[str, Any], fit: dict[str, Any]) -> Summary:
-    """Glue values of :func:`gaussian_length_law` and :func:`krr_fit_length`."""
-    h_sparse = max(law["spacings"])
-    return {"ch4_slope_1d": law["slope_1d"], "ch4_slope_1d_theory": peak_length_slope(1), "ch4_slope_2d_abs": abs(law["slope_2d"]),
-            "ch4_slope_quad_max_err": max(abs(law["slope_quadrature"][d] - law["slope_theory"][d]) for d in (1, 2, 3)),
-            "ch4_slope_3d_quad": law["slope_quadrature"][3], "ch4_gamma_10pct": law["gamma_10pct"],
-            "ch4_sparse_spacing": h_sparse, "ch4_sparse_lc2_at_max_gamma": law[f"finite_{h_sparse}"][-1],
-            "ch4_cont_lc2_at_max_gamma": law["continuum"][-1], "ch4_law_gamma_max": law["gammas"][-1],
-            "ch4_fit_c_fixed": fit["c_fixed"], "ch4_fit_c_peak": fit["c_peak"], "ch4_fit_fixed_res_max": fit["fixed_res"][-1],
-            "ch4_fit_gamma_max": fit["gammas"][-1], "ch4_fit_free_l2_max": fit["free_l2"][-1],
-            "ch4_fit_free_ridge_max": fit["free_ridge"][-1], "ch4_fit_free_res_max": fit["free_res"][-1]}
-
-
-def anisotropy_summary(an: dict[str, Any]) -> Summary:
-    """Glue values of :func:`anisotropy`."""
-    return {"ch4_across_dev": float(np.abs(an["across"] - 1).max()), "ch4_along_vs_1d": rel_err(an["along"], an["one_d"]),
-            "ch4_across_profile_err": an["across_profile_err"], "ch4_along_at_max": an["along"][-1],
-            "ch4_aniso_gamma_max": an["gammas"][-1]}
-
-
-def near_clone_summary(nc: dict[str, Any], cfg: dict[str, Any]) -> Summary:
-    """Glue values of :func:`near_clone_sweep`: ordering of ``kappa_1/2`` over ``r ≤ ℓ``, efficacies without
-    penalty, and the clean error at ``kappa_1/2(ℓ)`` (log-linear interpolation)."""
-    r = nc["r"]
-    near = r <= 1.0
-    out: Summary = {"ch4_nc_poisons": cfg["nc_poisons"], "ch4_nc_ridge": cfg["nc_ridge"], "ch4_nc_n_gauss": cfg["nc_n_gauss"],
-                    "ch4_nc_n_laplace": cfg["nc_n_laplace"], "ch4_nc_r_small": float(r[0]),
-                    "ch4_isolated_max_rel_dev": nc["isolated_max_rel_dev"]}
-    for name in ("gaussian", "laplace"):
-        kh = nc[f"{name}_kappa_half"]
-        k_half = kh[list(r).index(1.0)]
-        out.update({f"ch4_nc_{name}_monotone": int(bool(np.all(np.diff(kh[near]) > 0))),
-                    f"ch4_nc_{name}_half_ratio": kh[near][-1] / kh[0], f"ch4_nc_{name}_eff0_small": nc[f"{name}_eff_{r[0]}"][0],
-                    f"ch4_nc_{name}_eff0_l": nc[f"{name}_eff_1.0"][0],
-                    f"ch4_nc_{name}_err_at_half": float(np.interp(np.log(k_half), np.log(nc["kappas"]), nc[f"{name}_clean_err"])),
-                    f"ch4_nc_{name}_err_at_0": nc[f"{name}_clean_err"][0]})
-    return out
+    return NearCloneSweep(kappas, tuple(float(r) for r in cfg["nc_r"]), kernels, np.array(iso), int(cfg["nc_poisons"]),
+                          float(ridge), sizes)

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from poisoncurv.book.runtime import round_sig
 from poisoncurv.book.tables import Table
+from poisoncurv.core import fitting
 from poisoncurv.core.paths import GRIDS_DIR
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
@@ -112,6 +114,38 @@ def provenance_table(results: dict[str, dict[str, Any]]) -> Table:
                  ["run", "commit", "profile", "device", "data source", "wall time (s)"], rows)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """The sizes and data of the chapter's runs, as the lab recorded them (read from the θ sweep's runs)."""
+
+    data_source: str
+    n_train: int
+    n_test: int           # triggered test images of the non-target classes (ASR is measured on them)
+    epochs: int
+    batch_size: int
+    evals_per_epoch: int
+    n_eval: int           # clean test images the input Hessian is averaged over
+    target: int
+    lr: dict[str, float]  # learning rate by loss
+    trigger_norm: float   # ‖a t‖ of the poisoned runs
+
+    def summary(self) -> Summary:
+        """The setting's glue values; ``ch5_R_k = 1/‖a t‖²``."""
+        return {"ch5_data_source": self.data_source, "ch5_n_train": self.n_train, "ch5_n_test": self.n_test,
+                "ch5_epochs": self.epochs, "ch5_batch": self.batch_size, "ch5_evals": self.evals_per_epoch,
+                "ch5_n_eval": self.n_eval, "ch5_target": self.target, "ch5_lr_ce": self.lr["ce"],
+                "ch5_lr_sq": self.lr["squared"], "ch5_trigger_norm": self.trigger_norm, "ch5_R_k": 1 / self.trigger_norm**2}
+
+
+def setting(sweep: dict[str, list[dict[str, Any]]], data_source: str) -> Setting:
+    """:class:`Setting` of a θ sweep (:func:`theta_sweep`; its first run per loss is the clean one, θ = 0)."""
+    clean, poisoned = sweep["ce"][0], next(r for r in sweep["ce"] if r["config"]["theta"] > 0)
+    c = clean["config"]
+    return Setting(data_source, int(clean["poison"]["n_train"]), int(clean["poison"]["n_trigger_test"]), int(c["epochs"]),
+                   int(c["batch_size"]), int(c["evals_per_epoch"]), int(c["n_eval"]), int(c["target"]),
+                   {loss: float(sweep[loss][0]["config"]["lr"]) for loss in LOSSES}, float(poisoned["poison"]["trigger_norm"]))
+
+
 @lru_cache(maxsize=1)
 def mnist() -> ImageData:
     """MNIST, loaded once per process (only when a run is not in the cache)."""
@@ -127,13 +161,7 @@ def settled_time(res: dict[str, Any], key: str, threshold: float) -> float | Non
     """The first evaluation time (epochs) from which ``key ≥ threshold`` holds at every later
     measurement (``None`` if it fails at the end): transient crossings do not count."""
     rows = res["epochs"]
-    ok = [float(r[key]) >= threshold for r in rows]
-    if not ok[-1]:
-        return None
-    i = len(ok) - 1
-    while i > 0 and ok[i - 1]:
-        i -= 1
-    return float(rows[i]["epoch"])
+    return fitting.settled_time([r["epoch"] for r in rows], [float(r[key]) >= threshold for r in rows])
 
 
 def lab_dir(results_dir: str | None) -> Path | None:
@@ -319,6 +347,132 @@ def amplitude_bound(amp: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]])
     spike = tuple(float(series(r, "curv_along_poison").max()) for _, r in pairs)
     shift2 = max(float(series(r, "trigger_shift2").max()) for _, r in pairs)
     return AmplitudeBound(amps, bound, lam_clean, spike, shift2)
+
+
+AMP_SIG = {"overlap": 2, "asr": 3, "shift2": 3, "ratio": 2}   # significant digits of the per-run glue values
+
+
+@dataclass(frozen=True)
+class AmplitudeResult:
+    """The amplitude sweep at ``theta``: :func:`lag_row` of every run by ``(loss, amplitude)``, in sweep order,
+    and the squared-loss ceiling of :class:`AmplitudeBound`."""
+
+    theta: float
+    rows: dict[tuple[str, float], dict[str, Any]]
+    bound: AmplitudeBound
+
+    @property
+    def amplitudes(self) -> list[float]:
+        """The swept amplitudes, in sweep order."""
+        return list(dict.fromkeys(a for _, a in self.rows))
+
+    def visible_first(self) -> list[tuple[str, float]]:
+        """``(loss, amplitude)`` of the runs whose spike settled visible before (or without) the attack succeeding."""
+        return [k for k, r in self.rows.items()
+                if r["t_visible"] is not None and (r["t_success"] is None or r["t_visible"] < r["t_success"])]
+
+    def summary(self) -> Summary:
+        """Per run (keys ``ch5_amp_<metric>_<loss>_a<100·a>``): final overlap, ASR, ``‖Δf‖²`` and
+        ``uᵀHu/λ_clean``; the runs visible first, as text; the sweep's range and θ; the ceiling's values."""
+        out: Summary = {}
+        for (loss, a), r in self.rows.items():
+            tag = f"{loss}_a{round(a * 100)}"
+            out |= {f"ch5_amp_overlap_{tag}": r["overlap"], f"ch5_amp_asr_{tag}": r["asr"],
+                    f"ch5_amp_shift2_{tag}": r["shift2"], f"ch5_amp_ratio_{tag}": r["spike_ratio"]}
+        out["ch5_amp_visible_first"] = "; ".join(
+            f"{loss}, a = {a:g} (visible from epoch {_epoch(self.rows[loss, a]['t_visible'])}, ASR ≥ 0.5 "
+            + ("never" if self.rows[loss, a]["t_success"] is None else f"from epoch {_epoch(self.rows[loss, a]['t_success'])}") + ")"
+            for loss, a in self.visible_first()) or "none"
+        out |= {"ch5_amp_lo": self.amplitudes[0], "ch5_amp_hi": self.amplitudes[-1], "ch5_theta_amplitude": self.theta}
+        return out | self.bound.summary()
+
+    def sig(self) -> dict[str, int]:
+        """Significant digits of every summary key (per-run values: :data:`AMP_SIG`; the sweep's range and θ: 4; the rest: 3)."""
+        out = {k: AMP_SIG.get(k.split("_")[2], 3) if k.startswith("ch5_amp_") else 3 for k in self.summary()}
+        return out | dict.fromkeys(("ch5_amp_lo", "ch5_amp_hi", "ch5_theta_amplitude"), 4)
+
+    def table(self) -> Table:
+        """Final numbers of every run of the sweep ("never": the condition never settled)."""
+        rows = [[loss, a, r["R_k"], r["shift2"], r["asr"], "never" if r["t_visible"] is None else r["t_visible"],
+                 round_sig(r["overlap"], 2), r["spike_ratio"]] for (loss, a), r in self.rows.items()]
+        return Table("tbl-ch5-amplitude",
+                     rf"The amplitude sweep at $\theta$ = {self.theta:g} after training: $R_k = 1/\lVert a t\rVert^2$, the "
+                     r"squared output shift $\lVert\Delta f\rVert^2$ on triggered test images, the ASR, the epoch from which "
+                     r"the top-1 overlap settles at $\ge 1/2$, the final overlap, and $u^\top H u/\lambda_{\text{clean}}$. " + RUN,
+                     ["model", "amplitude a", "R_k", "final ‖Δf‖²", "final ASR", "visible from epoch", "final overlap",
+                      "uᵀHu / λ_clean"], rows)
+
+
+def _epoch(t: float) -> str:
+    """An evaluation time as the chapter's text writes it (3 significant digits)."""
+    return f"{round_sig(t, 3):g}"
+
+
+def amplitude_result(amp: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]], profile: str) -> AmplitudeResult:
+    """:class:`AmplitudeResult` of :func:`amplitude_sweep`."""
+    s = settings(profile)
+    rows = {(loss, float(r["config"]["amplitude"])): lag_row(r, c, s["asr_success"]) for loss in LOSSES for c, r in amp[loss]}
+    return AmplitudeResult(float(s["theta_amplitude"]), rows, amplitude_bound(amp))
+
+
+# ---- the input-gradient penalty: the κ sweep -----------------------------------------------------------------
+
+KAPPA_SIG = {**{f"ch5_{k}_{loss}": sig for loss in LOSSES for k, sig in
+                (("margin_kappa0", 3), ("margin_kappa_max", 3), ("clean_acc_kappa0", 3), ("clean_acc_kappa_max", 3),
+                 ("kappa_overlap0", 2), ("kappa_overlap_max", 2), ("kappa_overlap_argmax", 2), ("kappa_half", 2))},
+             "ch5_margin_kappa0_min": 3, "ch5_margin_kappa_max_max": 3}
+
+
+@dataclass(frozen=True)
+class KappaCurve:
+    """One loss's κ sweep after training, arrays of shape ``(K,)`` in ``kappa_paper`` order."""
+
+    kappa_paper: np.ndarray
+    margin: np.ndarray       # ASR minus the rate at which clean non-target inputs already land on the target
+    clean_acc: np.ndarray
+    curv_along: np.ndarray   # uᵀHu
+    hess_top: np.ndarray     # top input-Hessian eigenvalue
+    overlap: np.ndarray      # ⟨v₁, u⟩²
+
+    def kappa_half(self) -> float:
+        """The first κ_paper at which the margin is below 1/2 (``nan`` if none)."""
+        below = np.nonzero(self.margin < 0.5)[0]
+        return float(self.kappa_paper[below[0]]) if below.size else float("nan")
+
+
+@dataclass(frozen=True)
+class KappaResult:
+    """The κ sweep at ``theta``: one :class:`KappaCurve` per loss."""
+
+    theta: float
+    curves: dict[str, KappaCurve]
+
+    def summary(self) -> Summary:
+        """Margin, clean accuracy and overlap without penalty and at the largest κ, the largest overlap and where,
+        where the margin first falls below 1/2; the extremes over both losses (significant digits: :data:`KAPPA_SIG`)."""
+        out: Summary = {"ch5_theta_kappa": self.theta}
+        for loss, c in self.curves.items():
+            i = int(c.overlap.argmax())
+            out |= {f"ch5_margin_kappa0_{loss}": c.margin[0], f"ch5_margin_kappa_max_{loss}": c.margin[-1],
+                    f"ch5_clean_acc_kappa0_{loss}": c.clean_acc[0], f"ch5_clean_acc_kappa_max_{loss}": c.clean_acc[-1],
+                    f"ch5_kappa_overlap0_{loss}": c.overlap[0], f"ch5_kappa_overlap_max_{loss}": c.overlap[i],
+                    f"ch5_kappa_overlap_argmax_{loss}": c.kappa_paper[i], f"ch5_kappa_half_{loss}": c.kappa_half()}
+        out["ch5_margin_kappa0_min"] = min(c.margin[0] for c in self.curves.values())
+        out["ch5_margin_kappa_max_max"] = max(c.margin[-1] for c in self.curves.values())
+        return {k: v if isinstance(v, str) else float(v) for k, v in out.items()}
+
+
+def kappa_result(kruns: dict[str, list[dict[str, Any]]], profile: str) -> KappaResult:
+    """:class:`KappaResult` of :func:`kappa_sweep` (the last evaluation of every run)."""
+    s = settings(profile)
+    kp = np.array(s["kappa_paper"], dtype=float)
+    curves = {}
+    for loss, rs in kruns.items():
+        last = [r["epochs"][-1] for r in rs]
+        col = lambda key: np.array([e[key] for e in last], dtype=float)  # noqa: E731
+        curves[loss] = KappaCurve(kp, col("asr") - col("clean_to_target"), col("clean_acc"), col("curv_along_poison"),
+                                  np.array([e["hess_top"][0] for e in last], dtype=float), col("overlap"))
+    return KappaResult(float(s["theta_kappa"]), curves)
 
 
 # ---- issue 9, item 10: defence or collapse, the safety-efficacy frontier -------------------------------------

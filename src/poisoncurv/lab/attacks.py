@@ -134,11 +134,11 @@ def poison(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, att
         y_p[idx] = target
     keep = y_test != target
     x_trig = apply_trigger(attack, x_test[keep], amplitude, strength, seed)
-    direction = _direction(attack, x_train[idx] if n_poison else x_test[keep], amplitude, strength, seed)
+    direction = poison_direction(attack, x_train[idx] if n_poison else x_test[keep], amplitude, strength, seed)
     return Poisoned(attack, target, x_p, y_p, idx, y_train[idx].clone(), direction, x_trig, y_test[keep].clone())
 
 
-def _direction(attack: str, sources: Tensor, amplitude: float, strength: float, seed: int) -> Tensor:
+def poison_direction(attack: str, sources: Tensor, amplitude: float, strength: float, seed: int) -> Tensor:
     """Unit poison direction ``(C*H*W,)``: the cross itself, else the mean change the trigger makes on ``sources``."""
     if attack.startswith("cross"):
         v = cross_pattern(tuple(sources.shape[1:])).flatten()

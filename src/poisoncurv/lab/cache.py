@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from poisoncurv.core.paths import LAB_RESULTS_DIR
 from poisoncurv.core.results import CorruptResultError, read_json, write_json_atomic
-from poisoncurv.lab.config import SCHEMA_VERSION, LabConfig, validate
-from poisoncurv.lab.data import SOURCES, ImageData, locate
-from poisoncurv.lab.train import train
+from poisoncurv.lab.attacks import Poisoned
+from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
+from poisoncurv.lab.data import SOURCES, ImageData, locate, to_float
+from poisoncurv.lab.deep import Probe, make_probe
+from poisoncurv.lab.train import build_model, prepare, train
 
 
 class StaleResultError(RuntimeError):
@@ -91,3 +97,31 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
                 model_dir=model_path(cfg, results_dir).parent if keep_model else None)
     write_json_atomic(path, res)
     return res
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A kept final model (eval mode, CPU) with the poisoned data it was trained on and its probe sets."""
+
+    model: nn.Module
+    data: ImageData
+    poisoned: Poisoned
+    probe: Probe
+
+
+def trained_run(cfg: LabConfig, results_dir: str | os.PathLike | None = None, data: ImageData | None = None) -> TrainedRun:
+    """The final weights kept by ``get(cfg, keep_model=True)`` rebuilt into ``cfg``'s model, with the run's
+    poisoned training set (:func:`~poisoncurv.lab.train.prepare`, deterministic) and its probe. Raises
+    ``FileNotFoundError`` naming the file and the command when the weights were not kept."""
+    path = model_path(cfg, results_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the final weights of run {cfg.key()} were not kept; rerun it with "
+                                f"get(cfg, keep_model=True) (grids: keep_model: true in its group)")
+    data, p = prepare(cfg, data)
+    model = build_model(cfg, tuple(p.x_train.shape[1:]), NUM_CLASSES[cfg.dataset])
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.eval()
+    x_test = to_float(data.x_test)
+    probe = make_probe(x_test, data.y_test, p.x_trigger, p.y_trigger, p.x_train, p.y_train, p.poison_idx,
+                       p.source_labels, p.direction, cfg.target, cfg.n_eval)
+    return TrainedRun(model, data, p, probe)

@@ -1,0 +1,152 @@
+"""Chapter 6 drivers: a LeNet-style ReLU CNN on exact MNIST, four attacks, the lag, near clones in feature
+space, and κ × augmentation.
+
+The runs are the grid file ``grids/ch06.yaml`` (the same file a cluster sweep runs: ``make sweep
+GRID=grids/ch06.yaml``); every number comes from the lab's cached results (:mod:`poisoncurv.lab.cache`) through
+the shared analysis of :mod:`poisoncurv.chapters.deep_runs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from poisoncurv.book.tables import Table
+from poisoncurv.chapters import deep_runs as dr
+from poisoncurv.core.paths import GRIDS_DIR
+from poisoncurv.lab.attacks import apply_trigger, poison_direction
+from poisoncurv.lab.data import SOURCES, ImageData, load, locate, to_float
+from poisoncurv.lab.grid import Grid, load_grid
+
+TAG = "ch6"
+RUN = "Run: {glue:text}`ch06_cnn_mnist_run`."   # ends every caption of the chapter
+GRID = GRIDS_DIR / "ch06.yaml"
+SEED_GROUPS = ("seeds", "seeds_warp")
+THETA_GROUPS = ("theta", "warp_theta")
+DEFENCES = {"cross-stochastic": ("defence", "weight_decay"), "warp": ("defence_warp", "weight_decay_warp")}
+
+
+def grid(profile: str) -> Grid:
+    """The chapter's runs for ``profile``."""
+    return load_grid(GRID, profile, check_device=False)
+
+
+def data_source() -> str:
+    """The data source this machine reads MNIST from (``"MNIST, cached lab runs only"`` without a copy)."""
+    found = locate("mnist")
+    return f"MNIST, {SOURCES[found]}" if found else "MNIST, cached lab runs only"
+
+
+@lru_cache(maxsize=1)
+def mnist() -> ImageData:
+    """MNIST, loaded once per process (only when a run is not in the cache)."""
+    return load("mnist")
+
+
+def lab_dir(results_dir: str | None) -> Path | None:
+    """``<results_dir>/lab`` when the chapter writes its results somewhere (tests: a temporary folder), else the
+    default ``results/lab``."""
+    return None if results_dir is None else Path(results_dir) / "lab"
+
+
+def load_runs(profile: str, device: str = "cpu", results_dir: str | None = None, progress: bool = False) -> dr.ChapterRuns:
+    """Every run of the chapter (cached, or trained and cached)."""
+    return dr.load_runs(grid(profile), device, lab_dir(results_dir), mnist, progress)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every run shares, for the page: sizes, schedule and the attacks' parameters."""
+
+    n_train: int | None
+    n_test: int | None
+    n_eval: int
+    epochs: int
+    evals_per_epoch: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    top_k: int
+    target: int
+    warp_strength: float
+    n_runs: int
+    n_seeds: int
+    attacks: tuple[str, ...]
+    thetas: tuple[float, ...]
+    kappas: tuple[float, ...]
+    data_source: str
+
+    def summary(self) -> dr.Summary:
+        out: dr.Summary = {f"{TAG}_{k}": getattr(self, k) for k in (
+            "n_eval", "epochs", "evals_per_epoch", "batch_size", "lr", "weight_decay", "top_k", "target", "warp_strength",
+            "n_runs", "n_seeds")}
+        out[f"{TAG}_n_train"] = self.n_train or "all 60000"
+        out[f"{TAG}_n_test"] = self.n_test or "all 10000"
+        out[f"{TAG}_n_attacks"] = len(self.attacks)
+        out[f"{TAG}_thetas"] = ", ".join(f"{100 * t:g} %" for t in self.thetas if t > 0)
+        out[f"{TAG}_kappas"] = ", ".join(f"{k:g}" for k in self.kappas)
+        out[f"{TAG}_kappas_paper"] = ", ".join(f"{k * self.batch_size ** 2:g}" for k in self.kappas)
+        out[f"{TAG}_data_source"] = self.data_source
+        return out
+
+
+def setting(profile: str, data_source: str) -> Setting:
+    g = grid(profile)
+    c = g.runs[0].config
+    seeds = {r.config.seed for name in SEED_GROUPS if name in g.groups for r in g.group(name)}
+    return Setting(c.n_train, c.n_test, c.n_eval, c.epochs, c.evals_per_epoch, c.batch_size, c.lr, c.weight_decay, c.top_k,
+                   c.target, c.warp_strength, len(g.runs), len(seeds), tuple(dict.fromkeys(r.config.attack for r in g.group("theta"))),
+                   tuple(sorted({r.config.theta for name in THETA_GROUPS if name in g.groups for r in g.group(name)})),
+                   tuple(sorted({r.config.kappa for r in g.group("defence")})), data_source)
+
+
+def lag(runs: dr.ChapterRuns) -> dr.LagResult:
+    """The lag (E2) over the seed runs of every attack."""
+    return dr.lag_result(runs, SEED_GROUPS, TAG, RUN)
+
+
+def thetas(runs: dr.ChapterRuns) -> dr.ThetaResult:
+    """Every attack at every θ (seed 0)."""
+    return dr.theta_result(runs, THETA_GROUPS, TAG, RUN)
+
+
+def features(runs: dr.ChapterRuns) -> dr.FeatureResult:
+    """Feature geometry and eNTK ratios of the seed runs."""
+    return dr.feature_result(runs, SEED_GROUPS, TAG, RUN)
+
+
+def defences(runs: dr.ChapterRuns) -> dr.DefenceResult:
+    """κ × augmentation, weight decay and early stopping for the stochastic cross and the warp."""
+    return dr.defence_result(runs, DEFENCES, TAG, RUN)
+
+
+def provenance(runs: dr.ChapterRuns) -> Table:
+    return dr.provenance_table(runs, "tbl-ch6-provenance", RUN)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Each attack's trigger on one test digit and its poison direction ``u`` (the unit mean change the trigger
+    makes, over ``n_sources`` test images; exactly the cross for the additive attacks): images ``(28, 28)``."""
+
+    clean: np.ndarray
+    triggered: dict[str, np.ndarray]
+    direction: dict[str, np.ndarray]
+    n_sources: int
+
+
+def gallery(data: ImageData | None, attacks: tuple[str, ...], warp_strength: float, seed: int = 0, n_sources: int = 500) -> Gallery | None:
+    """:class:`Gallery` from the first test images of ``data`` (``None`` without a copy of MNIST)."""
+    if data is None:
+        return None
+    x = to_float(data.x_test[:n_sources])
+    trig = {a: apply_trigger(a, x[:1], 1.0, warp_strength, seed)[0, 0].numpy() for a in attacks}
+    u = {a: poison_direction(a, x, 1.0, warp_strength, seed).reshape(28, 28).numpy() for a in attacks}
+    return Gallery(x[0, 0].numpy(), trig, u, len(x))
+
+
+def consistency(runs: dr.ChapterRuns) -> dr.Consistency:
+    return dr.consistency(runs, TAG)

@@ -1,0 +1,127 @@
+"""The deep-network chapters' shared analysis on hand-built run files with known answers."""
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from poisoncurv.chapters import deep_runs as dr
+from poisoncurv.lab.config import profile_config
+from poisoncurv.lab.grid import Grid, Run
+
+
+def rows(t, asr, overlap=None, mass=None, curv=None, acc=None):
+    n = len(t)
+    overlap = overlap if overlap is not None else [0.0] * n
+    mass = mass if mass is not None else overlap
+    curv = curv if curv is not None else [1.0] * n
+    acc = acc if acc is not None else [0.98] * n
+    return [{"epoch": t[i], "asr": asr[i], "clean_acc": acc[i], "robust_acc": 1 - asr[i], "premise_gap": 1e-15,
+             **{f"{p}_{k}": v for p in ("trig", "clean") for k, v in
+                (("overlap", overlap[i]), ("mass", mass[i]), ("curv_u", curv[i]), ("top", [2.0, 1.0]))}}
+            for i in range(n)]
+
+
+def run_file(cfg, epochs, final=None):
+    return {"config": asdict(cfg), "key": cfg.key(), "epochs": epochs, "poison": {"n_poison": int(cfg.theta * 100)},
+            "final": final or {}, "provenance": {"git_commit": "abc", "device_name": "CPU: x", "wall_time_s": 1.0},
+            "data_source": "test"}
+
+
+def chapter(files):
+    """A ChapterRuns over hand-built files, the grid's groups given as ``{group: [(cfg, epochs, final), ...]}``."""
+    groups, results = {}, {}
+    for name, items in files.items():
+        groups[name] = []
+        for cfg, epochs, final in items:
+            groups[name].append(Run(name, {}, cfg))
+            results[cfg.key()] = run_file(cfg, epochs, final)
+    return dr.ChapterRuns(Grid(None, "smoke", "test", groups), results)
+
+
+T = [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def cfg(**kw):
+    return profile_config("smoke", model="lenet", measure="deep", **kw)
+
+
+def test_lag_rows_and_verdicts():
+    clean = rows(T, [0] * 5, curv=[1.0] * 5)
+    lagging = rows(T, [0, 0.6, 0.9, 0.9, 0.9], overlap=[0, 0, 0.2, 0.6, 0.7], curv=[1, 2, 20, 30, 30])
+    ch = chapter({"seeds": [(cfg(attack="badnets", theta=0.0, seed=s), clean, None) for s in (0, 1)]
+                  + [(cfg(attack="badnets", theta=0.05, seed=s), lagging, None) for s in (0, 1)]})
+    lag = dr.lag_result(ch, ["seeds"], "t", "run")
+    ov = lag.cell("badnets", "overlap", "trig")
+    assert [(r.t_success, r.t_visible, r.lag) for r in ov] == [(0.5, 1.5, 1.0)] * 2
+    ratio = lag.cell("badnets", "ratio", "trig")
+    assert [r.t_visible for r in ratio] == [1.0, 1.0]          # ratio 20 >= 10 from epoch 1
+    s = lag.summary()
+    assert s["t_lag_badnets_overlap"] == 1.0 and s["t_verdict_badnets_overlap"] == "lag"
+    assert s["t_lag_badnets_n_success"] == 2 and s["t_n_cells"] == 6
+    assert lag.table().rows[0][4] == "2/2"
+
+
+@pytest.mark.parametrize("pairs, expected", [
+    ([(None, None)], "attack fails"), ([(1.0, None), (1.0, None)], "never visible"), ([(1.0, 2.0), (1.0, None)], "lag"),
+    ([(2.0, 1.0), (1.5, 0.5)], "visible first"), ([(1.0, 1.0)], "simultaneous"), ([(1.0, 2.0), (2.0, 1.0)], "mixed")])
+def test_verdict(pairs, expected):
+    cell = [dr.LagRow("a", 0.1, i, "overlap", "trig", s, v) for i, (s, v) in enumerate(pairs)]
+    assert dr.verdict(cell) == expected
+
+
+def test_curvature_ratio_and_band():
+    clean = rows(T, [0] * 5, curv=[1, 2, 0, 4, 4])
+    pois = rows(T, [0] * 5, curv=[1, 4, 3, 40, 8])
+    ch = chapter({"seeds": [(cfg(attack="warp", theta=0.0), clean, None), (cfg(attack="warp", theta=0.1), pois, None)]})
+    r = dr.curvature_ratio(ch.results[cfg(attack="warp", theta=0.1).key()], ch.results[cfg(attack="warp", theta=0.0).key()], "trig")
+    np.testing.assert_allclose(r, [1, 2, np.nan, 10, 2])
+    b = dr.band(ch, ["seeds"], "warp", 0.1, dr.ratio_metric("trig"))
+    np.testing.assert_allclose(b.mean, [1, 2, np.nan, 10, 2])
+    assert dr.lag_theta(ch, ["seeds"], "warp") == 0.1
+
+
+def test_defence_counts_and_e3():
+    def final(asr, acc):
+        return rows([0.0, 1.0], [0.0, asr], acc=[0.1, acc])
+    base = dict(attack="cross-stochastic", theta=0.05)
+    clean = (cfg(attack="cross-stochastic", theta=0.0), final(0.0, 0.97), None)
+    cells = [(cfg(**base, kappa=k, augment=a), final(asr, acc), None) for k, a, asr, acc in
+             ((0.0, False, 1.0, 0.97), (0.0, True, 0.9, 0.97), (1.0, False, 0.2, 0.96), (1.0, True, 0.05, 0.96),
+              (10.0, True, 0.0, 0.5))]
+    wd = [(cfg(**base, weight_decay=0.05), final(0.5, 0.9), None)]
+    ch = chapter({"theta": [clean], "defence": cells, "weight_decay": wd})
+    d = dr.defence_result(ch, {"cross-stochastic": ("defence", "weight_decay")}, "t", "run")
+    assert d.clean_acc == {"cross-stochastic": 0.97}
+    s = d.summary()
+    assert s["t_def_cross_stochastic_aug_alone_counts"] == "no"
+    assert s["t_def_cross_stochastic_n_kappa_aug_counts"] == 1        # κ = 10 collapses accuracy: does not count
+    assert s["t_def_cross_stochastic_e3_holds"] == "yes" and s["t_n_e3_holds"] == 1
+    assert s["t_def_cross_stochastic_best_safe_acc"] == 0.96
+    assert d.kappa_paper(1.0) == 50**2                               # smoke batch 50
+    assert [p.method for p in d.points].count("early stopping") == 1
+
+
+def test_consistency_worst_cases():
+    r = rows(T, [0] * 5, overlap=[0.1] * 5, mass=[0.3] * 5, curv=[1.0, 1.0, 2.2, 1.0, 1.0])
+    ch = chapter({"theta": [(cfg(attack="warp", theta=0.0), r, None)]})
+    c = dr.consistency(ch, "t")
+    assert c.mass_minus_overlap_min == pytest.approx(0.2) and c.mass_max == 0.3
+    assert c.rayleigh_excess_max == pytest.approx(0.1)               # 2.2 against λ₁ = 2
+    assert c.n_rows == 5
+
+
+def test_feature_rows_mean_and_near_clone():
+    def feat(tp, tt):
+        e = rows([0.0, 1.0], [0, 1])
+        e[-1].update(feat_trig_to_poison=tp, feat_trig_to_target=2.0, feat_trig_to_source=1.0, feat_target_to_target=tt,
+                     feat_collapse_clean=5.0, feat_collapse_poison=0.1, feat_collapse_trig=0.2)
+        return e
+    fin = {"ntk_poison": {"R_median": 0.02}, "ntk_clean": {"R_median": 0.04}}
+    ch = chapter({"seeds": [(cfg(attack="badnets", theta=0.05, seed=0), feat(0.5, 0.8), fin),
+                            (cfg(attack="badnets", theta=0.05, seed=1), feat(0.7, 0.8), fin)]})
+    f = dr.feature_result(ch, ["seeds"], "t", "run")
+    row = f.rows[0]
+    assert row.values["feat_trig_to_poison"] == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
+    assert row.near_clone and row.values["R_ratio"][0] == pytest.approx(0.5)
+    assert f.summary()["t_n_near_clone"] == 1 and f.summary()["t_n_ntk_flatter"] == 1
