@@ -67,7 +67,7 @@ def test_synthetic_fallback_and_smoke_runs_within_the_budget(tmp_path, monkeypat
     assert d.source == gpu_check.SYNTHETIC and d.num_classes == 100 and d.x_train.shape == (40, 3, 32, 32)
     budget = itertools.chain([100.0], itertools.repeat(0.0))     # time for one run, then none
     out = gpu_check.smoke_runs(torch.device("cpu"), ("ch07",), remaining=lambda: next(budget))
-    assert len(out) == 7 and sum("skipped" in r for r in out) == 6
+    assert len(out) == 8 and sum("skipped" in r for r in out) == 7
     first = out[0]
     assert "error" not in first and 0 <= first["asr"] <= 1 and first["data_source"] == gpu_check.SYNTHETIC
     assert first["train_mode"] == "eager" and first["train_precision"] == "fp32"
