@@ -25,7 +25,9 @@ from poisoncurv.lab.data import SOURCES, ImageData, ensure, load, locate, to_flo
 from poisoncurv.lab.grid import Grid, load_grid
 
 TAG = "ch7"
-RUN = "Run: {glue:text}`ch07_resnet_cifar_run`."   # ends every caption of the chapter
+# ends every caption of the chapter: model, data, epochs, then profile and device
+RUN = ("PreResNet-{glue:text}`ch7_depth` on {glue:text}`ch7_data_source`, {glue:text}`ch7_epochs` epochs. "
+       "Run: {glue:text}`ch07_resnet_cifar_run`.")
 GRID = GRIDS_DIR / "ch07.yaml"
 SEED_GROUPS = ("attacks",)
 THETA_GROUPS = ("attacks",)
@@ -129,6 +131,10 @@ class Setting:
         out[f"{TAG}_kappas_paper"] = ", ".join(f"{k * self.batch_size ** 2:g}" for k in self.kappas)
         out[f"{TAG}_data_source"] = self.data_source
         out[f"{TAG}_cifar100"] = "yes" if self.has_cifar100 else "no"
+        out[f"{TAG}_cifar100_note"] = (
+            "CIFAR-100 results follow below (every table computed from its runs as for CIFAR-10)." if self.has_cifar100 else
+            "The committed outputs have no CIFAR-100 results: this profile trains on CIFAR-10 only, and no copy of "
+            "CIFAR-100 exists where they were computed.")
         return out
 
 
