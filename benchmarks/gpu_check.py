@@ -17,8 +17,8 @@ What it measures, in this order, each part skipped (and marked so) once the budg
 3. the curvature benchmarks on CUDA at small sizes (``bench_curvature.py``, ``bench_eigen.py``; they write
    their own JSON files beside this one);
 4. the smoke profiles of the Chapter 6 and 7 grids (``grids/ch06.yaml``, ``grids/ch07.yaml``) trained on
-   CUDA into a temporary folder (the chapters' lab runs; the committed results are not touched), on random
-   data where a data set is absent.
+   CUDA into a temporary folder (the committed results and notebooks are not touched), on random data where a
+   data set is absent, then each chapter's driver (lag, θ, feature and defence analyses) on those runs.
 
 It writes ``benchmarks/results/gpu_check.json`` (atomically, with provenance) and prints the projected
 wall time of the ``gpu`` and ``full`` profiles of ``grids/ch07.yaml`` on one such GPU, from the epoch and
@@ -30,6 +30,7 @@ Usage: ``make gpu-check`` or ``python benchmarks/gpu_check.py [--budget-s 480] [
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import statistics
@@ -161,31 +162,55 @@ def project(configs: list[LabConfig], epoch_s: dict[bool, float], eval_s: dict[s
 
 
 def smoke_runs(device: torch.device, grids: tuple[str, ...] = ("ch06", "ch07"),
-               remaining: Callable[[], float] = lambda: math.inf) -> list[dict[str, Any]]:
-    """Train every run of each grid's ``smoke`` profile on ``device`` into a temporary results folder; one record
-    per run (wall time, accuracy, ASR, training mode, data source) or its error; runs stop when ``remaining()`` < 30 s."""
-    out = []
+               remaining: Callable[[], float] = lambda: math.inf) -> dict[str, Any]:
+    """Train every run of each grid's ``smoke`` profile on ``device`` into a temporary results folder, then run the
+    chapter's driver on them (:func:`driver_check`). Returns ``{"runs": one record per run (wall time, accuracy, ASR,
+    training mode, data source) or its error, "drivers": {grid: driver_check's record}}``; runs stop when
+    ``remaining()`` < 30 s, and a grid with a skipped run skips its driver."""
+    runs, drivers = [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        lab = Path(tmp) / "lab"   # where the drivers look (their results_dir/lab)
         for name in grids:
-            for cfg in load_grid(GRIDS_DIR / f"{name}.yaml", "smoke", check_device=False).configs():
+            complete = True
+            for run in load_grid(GRIDS_DIR / f"{name}.yaml", "smoke", check_device=False).runs:
+                cfg = replace(run.config, device=str(device))
                 if remaining() < 30:
-                    out.append({"grid": name, "key": cfg.key(), "skipped": "time budget"})
+                    runs.append({"grid": name, "key": cfg.key(), "skipped": "time budget"})
+                    complete = False
                     continue
-                cfg = replace(cfg, device=str(device))
                 shape = (1, 28, 28) if cfg.dataset == "mnist" else (3, 32, 32)
                 data = dataset_or_synthetic(cfg.dataset, cfg.n_train or 600, cfg.n_test or 300, shape)
                 t = time.perf_counter()
                 try:
-                    res = get(cfg, results_dir=tmp, force=True, data=data, checkpoint_dir=tmp)
+                    res = get(cfg, results_dir=lab, force=True, data=data, checkpoint_dir=tmp, keep_model=run.keep_model)
                 except Exception as err:  # any failure on the GPU path is what this check is for
-                    out.append({"grid": name, "key": cfg.key(), "error": f"{type(err).__name__}: {str(err)[:300]}"})
+                    runs.append({"grid": name, "key": cfg.key(), "error": f"{type(err).__name__}: {str(err)[:300]}"})
+                    complete = False
                     continue
                 last, prov = res["epochs"][-1], res["provenance"]
-                out.append({"grid": name, "key": cfg.key(), "attack": cfg.attack, "theta": cfg.theta, "kappa": cfg.kappa,
-                            "wall_s": round(time.perf_counter() - t, 2), "clean_acc": last["clean_acc"], "asr": last["asr"],
-                            "data_source": res["data_source"],
-                            **{k: prov.get(k) for k in ("train_mode", "train_precision", "memory_format")}})
-    return out
+                runs.append({"grid": name, "key": cfg.key(), "attack": cfg.attack, "theta": cfg.theta, "kappa": cfg.kappa,
+                             "wall_s": round(time.perf_counter() - t, 2), "clean_acc": last["clean_acc"], "asr": last["asr"],
+                             "data_source": res["data_source"],
+                             **{k: prov.get(k) for k in ("train_mode", "train_precision", "memory_format")}})
+            drivers[name] = driver_check(name, str(device), tmp) if complete else {"skipped": "runs missing"}
+    return {"runs": runs, "drivers": drivers}
+
+
+DRIVERS = {"ch06": "cnn_mnist", "ch07": "resnet_cifar"}
+
+
+def driver_check(grid: str, device: str, results_dir: str) -> dict[str, Any]:
+    """The chapter driver of ``grid`` on its smoke runs cached in ``<results_dir>/lab`` (trained on ``device``): the
+    number of values its lag, θ, feature and defence analyses glue, or the error."""
+    mod = importlib.import_module(f"poisoncurv.chapters.{DRIVERS[grid]}")
+    t = time.perf_counter()
+    try:
+        runs = mod.load_runs("smoke", device, results_dir)
+        runs = runs["cifar10"] if isinstance(runs, dict) else runs
+        n = sum(len(f(runs).summary()) for f in (mod.lag, mod.thetas, mod.features, mod.defences))
+    except Exception as err:  # the analysis of GPU-trained runs is what this check is for
+        return {"driver": DRIVERS[grid], "error": f"{type(err).__name__}: {str(err)[:300]}"}
+    return {"driver": DRIVERS[grid], "glued_values": n, "wall_s": round(time.perf_counter() - t, 2)}
 
 
 def _sync(device: torch.device) -> None:

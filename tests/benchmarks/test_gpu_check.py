@@ -67,7 +67,19 @@ def test_synthetic_fallback_and_smoke_runs_within_the_budget(tmp_path, monkeypat
     assert d.source == gpu_check.SYNTHETIC and d.num_classes == 100 and d.x_train.shape == (40, 3, 32, 32)
     budget = itertools.chain([100.0], itertools.repeat(0.0))     # time for one run, then none
     out = gpu_check.smoke_runs(torch.device("cpu"), ("ch07",), remaining=lambda: next(budget))
-    assert len(out) == 8 and sum("skipped" in r for r in out) == 7
-    first = out[0]
+    assert len(out["runs"]) == 8 and sum("skipped" in r for r in out["runs"]) == 7
+    assert out["drivers"] == {"ch07": {"skipped": "runs missing"}}
+    first = out["runs"][0]
     assert "error" not in first and 0 <= first["asr"] <= 1 and first["data_source"] == gpu_check.SYNTHETIC
     assert first["train_mode"] == "eager" and first["train_precision"] == "fp32"
+
+
+def test_smoke_runs_then_the_chapter_driver_end_to_end_on_cpu(tmp_path, monkeypatch):
+    torch.set_default_dtype(torch.float32)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "none"))
+    out = gpu_check.smoke_runs(torch.device("cpu"), ("ch07",))
+    assert len(out["runs"]) == 8 and not [r for r in out["runs"] if "error" in r or "skipped" in r]
+    check = out["drivers"]["ch07"]
+    assert "error" not in check, check
+    assert check["driver"] == "resnet_cifar" and check["glued_values"] > 50
