@@ -80,3 +80,21 @@ def test_cpu_run_records_eager_fp32_and_is_reproducible(tmp_path):
         {"train_mode": "eager", "train_precision": "fp32", "memory_format": "contiguous"}
     assert a["epochs"] == b["epochs"]
     assert a["key"] == "8a75297f301d6c3b"  # the configuration key does not depend on the training mode
+
+
+def test_compiled_forward_trains_at_kappa_zero_and_cannot_double_backward(monkeypatch):
+    """Why train_mode compiles κ = 0 only: through a compiled graph the penalty's double backward raises (aot_autograd,
+    the layer under every torch.compile backend; the aot_eager backend keeps the test free of a C++ toolchain)."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m: compile_(m, backend="aot_eager"))
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)).float()
+    x, y = torch.rand(5, 1, 3, 4, dtype=torch.float32), torch.randint(0, 3, (5,))
+    eager, _ = penalised_loss(model, nn.CrossEntropyLoss(), x, y, 0.0)
+    fwd = TrainForward(model, compiled=True)
+    loss, pen = penalised_loss(fwd, nn.CrossEntropyLoss(), x, y, 0.0)
+    (loss + pen).backward()
+    assert fwd.compiled_ran and loss.item() == pytest.approx(eager.item(), rel=1e-6)
+    loss, pen = penalised_loss(fwd, nn.CrossEntropyLoss(), x, y, 0.5)
+    with pytest.raises(RuntimeError, match="double backward"):
+        (loss + pen).backward()
