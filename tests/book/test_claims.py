@@ -14,7 +14,22 @@ PROVENANCE_FIELDS = {"git_commit", "profile", "device", "device_name", "data_sou
 
 
 def test_every_paper_claim_is_listed_once():
-    assert [c["id"] for c in LEDGER] == ["C1", "C2", "C3", "C4", "C5", "C6", "E1", "E2", "E3"]
+    assert [c["id"] for c in LEDGER if c["source"] == "paper"] == ["C1", "C2", "C3", "C4", "C5", "C6", "E1", "E2", "E3"]
+
+
+def test_companion_claims_are_marked_and_unique(tmp_path):
+    own = [c for c in LEDGER if c["source"] == "companion"]
+    assert own and all(c["paper"].startswith("not in the paper") for c in own)
+    assert len({c["id"] for c in LEDGER}) == len(LEDGER)
+    from poisoncurv.book.claims import ledger_table
+
+    rows = {r[0]: r[1] for r in ledger_table(LEDGER, VALUES).rows}
+    assert all(rows[c["id"]].startswith("**companion's claim") for c in own)
+    assert not rows["C1"].startswith("**companion")
+    bad = tmp_path / "claims.yml"
+    bad.write_text("- {id: X1, claim: c, paper: p, status: partly, source: reviewer, checks: []}\n")
+    with pytest.raises(ValueError, match="source"):
+        load_ledger(bad)
 
 
 @pytest.mark.parametrize("claim", LEDGER, ids=lambda c: c["id"])
@@ -85,3 +100,16 @@ def test_notes_are_myst_and_figure_rows_link_to_figures():
     table = figure_table()
     assert table.rows and all(r[0] == f"{{numref}}`{r[1][1:-1]}`" for r in table.rows)
     assert "\\|" in table.markdown() or not any("|" in str(r[3]) for r in table.rows)
+
+
+def test_profile_restricted_checks_are_skipped_only_for_other_profiles(tmp_path):
+    claim = {"id": "X", "checks": [{"chapter": "ch", "key": "a", "max": 1.0},
+                                   {"chapter": "ch", "key": "b", "min": 5.0, "profiles": ["cpu"]}]}
+    values = {"ch": {"a": 0.5, "b": 1.0}}
+    assert [r.key for r in check_results([claim], values, profile="smoke")] == ["a"]
+    assert [r.passed for r in check_results([claim], values, profile="cpu")] == [True, False]
+    assert [r.passed for r in check_results([claim], values)] == [True, False]      # committed: every rule
+    bad = tmp_path / "claims.yml"
+    bad.write_text("- {id: X1, claim: c, paper: p, status: partly, checks: [{chapter: ch, key: a, max: 1, profiles: [gpu2]}]}\n")
+    with pytest.raises(ValueError, match="profiles"):
+        load_ledger(bad)

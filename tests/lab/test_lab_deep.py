@@ -217,3 +217,20 @@ def test_a_kept_model_reproduces_its_final_deep_measurements(tmp_path):
     (tmp_path / "models" / f"{cfg.key()}.pt").unlink()
     with pytest.raises(FileNotFoundError, match="keep_model"):
         cache.trained_run(cfg, tmp_path, data=data)
+
+
+def test_an_interrupted_deep_run_resumes_to_the_same_numbers(tmp_path):
+    from lab_files import synthetic
+
+    from poisoncurv.lab.train import train
+
+    torch.set_default_dtype(torch.float32)
+    data = synthetic(n_train=200, n_test=100, side=28)
+    cfg = config_from_fields({"model": "lenet", "attack": "cross-stochastic", "theta": 0.05, "n_train": 200, "n_test": 100,
+                              "n_eval": 16, "epochs": 2, "evals_per_epoch": 2, "batch_size": 50, "measure": "deep",
+                              "kappa": 0.5, "augment": True, "profile": "smoke"})
+    whole = train(cfg, data=data, checkpoint_dir=tmp_path / "a", progress=False)
+    assert train(cfg, data=data, checkpoint_dir=tmp_path / "b", progress=False, max_epochs=1) is None
+    resumed = train(cfg, data=data, checkpoint_dir=tmp_path / "b", progress=False)
+    assert resumed["epochs"] == whole["epochs"]                     # bit for bit, every measurement
+    assert resumed["final"] == whole["final"]

@@ -3,7 +3,10 @@
 Each claim has ``id``, ``claim``, ``paper`` (where it sits in the paper, as far as known),
 ``status`` (one of :data:`STATUSES`) and ``checks``. A check names a ``chapter`` and a glued
 ``key`` and one rule: ``expect`` with ``tol`` (|value − expect| ≤ tol), ``max`` (value ≤ max),
-``min`` (value ≥ min) or ``equals``.
+``min`` (value ≥ min) or ``equals``. An optional ``source`` says whose claim it is: ``paper`` (the default)
+or ``companion`` (a finding of this book's own, not a claim of the paper; shown as such in the ledger).
+An optional ``profiles`` list on a check (e.g. ``[cpu]``) marks a finding that only runs of that size can show:
+the smoke runs of the tests skip it; the committed results are always checked against every rule.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import yaml
 
 from poisoncurv.book.tables import Table
 from poisoncurv.core.paths import BOOK_DIR, CLAIMS_FILE, RESULTS_DIR
+from poisoncurv.core.profiles import PROFILES
 from poisoncurv.core.results import read_json
 
 STATUSES = ("reproduced", "partly", "not reproduced", "not yet run")
 RULES = ("expect", "max", "min", "equals")
+SOURCES = ("paper", "companion")
 
 
 @dataclass
@@ -42,12 +47,17 @@ def load_ledger(path: str | Path = CLAIMS_FILE) -> list[dict[str, Any]]:
                 raise ValueError(f"claim {c.get('id', '?')}: missing field {field_!r}")
         if c["status"] not in STATUSES:
             raise ValueError(f"claim {c['id']}: status {c['status']!r} not in {STATUSES}")
+        if c.setdefault("source", "paper") not in SOURCES:
+            raise ValueError(f"claim {c['id']}: source {c['source']!r} not in {SOURCES}")
         for chk in c["checks"]:
             rules = [r for r in RULES if r in chk]
             if len(rules) != 1 or "chapter" not in chk or "key" not in chk:
                 raise ValueError(f"claim {c['id']}: each check needs chapter, key and exactly one of {RULES}: {chk}")
             if "expect" in chk and "tol" not in chk:
                 raise ValueError(f"claim {c['id']}: 'expect' needs 'tol': {chk}")
+            bad = [p for p in chk.get("profiles", []) if p not in PROFILES]
+            if bad or ("profiles" in chk and not chk["profiles"]):
+                raise ValueError(f"claim {c['id']}: check {chk['key']}: profiles must be a non-empty list of {list(PROFILES)}")
     return claims
 
 
@@ -76,12 +86,16 @@ def evaluate(check: dict[str, Any], value: Any) -> bool:
 
 
 def check_results(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict[str, Any]],
-                  chapters: set[str] | None = None) -> list[CheckResult]:
-    """Evaluate every check (optionally only those of ``chapters``) against chapter values."""
+                  chapters: set[str] | None = None, profile: str | None = None) -> list[CheckResult]:
+    """Evaluate every check (optionally only those of ``chapters``) against chapter values. With ``profile``,
+    checks whose ``profiles`` list (a finding only that run size can show, e.g. ``[cpu]``) leaves it out are
+    skipped; without it every check is evaluated (the committed results)."""
     out = []
     for c in claims:
         for chk in c["checks"]:
             if chapters is not None and chk["chapter"] not in chapters:
+                continue
+            if profile is not None and profile not in chk.get("profiles", [profile]):
                 continue
             value = values_by_chapter.get(chk["chapter"], {}).get(chk["key"])
             out.append(CheckResult(c["id"], chk["chapter"], chk["key"], rule_text(chk), value, evaluate(chk, value)))
@@ -104,9 +118,10 @@ def ledger_table(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict
                 last_chapter = r.chapter
             shown = "not run" if r.value is None else f"{r.value}"
             ev.append(f"{'✓' if r.passed else '✗'} `{r.key}` = {shown} ({r.rule})")
-        rows.append([c["id"], f"{c['claim']}<br>*{c['paper']}*", c["status"], "<br>".join(ev) or None])
-    return Table("tbl-claims-ledger", "The claims of the paper, their status in this book, and the checks that decide it "
-                 "(✓ passes on the committed results, ✗ fails or has not run).",
+        own = "**companion's claim, not the paper's.** " if c.get("source") == "companion" else ""
+        rows.append([c["id"], f"{own}{c['claim']}<br>*{c['paper']}*", c["status"], "<br>".join(ev) or None])
+    return Table("tbl-claims-ledger", "The claims of the paper (and, marked, the companion's own findings), their status in "
+                 "this book, and the checks that decide it (✓ passes on the committed results, ✗ fails or has not run).",
                  ["id", "claim (where in the paper)", "status", "evidence (chapter, key: measured, rule)"], rows)
 
 
@@ -144,4 +159,5 @@ def figure_table(book_dir: str | Path = BOOK_DIR) -> Table:
 
 def notes_markdown(claims: list[dict[str, Any]]) -> str:
     """A bullet per claim with its status and note; notes are MyST (maths in ``$...$``), shown as written."""
-    return "\n".join(f"* **{c['id']}** ({c['status']}): {' '.join(c.get('note', '').split())}" for c in claims)
+    return "\n".join(f"* **{c['id']}** ({c['status']}{', companion' if c.get('source') == 'companion' else ''}): "
+                     f"{' '.join(c.get('note', '').split())}" for c in claims)

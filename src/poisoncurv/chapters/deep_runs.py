@@ -266,8 +266,9 @@ class LagResult:
         return [r for r in self.rows if r.attack == attack and r.criterion == name and r.probe == probe]
 
     def summary(self) -> Summary:
-        """Per attack: seeds run and seeds that succeed, the mean lag (``none`` when no seed has one) and the
-        verdict for each criterion at the triggered inputs; counts of verdicts over every cell."""
+        """Per attack: seeds run and seeds that succeed, and for each criterion the mean lag (``none`` when no seed
+        has one) and the verdict, at the triggered inputs (``<tag>_lag_<attack>_<criterion>``) and at the clean inputs
+        (``<tag>_lag_clean_...``); counts of verdicts over every cell."""
         out: Summary = {}
         verdicts = []
         for a in self.attacks:
@@ -279,10 +280,10 @@ class LagResult:
                 for probe in PROBE_SETS:
                     cell = self.cell(a, name, probe)
                     verdicts.append(verdict(cell))
-                    if probe == "trig":
-                        m, _ = _mean_sd([r.lag for r in cell if r.lag is not None])
-                        out[f"{self.tag}_lag_{slug(a)}_{name}"] = "none" if m is None else m
-                        out[f"{self.tag}_verdict_{slug(a)}_{name}"] = verdicts[-1]
+                    m, _ = _mean_sd([r.lag for r in cell if r.lag is not None])
+                    where = "" if probe == "trig" else "clean_"
+                    out[f"{self.tag}_lag_{where}{slug(a)}_{name}"] = "none" if m is None else m
+                    out[f"{self.tag}_verdict_{where}{slug(a)}_{name}"] = verdicts[-1]
         for v in ("lag", "never visible", "visible first", "simultaneous", "mixed", "attack fails"):
             out[f"{self.tag}_n_cells_{v.replace(' ', '_')}"] = verdicts.count(v)
         out[f"{self.tag}_n_cells"] = len(verdicts)

@@ -118,7 +118,7 @@ def trained_run(cfg: LabConfig, results_dir: str | os.PathLike | None = None, da
         raise FileNotFoundError(f"{path}: the final weights of run {cfg.key()} were not kept; rerun it with "
                                 f"get(cfg, keep_model=True) (grids: keep_model: true in its group)")
     data, p = prepare(cfg, data)
-    model = build_model(cfg, tuple(p.x_train.shape[1:]), NUM_CLASSES[cfg.dataset])
+    model = build_model(cfg, tuple(p.x_train.shape[1:]), NUM_CLASSES[cfg.dataset]).to(p.x_train.dtype)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     model.eval()
     x_test = to_float(data.x_test)

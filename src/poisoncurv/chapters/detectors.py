@@ -1,0 +1,367 @@
+"""Chapter 8 drivers: sample-level detectors on known-answer data, and all detectors across the near-clone boundary.
+
+The boundary sweep reuses Chapter 2's realistic trigger geometry (:func:`.near_clones.trigger_geometry`):
+Gaussian clean data, Gaussian-kernel KRR, and ``m`` dirty-label poisons ``x_s + a ℓ t`` stamped on clean
+training inputs of the non-target classes (``t``: unit vector on ``patch`` coordinates the clean data leave at
+zero). The amplitude ``a`` moves the poisons from near clones of their clean sources (``a → 0``) to far from
+the data. The detectors see the exact kernel features of the poisoned training set (uncentred kernel PCA of
+its Gram matrix, :func:`kernel_features`). Each driver returns a frozen dataclass with ``summary()`` (glued
+numbers) and, where the chapter shows one, ``table()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from poisoncurv.book.tables import Table
+from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
+from poisoncurv.core.profiles import by_profile
+from poisoncurv.detect.metrics import roc_auc
+from poisoncurv.detect.spectre import que_scores
+from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors
+from poisoncurv.detect.synthetic import gaussian_mixture
+from poisoncurv.krr.kernels import Kernel, fit_krr, make_kernel
+from poisoncurv.krr.visibility import bulk_edge, target_margin, top_gn_eigenvalue
+
+TARGET = 1      # the attacker's target class, as in Chapter 2
+RUN = "Run: {glue:text}`ch08_detectors_run`."
+AUROC_FOUND = 0.9   # the companion's threshold for "the detector finds the poisons"
+
+
+def settings(profile: str) -> dict[str, Any]:
+    """Sizes of every sweep in the chapter for ``profile``."""
+    return {
+        # known-answer mixtures (as tests/detect): two classes of N(0, I_p), eps of the second shifted
+        "syn_p": 20, "syn_n_class": 300, "syn_eps": 0.1,
+        "syn_separations": by_profile(profile, smoke=[0.0, 4.0, 8.0], cpu=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
+                                      gpu=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0], full=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0]),
+        "syn_seeds": by_profile(profile, smoke=2, cpu=10, gpu=20, full=20),
+        # the boundary: Chapter 2's trigger geometry
+        "n_clean": by_profile(profile, smoke=150, cpu=400, gpu=1000, full=2000),
+        "n_test": by_profile(profile, smoke=60, cpu=200, gpu=500, full=1000),
+        "d": 10, "n_classes": 3, "patch": 3,
+        "lengthscale": 3.0, "ridge": 3.0, "edge_quantile": 0.95, "success_margin": 0.5,
+        "m": 30,
+        "n_features": 64,
+        "amplitudes": by_profile(profile, smoke=[0.1, 1.0, 1000.0], cpu=[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 1000.0],
+                                 gpu=[0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 1000.0],
+                                 full=[0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 1000.0]),
+        "boundary_seeds": by_profile(profile, smoke=2, cpu=8, gpu=20, full=40),
+    }
+
+
+def setting_summary(cfg: dict[str, Any]) -> dict[str, float | int]:
+    """The sizes the chapter's text quotes."""
+    return {"ch8_syn_p": cfg["syn_p"], "ch8_syn_n_class": cfg["syn_n_class"], "ch8_syn_eps": cfg["syn_eps"],
+            "ch8_syn_seeds": cfg["syn_seeds"], "ch8_n_clean": cfg["n_clean"], "ch8_n_test": cfg["n_test"],
+            "ch8_m": cfg["m"], "ch8_ell": cfg["lengthscale"], "ch8_ridge": cfg["ridge"], "ch8_n_features": cfg["n_features"],
+            "ch8_seeds": cfg["boundary_seeds"], "ch8_auroc_found": AUROC_FOUND}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# known-answer mixtures
+
+
+@dataclass(frozen=True)
+class SyntheticCheck:
+    """AUROC (within the poisons' class) of each detector against the sub-cluster's ``separation``: ``auroc[name]``
+    is ``(len(separation), seeds)``; ``oracle_que``: QUE scores whitened with the true clean law ``N(0, I)`` instead
+    of SPECTRE's robust estimate; ``null_sd``: the AUROC's standard deviation when nothing separates the poisons."""
+
+    separation: np.ndarray
+    auroc: dict[str, np.ndarray]
+    oracle_que: np.ndarray
+    null_sd: float
+
+    def summary(self) -> dict[str, float]:
+        null = self.separation == 0
+        means = {k: v.mean(1) for k, v in self.auroc.items()}
+        found = [self.separation[m >= AUROC_FOUND].min() if (m >= AUROC_FOUND).any() else math.inf for m in means.values()]
+        dev = float(max(abs(m[null][0] - 0.5) for m in means.values()))
+        mean_sd = self.null_sd / math.sqrt(self.auroc_seeds)
+        return {"ch8_syn_null_max_dev": dev, "ch8_syn_null_max_z": dev / mean_sd,
+                "ch8_syn_null_sd": self.null_sd, "ch8_syn_null_mean_sd": mean_sd,
+                "ch8_syn_far_min_auroc": float(min(m[-1] for m in means.values())),
+                "ch8_syn_far_separation": float(self.separation[-1]),
+                "ch8_syn_found_max_separation": float(max(found)),
+                "ch8_syn_mid_separation": float(self.separation[self.mid]),
+                "ch8_syn_spectre_mid": float(means["SPECTRE"][self.mid]),
+                "ch8_syn_oracle_mid": float(self.oracle_que.mean(1)[self.mid])}
+
+    @property
+    def mid(self) -> int:
+        """Index of the smallest separation at which the oracle-whitened QUE reaches the found threshold."""
+        return int(np.argmax(self.oracle_que.mean(1) >= AUROC_FOUND))
+
+    @property
+    def auroc_seeds(self) -> int:
+        return next(iter(self.auroc.values())).shape[1]
+
+
+def synthetic_check(cfg: dict[str, Any], seed: int) -> SyntheticCheck:
+    """Every detector on :func:`~poisoncurv.detect.synthetic.gaussian_mixture` for each separation and seed."""
+    seps, eps = np.array(cfg["syn_separations"], dtype=float), cfg["syn_eps"]
+    auroc = {name: np.zeros((len(seps), cfg["syn_seeds"])) for name in DETECTORS}
+    oracle = np.zeros((len(seps), cfg["syn_seeds"]))
+    for i, sep in enumerate(seps):
+        for j in range(cfg["syn_seeds"]):
+            F, y, poison = gaussian_mixture(1000 * seed + j, float(sep), cfg["syn_p"], cfg["syn_n_class"], eps)
+            for name, score in score_detectors(F, y, poison, eps, scored_class=int(y[poison][0])).items():
+                auroc[name][i, j] = score.auroc
+            inside = y == y[poison][0]
+            oracle[i, j] = roc_auc(que_scores(F[inside], SPECTRE_ALPHA), poison[inside])
+    n_pos = int(eps * cfg["syn_n_class"])
+    n_neg = cfg["syn_n_class"] - n_pos
+    return SyntheticCheck(seps, auroc, oracle, math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# across the near-clone boundary
+
+
+def kernel_features(kernel: Kernel, X: Tensor, n_features: int) -> np.ndarray:
+    """Uncentred kernel PCA of ``X`` ``(n, d)``: ``Φ = V_p Λ_p^{1/2}`` ``(n, p)`` from the top ``p`` eigenpairs of
+    the Gram matrix, so ``ΦΦᵀ`` is the best rank-``p`` approximation of ``K`` (``ΦΦᵀ = K`` when ``p = n``)."""
+    if not 1 <= n_features <= X.shape[0]:
+        raise ValueError(f"n_features must lie in [1, n] = [1, {X.shape[0]}], got {n_features}")
+    evals, evecs = torch.linalg.eigh(kernel(X, X))
+    top = evals.flip(0)[:n_features].clamp(min=0)
+    return (evecs.flip(1)[:, :n_features] * top.sqrt()).numpy()
+
+
+@dataclass(frozen=True)
+class BoundarySweep:
+    """Attack, sample-level detectors and input curvature against the trigger amplitude ``a`` (in ℓ).
+
+    Arrays are ``(len(a), seeds)``: ``success`` (fraction of triggered test inputs of the non-target classes with
+    target margin ``≥ τ``), ``margin_shift`` (mean change of that margin from the clean model), ``auroc[name]``,
+    ``tpr[name]``, ``fpr[name]`` per sample-level detector, ``visible`` (fraction of triggered inputs where the
+    poisoned model's ``λ_max(JᵀJ)`` reaches ``Λ_clean``), ``curvature_auroc`` (that curvature separating
+    triggered from clean test inputs) and ``nearest_clean`` (median distance of a poison to its nearest clean
+    training input, in ℓ).
+    """
+
+    a: np.ndarray
+    success: np.ndarray
+    margin_shift: np.ndarray
+    auroc: dict[str, np.ndarray]
+    tpr: dict[str, np.ndarray]
+    fpr: dict[str, np.ndarray]
+    visible: np.ndarray
+    curvature_auroc: np.ndarray
+    nearest_clean: np.ndarray
+    eps: float
+
+    @property
+    def succeeds(self) -> np.ndarray:
+        """Whether the attack succeeds on half of the triggered inputs (seed mean), per amplitude."""
+        return self.success.mean(1) >= 0.5
+
+    def summary(self) -> dict[str, float | int]:
+        k = int(np.argmax(self.succeeds)) if self.succeeds.any() else len(self.a) - 1
+        out: dict[str, float | int] = {"ch8_eps": self.eps, "ch8_a_min": float(self.a[0]), "ch8_a_far": float(self.a[-1]),
+                                       "ch8_a_succ": float(self.a[k]), "ch8_succ_found": int(self.succeeds.any()),
+                                       "ch8_nearest_clean_near": float(np.median(self.nearest_clean[0]))}
+        for label, i in (("near", 0), ("at_succ", k), ("far", -1)):
+            out[f"ch8_success_{label}"] = float(self.success[i].mean())
+            out[f"ch8_visible_{label}"] = float(self.visible[i].mean())
+            out[f"ch8_curv_auroc_{label}"] = float(self.curvature_auroc[i].mean())
+        for name, v in self.auroc.items():
+            key = _key(name)
+            out[f"ch8_auroc_{key}_near"] = float(v[0].mean())
+            out[f"ch8_auroc_{key}_at_succ"] = float(v[k].mean())
+            out[f"ch8_auroc_{key}_far"] = float(v[-1].mean())
+            out[f"ch8_tpr_{key}_at_succ"] = float(self.tpr[name][k].mean())
+            out[f"ch8_fpr_{key}_at_succ"] = float(self.fpr[name][k].mean())
+        means = np.array([v.mean(1) for v in self.auroc.values()])          # (detectors, len(a))
+        out["ch8_best_auroc_at_succ"] = float(means[:, k].max())
+        out["ch8_n_found_at_succ"] = int((means[:, k] >= AUROC_FOUND).sum())
+        out["ch8_n_found_far"] = int((means[:, -1] >= AUROC_FOUND).sum())
+        return out
+
+    def table(self) -> Table:
+        names = list(self.auroc)
+        return Table("tbl-ch8-boundary",
+                     f"Across the near-clone boundary (KRR, Gaussian kernel): per trigger amplitude $a$ (a poison's distance to its "
+                     f"clean source, in $\\ell$), the attack's success rate and the mean change of the target margin at triggered "
+                     f"inputs, each sample-level detector's ROC-AUC within the target class (kernel features; known "
+                     f"$\\varepsilon = {self.eps:.3g}$), and the input-curvature criterion: the fraction of triggered inputs whose "
+                     f"top Gauss–Newton eigenvalue reaches $\\Lambda_{{\\text{{clean}}}}$ and its ROC-AUC against clean inputs. "
+                     f"Means over {self.success.shape[1]} seeds. " + RUN,
+                     ["$a/\\ell$", "success", "margin shift", *[f"AUROC {n}" for n in names], "curvature visible",
+                      "curvature AUROC"],
+                     [[float(a), float(self.success[i].mean()), float(self.margin_shift[i].mean()),
+                       *[float(self.auroc[n][i].mean()) for n in names], float(self.visible[i].mean()),
+                       float(self.curvature_auroc[i].mean())] for i, a in enumerate(self.a)])
+
+    def rates_table(self) -> Table:
+        """TPR and FPR of each detector's removals near, at the attack's threshold and far."""
+        k = int(np.argmax(self.succeeds)) if self.succeeds.any() else len(self.a) - 1
+        cols = {"near": 0, "threshold": k, "far": len(self.a) - 1}
+        return Table("tbl-ch8-rates",
+                     f"True- and false-positive rates of each sample-level detector's removals over the whole poisoned training "
+                     f"set, at the nearest clones ($a/\\ell = {self.a[0]:g}$), at the attack's threshold ($a/\\ell = {self.a[k]:g}$) "
+                     f"and far from the data ($a/\\ell = {self.a[-1]:g}$); means over {self.success.shape[1]} seeds. " + RUN,
+                     ["detector", *[f"{rate} {where}" for where in cols for rate in ("TPR", "FPR")]],
+                     [[n, *[float(r[n][i].mean()) for i in cols.values() for r in (self.tpr, self.fpr)]] for n in self.auroc])
+
+
+def _key(name: str) -> str:
+    """A glue-key fragment for a detector's name: ``"spectral (uncentred)"`` → ``"spectral_uncentred"``."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
+def boundary_point(cfg: dict[str, Any], a: float, seed: int) -> dict[str, Any]:
+    """One amplitude ``a`` (in ℓ) and seed: attack success, detectors' scores and the curvature criterion."""
+    ell, m, patch = cfg["lengthscale"], cfg["m"], cfg["patch"]
+    kernel = make_kernel("gaussian", ell)
+    X, Y = clean_data(cfg["n_clean"], cfg["d"], cfg["n_classes"], seed)
+    Xt, Yt = clean_data(cfg["n_test"], cfg["d"], cfg["n_classes"], seed + 10)
+    X[:, -patch:], Xt[:, -patch:] = 0.0, 0.0
+    t = torch.zeros(cfg["d"], dtype=DTYPE)
+    t[-patch:] = 1.0 / math.sqrt(patch)
+    sources = torch.nonzero(Y.argmax(1) != TARGET)[:m, 0]
+    if len(sources) < m:
+        raise ValueError(f"m = {m} poisons need {m} clean inputs outside the target class, found {len(sources)}")
+    poisons = X[sources] + a * ell * t
+    Xp = torch.cat([X, poisons])
+    Yp = torch.cat([Y, target_vector(cfg["n_classes"], TARGET, X).expand(m, -1)])
+    clean, poisoned = fit_krr(kernel, X, Y, cfg["ridge"]), fit_krr(kernel, Xp, Yp, cfg["ridge"])
+    queries = Xt[Yt.argmax(1) != TARGET]
+    xq = queries + a * ell * t
+    margin = target_margin(poisoned.predict(xq), TARGET)
+    lam = float(bulk_edge(clean.jacobian(Xt), cfg["edge_quantile"]))
+    curv_trig, curv_clean = top_gn_eigenvalue(poisoned.jacobian(xq)), top_gn_eigenvalue(poisoned.jacobian(queries))
+    labels = Yp.argmax(1).numpy()
+    is_poison = np.r_[np.zeros(len(X), bool), np.ones(m, bool)]
+    eps = m / int((labels == TARGET).sum())
+    scores = score_detectors(kernel_features(kernel, Xp, cfg["n_features"]), labels, is_poison, eps, TARGET)
+    return {"success": float((margin >= cfg["success_margin"]).double().mean()),
+            "margin_shift": float((margin - target_margin(clean.predict(xq), TARGET)).mean()),
+            "scores": scores, "visible": float((curv_trig >= lam).double().mean()),
+            "curvature_auroc": roc_auc(torch.cat([curv_trig, curv_clean]).numpy(),
+                                       np.r_[np.ones(len(xq), bool), np.zeros(len(queries), bool)]),
+            "nearest_clean": float(torch.cdist(poisons, X).min(1).values.median() / ell), "eps": eps}
+
+
+def boundary_sweep(cfg: dict[str, Any], seed: int) -> BoundarySweep:
+    """:func:`boundary_point` for every amplitude of ``cfg["amplitudes"]`` and ``boundary_seeds`` seeds from ``seed``."""
+    a = np.array(cfg["amplitudes"], dtype=float)
+    pts = [[boundary_point(cfg, float(ai), 100 * seed + j) for j in range(cfg["boundary_seeds"])] for ai in a]
+
+    def grid(key: str) -> np.ndarray:
+        return np.array([[p[key] for p in row] for row in pts])
+
+    def per_detector(field: str) -> dict[str, np.ndarray]:
+        return {n: np.array([[getattr(p["scores"][n], field) for p in row] for row in pts]) for n in DETECTORS}
+
+    return BoundarySweep(a, grid("success"), grid("margin_shift"), per_detector("auroc"), per_detector("tpr"),
+                         per_detector("fpr"), grid("visible"), grid("curvature_auroc"), grid("nearest_clean"),
+                         float(grid("eps").mean()))
+
+
+# ---- the MNIST CNN of Chapter 6 ---------------------------------------------------------------------------
+
+MODEL_SCORES = {"trig_overlap": "top-1 overlap² at triggered inputs (trigger known)",
+                "trig_mass": "top-k mass at triggered inputs (trigger known)",
+                "trig_curv_u": "uᵀHu at triggered inputs (trigger known)",
+                "clean_overlap": "top-1 overlap² at clean inputs (trigger known)",
+                "clean_outlier": "λ₁/λ₂ at clean inputs (trigger-free)"}
+
+
+def _model_score(row: dict[str, Any], name: str) -> float:
+    if name == "clean_outlier":
+        top = row["clean_top"]
+        return float(top[0] / top[1]) if top[1] > 0 else math.inf
+    return float(row[name])
+
+
+@dataclass(frozen=True)
+class CNNDetection:
+    """Chapter 6's seed runs seen by the detectors. ``samples``: one row per poisoned model and sample-level
+    detector (``attack``, ``seed``, ``detector``, ``auroc``, ``tpr``, ``fpr``, ``asr``, ``eps``) on the model's
+    penultimate features of its own training set; ``models[attack][score]``: that score of the final model for the
+    clean models and for the poisoned ones (lists over seeds)."""
+
+    samples: tuple[dict[str, Any], ...]
+    models: dict[str, dict[str, tuple[list[float], list[float]]]]
+
+    def model_auroc(self, attack: str, name: str) -> float:
+        clean, poisoned = self.models[attack][name]
+        return float(roc_auc(np.array(clean + poisoned), np.array([False] * len(clean) + [True] * len(poisoned))))
+
+    def summary(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {}
+        attacks = list(self.models)
+        for a in attacks:
+            key = a.replace("-", "_")
+            for name in DETECTORS:
+                v = [r["auroc"] for r in self.samples if r["attack"] == a and r["detector"] == name]
+                out[f"ch8_cnn_auroc_{_key(name)}_{key}"] = float(np.mean(v))
+            out[f"ch8_cnn_asr_{key}"] = float(np.mean([r["asr"] for r in self.samples if r["attack"] == a]))
+            for name in MODEL_SCORES:
+                out[f"ch8_cnn_model_auroc_{name}_{key}"] = self.model_auroc(a, name)
+        means = [float(np.mean([r["auroc"] for r in self.samples if r["attack"] == a and r["detector"] == n]))
+                 for a in attacks for n in DETECTORS]
+        out["ch8_cnn_n_cells_found"] = sum(m >= AUROC_FOUND for m in means)
+        out["ch8_cnn_n_cells"] = len(means)
+        out["ch8_cnn_n_models"] = len({(r["attack"], r["seed"]) for r in self.samples})
+        return out
+
+    def table(self) -> Table:
+        rows = []
+        for a in self.models:
+            for name in DETECTORS:
+                cell = [r for r in self.samples if r["attack"] == a and r["detector"] == name]
+                au, tp, fp = (np.array([r[k] for r in cell]) for k in ("auroc", "tpr", "fpr"))
+                rows.append([a, name, f"{au.mean():.3f} ± {au.std():.3f}", float(tp.mean()), float(fp.mean()), len(cell)])
+        return Table("tbl-ch8-cnn",
+                     r"Sample-level detectors on Chapter 6's poisoned CNNs: ROC-AUC of each detector's scores within the target "
+                     r"class (mean ± sd over seeds) and the TPR and FPR of its removals, on the penultimate features of each "
+                     r"model's own poisoned training set, with the known $\varepsilon$. " + RUN,
+                     ["attack", "detector", "AUROC", "TPR", "FPR", "models"], rows)
+
+    def model_table(self) -> Table:
+        rows = [[a, text, self.model_auroc(a, name), len(self.models[a][name][0]), len(self.models[a][name][1])]
+                for a in self.models for name, text in MODEL_SCORES.items()]
+        return Table("tbl-ch8-cnn-models",
+                     r"Model-level detection on Chapter 6's CNNs: ROC-AUC of each final-model score for poisoned against clean "
+                     r"models (the clean models are the $\theta = 0$ runs of the same seeds, measured with the same trigger). "
+                     r"With three models a side the AUROC takes steps of 1/9. " + RUN,
+                     ["attack", "score", "AUROC", "clean models", "poisoned models"], rows)
+
+
+def cnn_detection(profile: str, results_dir: str | None = None) -> CNNDetection:
+    """:class:`CNNDetection` from Chapter 6's seed runs of ``profile`` (cached with their final weights, or trained)."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab import cache
+
+    grid = cnn_mnist.grid(profile)
+    lab = cnn_mnist.lab_dir(results_dir)
+    samples, models = [], {}
+    seed_runs = {r.config.key(): r.config for g in cnn_mnist.SEED_GROUPS if g in grid.groups for r in grid.group(g)}
+    for cfg in seed_runs.values():
+        res = cache.get(cfg, lab, data=cnn_mnist.mnist, keep_model=True)
+        last = res["epochs"][-1]
+        clean_or_poisoned = models.setdefault(cfg.attack, {n: ([], []) for n in MODEL_SCORES})
+        for name in MODEL_SCORES:
+            clean_or_poisoned[name][cfg.theta > 0].append(_model_score(last, name))
+        if cfg.theta == 0:
+            continue
+        tr = cache.trained_run(cfg, lab, data=cnn_mnist.mnist())
+        with torch.no_grad():
+            feats = torch.cat([tr.model.embed(x) for x in tr.poisoned.x_train.split(2000)]).double().numpy()
+        y = tr.poisoned.y_train.numpy()
+        truth = np.zeros(len(y), dtype=bool)
+        truth[tr.poisoned.poison_idx.numpy()] = True
+        eps = float(truth.sum() / (y == cfg.target).sum())
+        for name, s in score_detectors(feats, y, truth, eps, cfg.target).items():
+            samples.append({"attack": cfg.attack, "seed": cfg.seed, "detector": name, "auroc": s.auroc, "tpr": s.tpr,
+                            "fpr": s.fpr, "asr": last["asr"], "eps": eps})
+    return CNNDetection(tuple(samples), models)
