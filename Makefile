@@ -18,7 +18,7 @@ export FORCE            # FORCE=1: lab chapters recompute cached runs instead of
 export CHAPTER PROFILE DEVICE SEED GRID EXECUTOR MAX_PARALLEL THREADS SLURM_PARTITION SLURM_GPUS SLURM_TIME
 # (recipes read these from the environment, quoted, never pasted into the shell line; Python validates them)
 
-.PHONY: book test lint rerun sweep env clean help
+.PHONY: book test lint rerun sweep gpu-check env clean help
 help:
 	@echo "make book                                   build the HTML book into _build/html"
 	@echo "make test                                   run the whole test suite"
@@ -26,6 +26,8 @@ help:
 	@echo "                                            re-execute one chapter in place (FORCE=1: recompute cached lab runs)"
 	@echo "make sweep GRID=grids/<ch>.yaml PROFILE=<p> EXECUTOR=<local|slurm|debug> [MAX_PARALLEL=n THREADS=k"
 	@echo "           SLURM_PARTITION=... SLURM_GPUS=n SLURM_TIME=min]  run a chapter's grid of lab runs into results/lab/"
+	@echo "make gpu-check                              <= 8 minutes on one GPU: epoch times, curvature on CUDA, chapter smokes"
+	@echo "                                            -> benchmarks/results/gpu_check.json and projected gpu/full wall times"
 
 env: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -54,6 +56,9 @@ sweep: $(STAMP)
 	$(PY) -m poisoncurv.lab sweep "$$GRID" --profile "$$PROFILE" --executor "$$EXECUTOR" --threads-per-run "$$THREADS" \
 	  --slurm-time "$$SLURM_TIME" $${MAX_PARALLEL:+--max-parallel "$$MAX_PARALLEL"} \
 	  $${SLURM_PARTITION:+--slurm-partition "$$SLURM_PARTITION"} $${SLURM_GPUS:+--slurm-gpus-per-task "$$SLURM_GPUS"}
+
+gpu-check: $(STAMP)
+	PYTHONPATH=$(CURDIR)/src $(PY) benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

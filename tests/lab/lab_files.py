@@ -33,7 +33,8 @@ def write_mnist(folder, n_train=12, n_test=5, gz=False, seed=0):
     return arrays
 
 
-def write_cifar(root, name, per_file=4, seed=0):
+def write_cifar(root, name, per_file=4, seed=0, cyclic=False):
+    """torchvision's pickles under ``root/<name>-download``; labels uniform at random, or (``cyclic``) ``i mod classes``."""
     cls = data._cifar_class(name)
     folder = root / f"{name}-download" / cls.base_folder
     folder.mkdir(parents=True)
@@ -43,7 +44,7 @@ def write_cifar(root, name, per_file=4, seed=0):
     written = []
     for fname, _ in cls.train_list + cls.test_list:
         x = rng.integers(0, 256, (per_file, 3 * 32 * 32), dtype=np.uint8)
-        y = list(rng.integers(0, n_classes, per_file))
+        y = [int(i) % n_classes for i in range(per_file)] if cyclic else list(rng.integers(0, n_classes, per_file))
         with open(folder / fname, "wb") as fh:
             pickle.dump({"data": x, label_key: y}, fh)
         written.append((x, y))

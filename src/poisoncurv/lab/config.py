@@ -50,7 +50,7 @@ from poisoncurv.lab.attacks import check_attack
 from poisoncurv.lab.data import check_dataset
 
 SCHEMA_VERSION = 1
-MODELS = ("linear", "mlp", "lenet", "preresnet20", "preresnet110")
+MODELS = ("linear", "mlp", "lenet", "preresnet8", "preresnet20", "preresnet110")
 LOSSES = ("ce", "squared")
 SCHEDULES = ("constant", "cosine")
 MEASURES = ("basic", "deep")

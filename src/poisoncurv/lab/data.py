@@ -165,12 +165,33 @@ def load(name: str, root: str | os.PathLike | None = None, shared: str | os.Path
 
 
 def _missing_message(name: str, cache: Path, shared: Path) -> str:
-    offline = {"mnist": f"{shared / 'mnist'}/<the four *-ubyte.gz files>", "cifar10": str(shared / CIFAR_JPEG_TAR),
-               "cifar100": "(no offline copy exists for CIFAR-100)"}[name]
-    return (f"dataset {name!r} not found. Looked for a canonical copy under {cache / (name + '-download')} "
-            f"(torchvision layout) and an offline copy at {offline}. Get it with "
-            f"`python -m poisoncurv.lab.data {name}` on a machine with internet (torchvision download into "
-            f"{cache}), or set POISONCURV_DATA / POISONCURV_SHARED_DATA to where the files are.")
+    offline = {"mnist": f"an offline copy at {shared / 'mnist'}/<the four *-ubyte.gz files>",
+               "cifar10": f"an offline copy at {shared / CIFAR_JPEG_TAR}",
+               "cifar100": "no offline copy (none exists for CIFAR-100)"}[name]
+    if name == "mnist":
+        expected = f"{cache / 'mnist-download' / 'MNIST' / 'raw'}/<the four *-ubyte files>"
+    else:
+        cls = _cifar_class(name)
+        files = ", ".join([f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]])
+        expected = f"{cache / (name + '-download') / cls.base_folder}/{{{files}}} (from {cls.url})"
+    return (f"dataset {name!r} not found. Looked for a canonical copy at {expected} (torchvision layout) and "
+            f"{offline}. Get it with `python -m poisoncurv.lab.data {name}` on a machine with internet (torchvision "
+            f"download into {cache}), or unpack the archive there yourself, or set POISONCURV_DATA / "
+            f"POISONCURV_SHARED_DATA to where the files are.")
+
+
+def ensure(name: str, root: str | os.PathLike | None = None, shared: str | os.PathLike | None = None,
+           download: bool = True) -> str:
+    """The :data:`SOURCES` key :func:`load` will read ``name`` from, downloading it first (``download``) when
+    no copy is present; raises :class:`DataNotFoundError` (where the files are expected, how to get them)
+    otherwise. Reads nothing: call it before any work, once per data set (e.g. before a sweep starts)."""
+    source = locate(name, root, shared)
+    if source is None and download:
+        _download(name, cache_root(root))
+        source = locate(name, root, shared)
+    if source is None:
+        raise DataNotFoundError(_missing_message(name, cache_root(root), shared_root(shared)))
+    return source
 
 
 def _canonical_present(name: str, cache: Path) -> bool:

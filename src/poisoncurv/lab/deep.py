@@ -40,10 +40,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
-from poisoncurv.curvature import top_eigen
+from poisoncurv.curvature import input_hessian, top_eigen
 from poisoncurv.curvature.exact import ExactCurvature, exact_input_curvature, premise_gap
 
 DENSE_MAX = 1024   # form H densely (float64 eigh) up to this input dimension; Lanczos on the factors above it
+EXACT_MAX_CLASSES = 10  # exact Jacobians (C backward passes per input) up to this many classes; Hessian-vector Lanczos above
 N_PAIRS = 16       # inputs and kernel centres per eNTK group (N_PAIRS² pairs)
 
 
@@ -84,15 +85,37 @@ def make_probe(x_test: Tensor, y_test: Tensor, x_trigger: Tensor, y_trigger: Ten
 
 
 def curvature_at(model: nn.Module, loss_fn: nn.Module, x: Tensor, u: Tensor, k: int) -> dict[str, Any]:
-    """Exact input-Hessian measures at inputs ``x`` along unit ``u`` ``(d,)``: ``top`` (k eigenvalues,
+    """Input-Hessian measures at inputs ``x`` along unit ``u`` ``(d,)``: ``top`` (k eigenvalues,
     descending), ``overlap``, ``mass``, ``curv_u`` and ``fisher_top`` (top eigenvalue of the empirical input
     Fisher at the predicted labels). The model must be in eval mode and piecewise linear in its input
-    (:func:`premise_gap64` checks it)."""
+    (:func:`premise_gap64` checks it). Up to :data:`EXACT_MAX_CLASSES` outputs the mean Hessian is formed
+    exactly from the Jacobians (``C`` backward passes per input); above it (CIFAR-100) the top eigenpairs
+    come from Lanczos on the Hessian-vector products of the mean loss (:func:`_lanczos_route`)."""
     with torch.no_grad():
-        y = model(x).argmax(1)
+        logits = model(x)
+    y = logits.argmax(1)
+    u = u.double()
+    if logits.shape[1] > EXACT_MAX_CLASSES:
+        vals, vecs, curv_u, G = _lanczos_route(model, loss_fn, x, y, u, k)
+    else:
+        vals, vecs, curv_u, G = _exact_route(model, loss_fn, x, logits, u, k)
+    fisher_top = torch.linalg.eigvalsh(G @ G.T / len(G))[-1]
+    proj = (vecs.T @ u.to(vecs.device)) ** 2
+    return {"top": vals.clamp_min(0).tolist(), "overlap": float(proj[0]), "mass": float(proj.sum()),
+            "curv_u": float(curv_u), "fisher_top": float(fisher_top.clamp_min(0))}
+
+
+Route = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+def _exact_route(model: nn.Module, loss_fn: nn.Module, x: Tensor, logits: Tensor, u: Tensor, k: int) -> Route:
+    """``(top k eigenvalues, eigenvectors (d, k), uᵀHu, per-example input gradients (B, d))`` of the mean
+    ``H = mean_b J_bᵀ Λ_b J_b`` at the predicted labels of ``logits`` ``(B, C)``, formed in float64 from the
+    exact Jacobians."""
+    y = logits.argmax(1)
     ex = exact_input_curvature(model, loss_fn, x, y, check=False)
     J, Lam = ex.J.double(), ex.Lam.double()
-    u = u.double().to(J.device)
+    u = u.to(J.device)
     d = J.shape[2]
     if d <= DENSE_MAX:
         H = torch.einsum("bci,bce,bej->ij", J, Lam, J) / J.shape[0]
@@ -103,13 +126,22 @@ def curvature_at(model: nn.Module, loss_fn: nn.Module, x: Tensor, u: Tensor, k: 
         vals, vecs = eig.values, eig.vectors
     Ju = J @ u                                                   # (B, C)
     curv_u = torch.einsum("bc,bce,be->", Ju, Lam, Ju) / J.shape[0]
-    p = torch.softmax(model(x).detach().double(), 1)
+    p = torch.softmax(logits.double(), 1)
     resid = p - nn.functional.one_hot(y, p.shape[1]).double()   # zero rows at confident predictions
-    G = torch.einsum("bc,bcd->bd", resid, J)                     # per-example input gradients (B, d)
-    fisher_top = torch.linalg.eigvalsh(G @ G.T / len(G))[-1]
-    proj = (vecs.T @ u) ** 2
-    return {"top": vals.clamp_min(0).tolist(), "overlap": float(proj[0]), "mass": float(proj.sum()),
-            "curv_u": float(curv_u), "fisher_top": float(fisher_top.clamp_min(0))}
+    return vals, vecs, curv_u, torch.einsum("bc,bcd->bd", resid, J)
+
+
+def _lanczos_route(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, u: Tensor, k: int) -> Route:
+    """The same four quantities as :func:`_exact_route` without Jacobians: Lanczos
+    (:func:`~poisoncurv.curvature.top_eigen`) on the mean input Hessian's products (double backward, in the
+    model's dtype, read out in float64), ``uᵀHu`` from one product, the gradients from one backward pass
+    (per example, since the eval-mode Hessian and gradient are block-diagonal over the batch)."""
+    op = input_hessian(model, loss_fn, x, y)
+    eig = top_eigen(op, k)
+    curv_u = u @ (op @ u.to(x)).double()
+    xr = x.detach().clone().requires_grad_(True)
+    (G,) = torch.autograd.grad(loss_fn(model(xr), y) * len(x), xr)
+    return eig.values.double(), eig.vectors.double(), curv_u, G.detach().flatten(1).double()
 
 
 def premise_gap64(model: nn.Module, loss_fn: nn.Module, x: Tensor) -> float:

@@ -27,7 +27,7 @@ import torch
 from poisoncurv.core.results import read_json
 from poisoncurv.lab.cache import StaleResultError, check_cached, get, model_path, result_path
 from poisoncurv.lab.config import LabConfig
-from poisoncurv.lab.data import SOURCES, cache_root, locate
+from poisoncurv.lab.data import SOURCES, DataNotFoundError, cache_root, ensure, locate
 from poisoncurv.lab.grid import Grid, Run, load_grid
 
 EXECUTORS = ("local", "slurm", "debug")
@@ -138,6 +138,8 @@ def sweep(grid: Grid, executor: str = "local", max_parallel: int | None = None, 
 
     ``max_parallel`` (default :func:`default_parallel`) caps the runs in flight (SLURM: the array's
     parallelism); ``log_dir`` (default ``<data cache>/sweeps/<grid>-<profile>``) holds submitit's files.
+    Every data set the runs still to do need is located (or downloaded) first: a missing one raises
+    :class:`~poisoncurv.lab.data.DataNotFoundError` before anything is submitted.
     """
     if threads_per_run < 1:
         raise ValueError(f"threads-per-run: must be >= 1, got {threads_per_run}")
@@ -156,6 +158,8 @@ def sweep(grid: Grid, executor: str = "local", max_parallel: int | None = None, 
     print(f"{grid.path} [{grid.profile}]: {len(runs)} runs, {len(outcomes)} cached, {len(todo)} to run "
           f"({executor}, at most {max_parallel} at once)", file=sys.stderr, flush=True)
     if todo:
+        for dataset in sorted({run.config.dataset for run in todo}):  # one message, before anything is submitted
+            ensure(dataset)
         folder = Path(log_dir or cache_root() / "sweeps" / f"{grid.path.stem}-{grid.profile}")
         ex = make_executor(executor, folder, threads_per_run, max_parallel, slurm)
         fn = RunJob(None if results_dir is None else str(results_dir),
@@ -223,7 +227,7 @@ def _slurm_time(text: str) -> int | str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m poisoncurv.lab sweep GRID ...``: exit 0 when every run is done or cached, 1 when some
-    failed (rerun to retry them), 2 for a bad grid or option (before anything is submitted)."""
+    failed (rerun to retry them), 2 for a bad grid or option or missing data (before anything is submitted)."""
     ap = argparse.ArgumentParser(prog="python -m poisoncurv.lab sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("grid", help="grid file, e.g. grids/ch05.yaml")
     ap.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | full")
@@ -244,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = sweep(grid, args.executor, args.max_parallel, args.threads_per_run, args.results_dir,
                          args.checkpoint_dir, args.log_dir,
                          {"partition": args.slurm_partition, "gpus_per_task": args.slurm_gpus_per_task, "time": args.slurm_time})
-    except ValueError as err:
+    except (ValueError, DataNotFoundError) as err:
         print(f"poisoncurv.lab sweep: {err}", file=sys.stderr)
         return 2
     print(table(outcomes))

@@ -12,6 +12,12 @@ corresponds to ``κ / B`` (or ``κ / B²``) here.
 
 Every epoch uses its own seeded generator (order and augmentation), so a run resumed from a
 checkpoint (written atomically after every epoch) replays exactly what an uninterrupted run does.
+
+On CUDA the training steps (never the measurements, which run the eager float32 model and form
+curvature in float64 in :mod:`poisoncurv.lab.deep`) use bf16 autocast, channels-last memory for the
+ResNets, and ``torch.compile`` for κ = 0 (the double backward of κ > 0 is not supported by it, so
+those runs stay eager): :func:`train_mode`. On the CPU all three are off and runs are bit-reproducible.
+The mode that ran is recorded in the results' ``provenance`` (``train_mode``, ``train_precision``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, replace
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +67,57 @@ def make_loss(cfg: LabConfig) -> nn.Module:
     return nn.CrossEntropyLoss() if cfg.loss == "ce" else SquaredLoss()
 
 
-def penalised_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, kappa: float) -> tuple[Tensor, Tensor]:
+@dataclass(frozen=True)
+class TrainMode:
+    """How the training steps run: ``compiled`` (``torch.compile`` of the model), ``bf16`` (autocast) and
+    ``channels_last`` (memory format of the model and its inputs)."""
+
+    compiled: bool = False
+    bf16: bool = False
+    channels_last: bool = False
+
+    def provenance(self, compiled_ran: bool) -> dict[str, str]:
+        """``{"train_mode": "compiled" | "eager", "train_precision": "bf16" | "fp32", "memory_format": ...}``."""
+        return {"train_mode": "compiled" if compiled_ran else "eager", "train_precision": "bf16" if self.bf16 else "fp32",
+                "memory_format": "channels_last" if self.channels_last else "contiguous"}
+
+
+def train_mode(cfg: LabConfig, device: torch.device) -> TrainMode:
+    """All off on the CPU; on CUDA bf16 autocast, channels-last for ``preresnet*``, and ``torch.compile``
+    for κ = 0 only (compiled graphs do not support the double backward of the penalty)."""
+    if device.type != "cuda":
+        return TrainMode()
+    return TrainMode(compiled=cfg.kappa == 0, bf16=True, channels_last=cfg.model.startswith("preresnet"))
+
+
+class TrainForward:
+    """The forward pass of the training steps: ``torch.compile(model)`` when ``compiled``, else ``model``
+    itself. If compilation fails (no compiler toolchain, unsupported operator) it warns once and runs eager
+    from then on; ``compiled_ran`` says whether every step ran compiled."""
+
+    def __init__(self, model: nn.Module, compiled: bool):
+        self.model, self.compiled_ran = model, compiled
+        self.fn: Callable[[Tensor], Tensor] = torch.compile(model) if compiled else model
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not self.compiled_ran:
+            return self.model(x)
+        try:
+            return self.fn(x)
+        except Exception as err:  # inductor/dynamo raise many types (BackendCompilerFailed, Unsupported, ...)
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {' '.join(str(err).split())[:200]}); training "
+                          f"eager instead", stacklevel=2)
+            self.compiled_ran, self.fn = False, self.model
+            return self.model(x)
+
+
+def autocast(mode: TrainMode, device: torch.device) -> AbstractContextManager:
+    """bf16 autocast on ``device`` when ``mode.bf16``, else a context that does nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode.bf16)
+
+
+def penalised_loss(model: Callable[[Tensor], Tensor], loss_fn: nn.Module, x: Tensor, y: Tensor,
+                   kappa: float) -> tuple[Tensor, Tensor]:
     """``(mean_b ℓ_b, (κ/2) mean_b |∇_x ℓ_b|²)`` with a graph through both (double backprop when κ > 0)."""
     if kappa == 0:
         return loss_fn(model(x), y), torch.zeros((), dtype=x.dtype, device=x.device)
@@ -242,8 +300,12 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
         probe = make_probe(x_test, y_test, p.x_trigger, p.y_trigger, x_tr, y_tr, p.poison_idx.to(device),
                            p.source_labels.to(device), p.direction, cfg.target, cfg.n_eval)
 
+    mode = train_mode(cfg, device)
+    fmt = torch.channels_last if mode.channels_last else torch.contiguous_format
+
     def setup() -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-        net = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=device, dtype=x_tr.dtype)
+        net = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=device, dtype=x_tr.dtype,
+                                                                                     memory_format=fmt)
         sgd = torch.optim.SGD(net.parameters(), lr=step_size(cfg), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         return net, sgd, torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
 
@@ -261,6 +323,7 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
             ckpt.unlink()
             model, opt, sched = setup()
         rows, first, prior_time = [measure(0, None, None)], 0, 0.0
+    forward = TrainForward(model, mode.compiled)
     bar = Progress(cfg.epochs, progress, f"{cfg.model}/{cfg.attack} θ={cfg.theta} κ={cfg.kappa:g}")
     bar.n = first
     marks = {round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)}
@@ -275,7 +338,8 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
         for i in range(steps_per_epoch):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             xb = augment(x_tr[idx], cfg.dataset, gen) if cfg.augment else x_tr[idx]
-            loss, pen = penalised_loss(model, loss_fn, xb, y_tr[idx], cfg.kappa)
+            with autocast(mode, device):
+                loss, pen = penalised_loss(forward, loss_fn, xb.contiguous(memory_format=fmt), y_tr[idx], cfg.kappa)
             opt.zero_grad(set_to_none=True)
             (loss + pen).backward()
             if cfg.kappa > 0:
@@ -304,7 +368,7 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
         "epochs": rows,
         **({"final": final_measures(model, probe)} if probe is not None else {}),
         "provenance": {"git_commit": git_commit(), "device_name": device_name(device), "versions": library_versions(),
-                       "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
+                       **mode.provenance(forward.compiled_ran), "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
                        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
     }
     ckpt.unlink(missing_ok=True)

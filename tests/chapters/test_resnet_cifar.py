@@ -1,0 +1,128 @@
+"""Chapter 7 drivers on the smoke profile (trained into a temporary folder) and on hand-made results: the numbers
+recomputed independently, the CIFAR-100 preflight, the per-data-set split and the marker ordering."""
+
+from dataclasses import asdict
+from itertools import combinations
+
+import pytest
+import torch
+
+from poisoncurv.chapters import deep_runs as dr
+from poisoncurv.chapters import resnet_cifar as ex
+from poisoncurv.lab import data
+from poisoncurv.lab.cache import result_path
+from poisoncurv.lab.data import locate
+from poisoncurv.lab.grid import load_grid
+
+needs_cifar = pytest.mark.skipif(locate("cifar10") is None, reason="needs the CIFAR-10 copy")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    torch.set_num_threads(1)
+    return ex.load_runs("smoke", results_dir=str(tmp_path_factory.mktemp("ch7")))
+
+
+def test_profiles_datasets_and_setting():
+    assert ex.datasets("cpu") == ("cifar10",) and ex.datasets("gpu") == ("cifar10", "cifar100")
+    s = ex.setting("cpu", "x")
+    assert (s.model, s.n_train, s.epochs, s.theta, s.attacks) == ("preresnet8", 10000, 5, 0.05, ("cross-stochastic", "warp", "badnets"))
+    assert s.kappas == (0.0, 0.01, 1.0, 100.0) and not s.has_cifar100
+    assert "no CIFAR-100 results" in s.summary()["ch7_cifar100_note"]
+    g = ex.setting("gpu", "x")
+    assert g.model == "preresnet110" and g.epochs == 90 and g.has_cifar100 and ex.setting("full", "x").epochs == 450
+    # the paper's grid κ_paper ∈ {0, 1e2, ..., 1e6} through κ_lab = κ_paper / B²
+    assert [round(k * g.batch_size ** 2, 6) for k in g.kappas] == [0, 1e2, 1e3, 1e4, 1e5, 1e6]
+
+
+def test_by_dataset_splits_every_group():
+    g = ex.grid("gpu")
+    parts = {d: ex.by_dataset(g, d) for d in ex.DATASETS}
+    assert sum(len(p.runs) for p in parts.values()) == len(g.runs)
+    assert all({r.config.dataset for r in p.runs} == {d} for d, p in parts.items())
+    assert set(parts["cifar100"].groups) == {"attacks", "defence", "defence_det", "defence_warp"}
+
+
+def test_missing_cifar100_stops_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "shared"))
+    monkeypatch.setattr(data, "_download", lambda name, cache: (_ for _ in ()).throw(
+        data.DataNotFoundError(data._missing_message(name, cache, data.shared_root()))))
+    g = ex.by_dataset(ex.grid("gpu"), "cifar100")
+    with pytest.raises(data.DataNotFoundError, match=r"cifar-100-python/\{train, test, meta\}.*python -m poisoncurv.lab.data cifar100"):
+        ex.preflight(g, tmp_path / "lab")
+    assert not (tmp_path / "lab").exists()
+
+
+@needs_cifar
+def test_smoke_success_times_and_final_rows_by_hand(smoke):
+    runs = smoke["cifar10"]
+    lag = ex.lag(runs)
+    for res in runs.group("attacks"):
+        if res["config"]["theta"] == 0:
+            continue
+        asr = [row["asr"] for row in res["epochs"]]
+        t = next((res["epochs"][i]["epoch"] for i in range(len(asr)) if all(a >= dr.ASR_SUCCESS for a in asr[i:])), None)
+        assert [r.t_success for r in lag.cell(res["config"]["attack"], "overlap", "trig")] == [t]
+    rows = ex.thetas(runs).rows
+    assert [(r["attack"], r["theta"], r["asr"]) for r in rows] == [
+        (res["config"]["attack"], res["config"]["theta"], res["epochs"][-1]["asr"]) for res in runs.group("attacks")]
+
+
+@needs_cifar
+def test_smoke_measurements_consistent_and_defence_counts(smoke):
+    c = ex.consistency(smoke)
+    assert c.premise_gap_max < 1e-10 and c.mass_minus_overlap_min >= -1e-12 and c.mass_max <= 1 + 1e-9
+    assert c.rayleigh_excess_max <= 1e-9
+    d = ex.defences(smoke["cifar10"])
+    clean = next(r for r in smoke["cifar10"].group("attacks", attack="cross-stochastic") if r["config"]["theta"] == 0)
+    assert d.clean_acc["cross-stochastic"] == clean["epochs"][-1]["clean_acc"]   # the attacks' clean reference
+    for p in d.points:
+        assert d.counts(p) == (p.asr <= 0.1 and p.clean_acc >= d.clean_acc[p.attack] - 0.02)
+    assert d.batch_size == 64 and d.kappa_paper(1.0) == 4096
+    assert len(ex.provenance(smoke).rows) == len(ex.grid("smoke").runs)
+
+
+def _kendall(x, y):
+    pairs = list(combinations(range(len(x)), 2))
+    s = sum((x[i] - x[j]) * (y[i] - y[j]) > 0 for i, j in pairs) - sum((x[i] - x[j]) * (y[i] - y[j]) < 0 for i, j in pairs)
+    return s / len(pairs)
+
+
+def test_marker_order_against_kendall_by_hand(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("base: {dataset: cifar10, model: preresnet8, measure: deep, device: cpu}\nprofiles: {smoke: {groups: {\n"
+                    "  defence: {base: {attack: cross-stochastic, theta: 0.05},\n"
+                    "            axes: {kappa: [0.0, 0.1, 1.0, 10.0], augment: [false, true]}},\n"
+                    "  defence_det: {base: {attack: cross-deterministic, theta: 0.05}, axes: {kappa: [0.0, 1.0], augment: [false]}}}}}\n")
+    g = load_grid(path, "smoke")
+    marks = {"trig_overlap": [0.9, 0.5, 0.2, 0.1], "trig_mass": [0.3, 0.9, 0.1, 0.6], "trig_curv_u": [1.0, 2.0, 3.0, 4.0]}
+    results = {}
+    for runs in g.groups.values():
+        for r in runs:
+            j = sorted({x.config.kappa for x in runs}).index(r.config.kappa)
+            results[r.config.key()] = {"config": asdict(r.config), "epochs": [{m: v[j] for m, v in marks.items()}]}
+    order = ex.marker_order(dr.ChapterRuns(g, results))
+    kappas = [0.0, 0.1, 1.0, 10.0]
+    for attack, _, m, tau in order.rows:
+        if attack == "cross-deterministic":
+            assert tau is None                    # two cells: no ordering to speak of
+        else:
+            assert tau == pytest.approx(_kendall(kappas, marks[m]), abs=1e-12)
+    assert {tau for a, _, m, tau in order.rows if a == "cross-stochastic" and m == "trig_overlap"} == {-1.0}
+    expect = (1 + 0 + 1) / 3   # |τ| of the three markers (mass: 3 concordant, 3 discordant pairs), with and without augmentation
+    assert order.summary()["ch7_order_cross_stochastic_mean_abs_tau"] == pytest.approx(expect)
+
+
+@needs_cifar
+def test_gallery_directions_are_unit_and_the_cross_is_exact():
+    g = ex.gallery(ex.cifar("cifar10"), ("cross-stochastic", "warp", "badnets"), 0.02, n_sources=50)
+    assert g.triggered["warp"].shape == (32, 32, 3) and g.direction["badnets"].shape == (32, 32)
+    from poisoncurv.lab.attacks import cross_pattern
+    t = cross_pattern((3, 32, 32))
+    assert g.direction["cross-stochastic"] == pytest.approx((t / t.norm()).mean(0).numpy(), abs=1e-7)
+
+
+def test_no_result_file_written_by_the_driver_outside_its_folder(tmp_path):
+    cfg = ex.grid("smoke").runs[0].config
+    assert result_path(cfg, tmp_path / "lab").parent == tmp_path / "lab"
