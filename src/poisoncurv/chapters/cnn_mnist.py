@@ -108,6 +108,11 @@ def lag(runs: dr.ChapterRuns) -> dr.LagResult:
     return dr.lag_result(runs, SEED_GROUPS, TAG, RUN)
 
 
+def top_eigen(runs: dr.ChapterRuns) -> dr.TopEigenResult:
+    """Final λ₁ of the poisoned seed runs over their clean references', at triggered and clean inputs."""
+    return dr.top_eigen_result(runs, SEED_GROUPS, TAG)
+
+
 def thetas(runs: dr.ChapterRuns) -> dr.ThetaResult:
     """Every attack at every θ (seed 0)."""
     return dr.theta_result(runs, THETA_GROUPS, TAG, RUN)

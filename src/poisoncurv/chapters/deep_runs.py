@@ -362,6 +362,30 @@ def ratio_metric(probe: str) -> Callable[[dict[str, Any], dict[str, Any] | None]
     return read
 
 
+@dataclass(frozen=True)
+class TopEigenResult:
+    """Final top eigenvalue of the poisoned models over their clean references', per attack (mean over seeds), at
+    triggered and at clean inputs: ``ratios[attack][probe]``."""
+
+    tag: str
+    ratios: dict[str, dict[str, float]]
+
+    def summary(self) -> Summary:
+        return {f"{self.tag}_lam1_ratio_{p}_{slug(a)}": v for a, r in self.ratios.items() for p, v in r.items()}
+
+
+def top_eigen_result(runs: ChapterRuns, groups: Iterable[str], tag: str) -> TopEigenResult:
+    cells: dict[str, dict[str, list[float]]] = {}
+    for res in runs.groups(groups):
+        clean = runs.clean_of(res)
+        if res["config"]["theta"] == 0 or clean is None:
+            continue
+        cell = cells.setdefault(res["config"]["attack"], {p: [] for p in PROBE_SETS})
+        for p in PROBE_SETS:
+            cell[p].append(res["epochs"][-1][f"{p}_top"][0] / clean["epochs"][-1][f"{p}_top"][0])
+    return TopEigenResult(tag, {a: {p: float(np.mean(v)) for p, v in c.items()} for a, c in cells.items()})
+
+
 # ---- attacks × θ -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
