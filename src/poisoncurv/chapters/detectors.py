@@ -22,6 +22,7 @@ from torch import Tensor
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
 from poisoncurv.core.profiles import by_profile
+from poisoncurv.detect.clustering import activation_clustering
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.spectre import que_scores
 from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors
@@ -272,7 +273,24 @@ MODEL_SCORES = {"trig_overlap": "top-1 overlap² at triggered inputs (trigger kn
                 "trig_mass": "top-k mass at triggered inputs (trigger known)",
                 "trig_curv_u": "uᵀHu at triggered inputs (trigger known)",
                 "clean_overlap": "top-1 overlap² at clean inputs (trigger known)",
-                "clean_outlier": "λ₁/λ₂ at clean inputs (trigger-free)"}
+                "clean_outlier": "λ₁/λ₂ at clean inputs (trigger-free)",
+                "spectral_gap": "max over classes of σ₁/σ₂ of the features (trigger-free)",
+                "ac_flagged": "classes flagged by activation clustering (trigger-free)"}
+FEATURE_SCORES = ("spectral_gap", "ac_flagged")
+
+
+def class_level_scores(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Trigger-free model-level scores from the sample-level detectors' per-class statistics on a model's features of
+    its own training set ``(N, p)``: ``spectral_gap``, the largest over classes of ``σ₁/σ₂`` of the centred class
+    features (a poison sub-population adds a direction of its own), and ``ac_flagged``, the number of classes in which
+    activation clustering's smaller cluster holds under 35 % of the class (the class is flagged)."""
+    gaps = []
+    for c in np.unique(labels):
+        Fc = features[labels == c]
+        sv = np.linalg.svd(Fc - Fc.mean(0), compute_uv=False)
+        gaps.append(float(sv[0] / sv[1]) if sv[1] > 0 else math.inf)
+    flags = activation_clustering(features, labels).flags
+    return {"spectral_gap": max(gaps), "ac_flagged": float(len(np.unique(labels[flags])))}
 
 
 def _model_score(row: dict[str, Any], name: str) -> float:
@@ -349,15 +367,16 @@ def cnn_detection(profile: str, results_dir: str | None = None) -> CNNDetection:
     for cfg in seed_runs.values():
         res = cache.get(cfg, lab, data=cnn_mnist.mnist, keep_model=True)
         last = res["epochs"][-1]
-        clean_or_poisoned = models.setdefault(cfg.attack, {n: ([], []) for n in MODEL_SCORES})
-        for name in MODEL_SCORES:
-            clean_or_poisoned[name][cfg.theta > 0].append(_model_score(last, name))
-        if cfg.theta == 0:
-            continue
         tr = cache.trained_run(cfg, lab, data=cnn_mnist.mnist())
         with torch.no_grad():
             feats = torch.cat([tr.model.embed(x) for x in tr.poisoned.x_train.split(2000)]).double().numpy()
         y = tr.poisoned.y_train.numpy()
+        scores = {**{n: _model_score(last, n) for n in MODEL_SCORES if n not in FEATURE_SCORES}, **class_level_scores(feats, y)}
+        clean_or_poisoned = models.setdefault(cfg.attack, {n: ([], []) for n in MODEL_SCORES})
+        for name in MODEL_SCORES:
+            clean_or_poisoned[name][cfg.theta > 0].append(scores[name])
+        if cfg.theta == 0:
+            continue
         truth = np.zeros(len(y), dtype=bool)
         truth[tr.poisoned.poison_idx.numpy()] = True
         eps = float(truth.sum() / (y == cfg.target).sum())
