@@ -109,7 +109,7 @@ def test_consistency_worst_cases():
     c = dr.consistency(ch, "t")
     assert c.mass_minus_overlap_min == pytest.approx(0.2) and c.mass_max == 0.3
     assert c.rayleigh_excess_max == pytest.approx(0.1)               # 2.2 against λ₁ = 2
-    assert c.n_rows == 5
+    assert c.n_rows == 5 and c.premise_gap_max == c.premise_gap_q99 == 1e-15 and c.n_premise_above == 0
 
 
 def test_feature_rows_mean_and_near_clone():

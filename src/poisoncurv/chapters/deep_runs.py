@@ -159,30 +159,34 @@ class Consistency:
 
     tag: str
     premise_gap_max: float
+    premise_gap_q99: float         # 99th percentile over measurements (the max can sit at one ill-conditioned point)
+    n_premise_above: int           # measurements with a gap above 1e-10
     mass_minus_overlap_min: float
     mass_max: float
     rayleigh_excess_max: float     # max (uᵀHu − λ₁)/λ₁ over rows with λ₁ > 0
     n_rows: int
 
     def summary(self) -> Summary:
-        return {f"{self.tag}_premise_gap_max": self.premise_gap_max, f"{self.tag}_mass_minus_overlap_min": self.mass_minus_overlap_min,
+        return {f"{self.tag}_premise_gap_max": self.premise_gap_max, f"{self.tag}_premise_gap_q99": self.premise_gap_q99,
+                f"{self.tag}_n_premise_above": self.n_premise_above, f"{self.tag}_mass_minus_overlap_min": self.mass_minus_overlap_min,
                 f"{self.tag}_mass_max": self.mass_max, f"{self.tag}_rayleigh_excess_max": self.rayleigh_excess_max,
                 f"{self.tag}_n_measurements": self.n_rows}
 
 
 def consistency(runs: ChapterRuns, tag: str) -> Consistency:
-    gap, dmin, mmax, excess, n = 0.0, math.inf, 0.0, -math.inf, 0
+    gaps, dmin, mmax, excess, n = [], math.inf, 0.0, -math.inf, 0
     for res in runs.results.values():
         for row in res["epochs"]:
             n += 1
-            gap = max(gap, row["premise_gap"])
+            gaps.append(row["premise_gap"])
             for p in PROBE_SETS:
                 dmin = min(dmin, row[f"{p}_mass"] - row[f"{p}_overlap"])
                 mmax = max(mmax, row[f"{p}_mass"])
                 lam = row[f"{p}_top"][0]
                 if lam > 0:
                     excess = max(excess, (row[f"{p}_curv_u"] - lam) / lam)
-    return Consistency(tag, gap, dmin, mmax, excess, n)
+    g = np.asarray(gaps, dtype=float)
+    return Consistency(tag, float(g.max()), float(np.quantile(g, 0.99)), int((g > 1e-10).sum()), dmin, mmax, excess, n)
 
 
 # ---- the lag (E2) --------------------------------------------------------------------------------------
