@@ -9,16 +9,15 @@ the shared analysis of :mod:`poisoncurv.chapters.deep_runs`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters import deep_runs as dr
-from poisoncurv.core.paths import GRIDS_DIR
+from poisoncurv.chapters.linear_mnist import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapter 5)
+from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
 from poisoncurv.lab.attacks import apply_trigger, poison_direction
-from poisoncurv.lab.data import SOURCES, ImageData, load, locate, to_float
+from poisoncurv.lab.data import ImageData, to_float
 from poisoncurv.lab.grid import Grid, load_grid
 
 TAG = "ch6"
@@ -34,27 +33,9 @@ def grid(profile: str) -> Grid:
     return load_grid(GRID, profile, check_device=False)
 
 
-def data_source() -> str:
-    """The data source this machine reads MNIST from (``"MNIST, cached lab runs only"`` without a copy)."""
-    found = locate("mnist")
-    return f"MNIST, {SOURCES[found]}" if found else "MNIST, cached lab runs only"
-
-
-@lru_cache(maxsize=1)
-def mnist() -> ImageData:
-    """MNIST, loaded once per process (only when a run is not in the cache)."""
-    return load("mnist")
-
-
-def lab_dir(results_dir: str | None) -> Path | None:
-    """``<results_dir>/lab`` when the chapter writes its results somewhere (tests: a temporary folder), else the
-    default ``results/lab``."""
-    return None if results_dir is None else Path(results_dir) / "lab"
-
-
 def load_runs(profile: str, device: str = "cpu", results_dir: str | None = None, progress: bool = False) -> dr.ChapterRuns:
     """Every run of the chapter (cached, or trained and cached)."""
-    return dr.load_runs(grid(profile), device, lab_dir(results_dir), mnist, progress)
+    return dr.load_runs(grid(profile), device, chapter_lab_dir(results_dir), mnist, progress)
 
 
 @dataclass(frozen=True)
@@ -93,14 +74,14 @@ class Setting:
         return out
 
 
-def setting(profile: str, data_source: str) -> Setting:
+def setting(profile: str, source: str) -> Setting:
     g = grid(profile)
     c = g.runs[0].config
     seeds = {r.config.seed for name in SEED_GROUPS if name in g.groups for r in g.group(name)}
     return Setting(c.n_train, c.n_test, c.n_eval, c.epochs, c.evals_per_epoch, c.batch_size, c.lr, c.weight_decay, c.top_k,
                    c.target, c.warp_strength, len(g.runs), len(seeds), tuple(dict.fromkeys(r.config.attack for r in g.group("theta"))),
                    tuple(sorted({r.config.theta for name in THETA_GROUPS if name in g.groups for r in g.group(name)})),
-                   tuple(sorted({r.config.kappa for r in g.group("defence")})), data_source)
+                   tuple(sorted({r.config.kappa for r in g.group("defence")})), source)
 
 
 def lag(runs: dr.ChapterRuns) -> dr.LagResult:

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
+from poisoncurv.core.paths import chapter_lab_dir
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.detect.clustering import activation_clustering
 from poisoncurv.detect.metrics import roc_auc
@@ -361,7 +362,7 @@ def cnn_detection(profile: str, results_dir: str | None = None) -> CNNDetection:
     from poisoncurv.lab import cache
 
     grid = cnn_mnist.grid(profile)
-    lab = cnn_mnist.lab_dir(results_dir)
+    lab = chapter_lab_dir(results_dir)
     samples, models = [], {}
     seed_runs = {r.config.key(): r.config for g in cnn_mnist.SEED_GROUPS if g in grid.groups for r in grid.group(g)}
     for cfg in seed_runs.values():

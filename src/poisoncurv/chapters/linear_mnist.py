@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from poisoncurv.book.runtime import round_sig
 from poisoncurv.book.tables import Table
 from poisoncurv.core import fitting
-from poisoncurv.core.paths import GRIDS_DIR
+from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
 from poisoncurv.lab.data import SOURCES, ImageData, load, locate
@@ -94,7 +93,7 @@ def data_source() -> str:
 def load_runs(profile: str, device: str, seed: int, results_dir: str | None = None,
               progress: bool = False) -> dict[str, dict[str, Any]]:
     """The results of every run of :func:`runs` (cached or trained), by name."""
-    return {name: get(cfg, lab_dir(results_dir), data=mnist, progress=progress)
+    return {name: get(cfg, chapter_lab_dir(results_dir), data=mnist, progress=progress)
             for name, cfg in runs(profile, device, seed).items()}
 
 
@@ -164,17 +163,11 @@ def settled_time(res: dict[str, Any], key: str, threshold: float) -> float | Non
     return fitting.settled_time([r["epoch"] for r in rows], [float(r[key]) >= threshold for r in rows])
 
 
-def lab_dir(results_dir: str | None) -> Path | None:
-    """Where the lab's run files go: ``<results_dir>/lab`` when a chapter writes its results somewhere
-    (``make rerun``: ``results/``; the tests: a temporary folder), else the default ``results/lab``."""
-    return None if results_dir is None else Path(results_dir) / "lab"
-
-
 def theta_sweep(profile: str, device: str, seed: int, results_dir: str | None = None,
                 progress: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Results of every ``(loss, theta)`` run with ``kappa = 0``, keyed by loss, in ``thetas`` order."""
     cfg = settings(profile)
-    return {loss: [get(config(profile, device, seed, loss, th), lab_dir(results_dir), data=mnist, progress=progress)
+    return {loss: [get(config(profile, device, seed, loss, th), chapter_lab_dir(results_dir), data=mnist, progress=progress)
                    for th in cfg["thetas"]] for loss in LOSSES}
 
 
@@ -185,7 +178,7 @@ def kappa_sweep(profile: str, device: str, seed: int, results_dir: str | None = 
     out = {}
     for loss in LOSSES:
         B = config(profile, device, seed, loss, s["theta_kappa"]).batch_size
-        out[loss] = [get(config(profile, device, seed, loss, s["theta_kappa"], kappa_lab(k, B)), lab_dir(results_dir),
+        out[loss] = [get(config(profile, device, seed, loss, s["theta_kappa"], kappa_lab(k, B)), chapter_lab_dir(results_dir),
                          data=mnist, progress=progress) for k in s["kappa_paper"]]
     return out
 
@@ -198,8 +191,8 @@ def amplitude_sweep(profile: str, device: str, seed: int, results_dir: str | Non
     s = settings(profile)
     out = {}
     for loss in LOSSES:
-        clean = get(config(profile, device, seed, loss, 0.0), lab_dir(results_dir), data=mnist, progress=progress)
-        out[loss] = [(clean, get(config(profile, device, seed, loss, s["theta_amplitude"], amplitude=a), lab_dir(results_dir),
+        clean = get(config(profile, device, seed, loss, 0.0), chapter_lab_dir(results_dir), data=mnist, progress=progress)
+        out[loss] = [(clean, get(config(profile, device, seed, loss, s["theta_amplitude"], amplitude=a), chapter_lab_dir(results_dir),
                                  data=mnist, progress=progress)) for a in s["amplitudes"]]
     return out
 

@@ -18,7 +18,7 @@ from scipy.stats import kendalltau
 
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters import deep_runs as dr
-from poisoncurv.core.paths import GRIDS_DIR
+from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
 from poisoncurv.lab.attacks import apply_trigger, poison_direction
 from poisoncurv.lab.cache import result_path
 from poisoncurv.lab.data import SOURCES, ImageData, ensure, load, locate, to_float
@@ -64,11 +64,6 @@ def cifar(name: str) -> ImageData:
     return load(name)
 
 
-def lab_dir(results_dir: str | None) -> Path | None:
-    """``<results_dir>/lab`` when the chapter writes its results somewhere (tests), else the default ``results/lab``."""
-    return None if results_dir is None else Path(results_dir) / "lab"
-
-
 def preflight(g: Grid, results_dir: Path | None = None) -> None:
     """Locate (or download) every data set that a run without a results file needs, before any training; raises
     :class:`~poisoncurv.lab.data.DataNotFoundError` naming the expected files and the command that gets them."""
@@ -85,7 +80,7 @@ def by_dataset(g: Grid, dataset: str) -> Grid:
 def load_runs(profile: str, device: str = "cpu", results_dir: str | None = None,
               progress: bool = False) -> dict[str, dr.ChapterRuns]:
     """Every run of the chapter (cached, or trained and cached), by data set; :func:`preflight` first."""
-    g, lab = grid(profile), lab_dir(results_dir)
+    g, lab = grid(profile), chapter_lab_dir(results_dir)
     preflight(g, lab)
     return {d: dr.load_runs(by_dataset(g, d), device, lab, lambda d=d: cifar(d), progress) for d in datasets(profile)}
 

@@ -13,3 +13,9 @@ CLAIMS_FILE = REPO_ROOT / "claims.yml"
 GRIDS_DIR = REPO_ROOT / "grids"                    # one grid file of lab runs per experiment chapter
 DATA_DIR = REPO_ROOT / "data"                      # canonical copies and unpacked caches (git-ignored)
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"   # the workplace's offline copies, if present
+
+
+def chapter_lab_dir(results_dir: str | os.PathLike | None) -> Path | None:
+    """Where a chapter's lab runs go: ``<results_dir>/lab`` when the chapter writes its results somewhere (``make
+    rerun``: ``results/``; the tests: a temporary folder), else ``None`` (the default, :data:`LAB_RESULTS_DIR`)."""
+    return None if results_dir is None else Path(results_dir) / "lab"

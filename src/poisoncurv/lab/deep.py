@@ -118,7 +118,7 @@ def _exact_route(model: nn.Module, loss_fn: nn.Module, x: Tensor, logits: Tensor
     u = u.to(J.device)
     d = J.shape[2]
     if d <= DENSE_MAX:
-        H = torch.einsum("bci,bce,bej->ij", J, Lam, J) / J.shape[0]
+        H = ExactCurvature(J, Lam).dense()
         vals, vecs = torch.linalg.eigh(0.5 * (H + H.T))
         vals, vecs = vals.flip(0)[:k], vecs.flip(1)[:, :k]
     else:
