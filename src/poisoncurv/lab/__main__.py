@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="linear | mlp | lenet | preresnet20 | preresnet110")
     ap.add_argument("--loss", default="ce", help="ce | squared")
     ap.add_argument("--attack", default="cross-deterministic",
-                    help="cross-deterministic | cross-stochastic | warp | badnets")
+                    help="cross-deterministic | cross-stochastic | warp | badnets | lowcurv")
     ap.add_argument("--theta", type=float, default=0.01, help="poison fraction in [0, 1) (0: clean reference)")
     ap.add_argument("--kappa", type=float, default=0.0, help="input-gradient penalty weight >= 0")
     ap.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | full")

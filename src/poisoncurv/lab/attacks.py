@@ -15,22 +15,27 @@ Triggers (:data:`ATTACKS`):
                          grid, bicubic upsampling, mean |offset| normalised to 1, times ``strength``
                          in grid_sample's [-1, 1] coordinates) applied with ``grid_sample``.
 ``badnets``              a 3×3 white patch one pixel from the bottom-right corner (pixels set to 1).
+``lowcurv``              the adaptive attacker's trigger: rank-one additive ``x + a t`` like the
+                         deterministic cross, with ``t`` a 0/1 pattern of as many pixels as the cross
+                         (9, all channels) chosen to leave the least input curvature on a surrogate
+                         model trained on clean data (:mod:`poisoncurv.lab.adaptive`; MNIST only).
 
-The additive crosses are not clipped, so every poison differs from its source by a multiple of
+The additive triggers are not clipped, so every poison differs from its source by a multiple of
 one vector exactly (values may exceed 1 by at most ``1.5·amplitude − 1`` on the cross's pixels).
-The direction is ``t/|t|`` for the crosses and the normalised mean change ``mean(T(x) − x)`` over
+The direction is ``t/|t|`` for the crosses and ``lowcurv`` and the normalised mean change ``mean(T(x) − x)`` over
 the poisons for the warp and the patch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ATTACKS = ("cross-deterministic", "cross-stochastic", "warp", "badnets")
+ATTACKS = ("cross-deterministic", "cross-stochastic", "warp", "badnets", "lowcurv")
+ADDITIVE = ("cross-deterministic", "cross-stochastic", "lowcurv")   # x + a t: every poison a multiple of t from its source
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,20 @@ class Poisoned:
     direction: Tensor
     x_trigger: Tensor
     y_trigger: Tensor
+
+    def without(self, drop: Tensor) -> Poisoned:
+        """The same poisoned set with the training examples at indices ``drop`` removed (a defender's filter):
+        ``poison_idx`` renumbered into the kept examples, ``source_labels`` of the surviving poisons only."""
+        n = len(self.y_train)
+        drop = torch.as_tensor(drop, dtype=torch.int64).flatten()
+        if len(drop) and (int(drop.min()) < 0 or int(drop.max()) >= n):
+            raise ValueError(f"drop: indices must lie in 0..{n - 1}, got {int(drop.min())}..{int(drop.max())}")
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[drop] = False
+        new_index = torch.cumsum(keep, 0) - 1
+        survives = keep[self.poison_idx]
+        return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep],
+                       poison_idx=new_index[self.poison_idx[survives]], source_labels=self.source_labels[survives])
 
 
 def check_attack(attack: str) -> str:
@@ -91,17 +110,29 @@ def warp_grid(h: int, w: int, strength: float, seed: int, k: int = 4) -> Tensor:
     return (identity + strength * field).clamp(-1, 1)
 
 
+def additive_pattern(attack: str, shape: tuple[int, int, int], pattern: Tensor | None = None) -> Tensor:
+    """The 0/1 pattern ``t`` ``(C, H, W)`` of an additive attack: the cross, or ``pattern`` for ``lowcurv``
+    (which has no fixed pattern: :func:`poisoncurv.lab.adaptive.lowcurv_pattern` chooses it from data)."""
+    if attack != "lowcurv":
+        return cross_pattern(shape)
+    if pattern is None or tuple(pattern.shape) != shape:
+        raise ValueError(f"attack: 'lowcurv' needs its pattern of shape {shape} (poisoncurv.lab.adaptive.lowcurv_pattern), "
+                         f"got {None if pattern is None else tuple(pattern.shape)}")
+    return pattern
+
+
 def apply_trigger(attack: str, x: Tensor, amplitude: float = 1.0, strength: float = 0.02, seed: int = 0,
-                  gen: torch.Generator | None = None) -> Tensor:
+                  gen: torch.Generator | None = None, pattern: Tensor | None = None) -> Tensor:
     """Images ``x`` ``(N, C, H, W)`` with the trigger of ``attack``. ``gen`` draws the per-image amplitudes
-    of ``cross-stochastic`` (``None``: deterministic amplitude, as for test inputs)."""
+    of ``cross-stochastic`` (``None``: deterministic amplitude, as for test inputs); ``pattern``: the
+    ``(C, H, W)`` pattern of ``lowcurv``."""
     check_attack(attack)
     shape = tuple(x.shape[1:])
-    if attack.startswith("cross"):
+    if attack in ADDITIVE:
         a = torch.full((len(x),), float(amplitude))
         if attack == "cross-stochastic" and gen is not None:
             a = amplitude * (0.5 + torch.rand(len(x), generator=gen))
-        return x + a.to(x)[:, None, None, None] * cross_pattern(shape).to(x)
+        return x + a.to(x)[:, None, None, None] * additive_pattern(attack, shape, pattern).to(x)
     if attack == "badnets":
         m = patch_mask(shape).to(x)
         return x * (1 - m) + m
@@ -126,22 +157,28 @@ def poison(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, att
         raise ValueError(f"theta: {theta} of {len(y_train)} training images rounds to 0 poisons")
     if n_poison > len(eligible):
         raise ValueError(f"theta: {n_poison} poisons asked for, only {len(eligible)} non-target images")
+    pattern = None
+    if attack == "lowcurv":
+        from poisoncurv.lab.adaptive import lowcurv_pattern  # trains a surrogate: only for this attack
+
+        pattern = lowcurv_pattern(x_train, y_train, seed)
     gen = torch.Generator().manual_seed(seed + 7919)
     idx = eligible[torch.randperm(len(eligible), generator=gen)[:n_poison]].sort().values
     x_p, y_p = x_train.clone(), y_train.clone()
     if n_poison:
-        x_p[idx] = apply_trigger(attack, x_train[idx], amplitude, strength, seed, gen)
+        x_p[idx] = apply_trigger(attack, x_train[idx], amplitude, strength, seed, gen, pattern)
         y_p[idx] = target
     keep = y_test != target
-    x_trig = apply_trigger(attack, x_test[keep], amplitude, strength, seed)
-    direction = poison_direction(attack, x_train[idx] if n_poison else x_test[keep], amplitude, strength, seed)
+    x_trig = apply_trigger(attack, x_test[keep], amplitude, strength, seed, pattern=pattern)
+    direction = poison_direction(attack, x_train[idx] if n_poison else x_test[keep], amplitude, strength, seed, pattern)
     return Poisoned(attack, target, x_p, y_p, idx, y_train[idx].clone(), direction, x_trig, y_test[keep].clone())
 
 
-def poison_direction(attack: str, sources: Tensor, amplitude: float, strength: float, seed: int) -> Tensor:
-    """Unit poison direction ``(C*H*W,)``: the cross itself, else the mean change the trigger makes on ``sources``."""
-    if attack.startswith("cross"):
-        v = cross_pattern(tuple(sources.shape[1:])).flatten()
+def poison_direction(attack: str, sources: Tensor, amplitude: float, strength: float, seed: int,
+                     pattern: Tensor | None = None) -> Tensor:
+    """Unit poison direction ``(C*H*W,)``: the additive pattern itself, else the mean change the trigger makes on ``sources``."""
+    if attack in ADDITIVE:
+        v = additive_pattern(attack, tuple(sources.shape[1:]), pattern).flatten()
     else:
         v = (apply_trigger(attack, sources, amplitude, strength, seed) - sources).mean(0).flatten()
     return (v / v.norm()).to(sources.dtype)

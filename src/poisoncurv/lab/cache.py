@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,7 @@ from poisoncurv.lab.attacks import Poisoned
 from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
 from poisoncurv.lab.data import SOURCES, ImageData, locate, to_float
 from poisoncurv.lab.deep import Probe, make_probe
+from poisoncurv.lab.filtering import filter_poisons
 from poisoncurv.lab.train import build_model, prepare, train
 
 
@@ -93,10 +95,27 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
             source = SOURCES[found] if found else None
         check_cached(res, cfg, path, source)
         return res
-    res = train(cfg, data=data() if callable(data) else data, checkpoint_dir=checkpoint_dir, progress=progress,
-                model_dir=model_path(cfg, results_dir).parent if keep_model else None)
+    data = data() if callable(data) else data
+    model_dir = model_path(cfg, results_dir).parent if keep_model else None
+    if cfg.filter == "none":
+        res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir)
+    else:
+        res = _filtered(cfg, results_dir, data, checkpoint_dir, progress, model_dir)
     write_json_atomic(path, res)
     return res
+
+
+def _filtered(cfg: LabConfig, results_dir: str | os.PathLike | None, data: ImageData | None,
+              checkpoint_dir: str | os.PathLike | None, progress: bool, model_dir: Path | None) -> dict[str, Any]:
+    """Filter-then-retrain (:mod:`poisoncurv.lab.filtering`): the unfiltered run (cached, with its weights), its
+    detector's removals, then ``cfg`` trained on the rest; the results carry the removals under ``filter``."""
+    base = replace(cfg, filter="none")
+    get(base, results_dir, data=data, checkpoint_dir=checkpoint_dir, keep_model=True)
+    run = trained_run(base, results_dir, data=data)
+    outcome = filter_poisons(run.model, run.poisoned, cfg.filter, base.key())
+    res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
+                drop=torch.from_numpy(np.nonzero(outcome.flags)[0]))
+    return {**res, "filter": outcome.record()}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ MODELS = ("linear", "mlp", "lenet", "preresnet8", "preresnet20", "preresnet110")
 LOSSES = ("ce", "squared")
 SCHEDULES = ("constant", "cosine")
 MEASURES = ("basic", "deep")
+# filter-then-retrain defences (poisoncurv.lab.filtering): the sample-level detector run on the unfiltered model's features
+FILTERS = ("none", "spectral", "spectral-uncentred", "ac", "spectre")
 NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100}
 
 
@@ -63,6 +65,9 @@ class LabConfig:
 
     ``kappa`` multiplies the per-example penalty ``(kappa/2)·mean_b |∇_x ℓ_b|²`` (see
     :mod:`poisoncurv.lab.train`); ``theta = 0`` is the clean reference run of ``attack``'s trigger.
+    ``filter``: ``none``, or the sample-level detector of a filter-then-retrain defence (:mod:`poisoncurv.lab.filtering`):
+    the same run without the filter is trained first, the detector removes what it flags from the training set, and
+    this run trains from scratch on the rest.
     ``measure``: ``basic`` (accuracy, ASR and Lanczos spectra at clean inputs) or ``deep`` (adds robust
     accuracy, exact spectra at clean and triggered inputs, feature geometry and the final model's eNTK;
     :mod:`poisoncurv.lab.deep`; models piecewise linear in the input only).
@@ -93,6 +98,7 @@ class LabConfig:
     device: str = "cpu"
     profile: str = "cpu"
     measure: str = "basic"
+    filter: str = "none"
 
     def key(self) -> str:
         """Short stable hash (16 hex digits) of every field: the results file's name. Fields added after
@@ -108,7 +114,7 @@ SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (
 INPUT_DIM = {"mnist": 28 * 28, "cifar10": 3 * 32 * 32, "cifar100": 3 * 32 * 32}
 _HINTS = get_type_hints(LabConfig)
 # Fields added after the first cached results, with their defaults (left out of the key at the default).
-ADDED_FIELDS: dict[str, Any] = {"measure": "basic"}
+ADDED_FIELDS: dict[str, Any] = {"measure": "basic", "filter": "none"}
 
 
 def _base_type(name: str) -> tuple[type, bool]:
@@ -179,6 +185,12 @@ def validate(cfg: LabConfig) -> LabConfig:
     if cfg.measure == "deep" and (cfg.model == "linear" or cfg.loss != "ce"):
         raise ValueError(f"measure: 'deep' needs a network with hidden features (mlp, lenet, preresnet*) and loss 'ce', "
                          f"got model {cfg.model!r}, loss {cfg.loss!r}")
+    _choose("filter", cfg.filter, FILTERS)
+    if cfg.filter != "none" and (cfg.theta == 0 or cfg.model == "linear"):
+        raise ValueError(f"filter: {cfg.filter!r} needs poisons (theta > 0, got {cfg.theta}) and a network with hidden "
+                         f"features (mlp, lenet, preresnet*; got {cfg.model!r})")
+    if cfg.attack == "lowcurv" and cfg.dataset != "mnist":
+        raise ValueError(f"attack: 'lowcurv' (its surrogate is a LeNet) takes mnist, not {cfg.dataset}")
     if cfg.model == "lenet" and cfg.dataset != "mnist":
         raise ValueError(f"model: lenet takes 1×28×28 MNIST images, not {cfg.dataset}")
     if cfg.model.startswith("preresnet") and cfg.dataset == "mnist":

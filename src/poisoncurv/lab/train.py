@@ -258,7 +258,7 @@ def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = N
 
 def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | os.PathLike | None = None,
           progress: bool = True, max_epochs: int | None = None,
-          model_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
+          model_dir: str | os.PathLike | None = None, drop: Tensor | None = None) -> dict[str, Any] | None:
     """Run ``cfg`` (resuming from its checkpoint if one exists) and return the results dictionary:
     ``schema_version``, ``config``, ``key``, ``data_source``, ``poison`` (indices, counts, trigger norm),
     ``epochs`` (one row of metrics at epoch 0 and after every ``1/evals_per_epoch`` of an epoch; the
@@ -269,23 +269,30 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     one thread (restored afterwards): bit-reproducible, and faster than contended threads.
     ``model_dir``: where to keep the final weights (``<model_dir>/<config key>.pt``, a state dict), e.g.
     for detectors that need the trained model; ``None`` keeps nothing. ``measure="deep"`` adds ``final``
-    (:func:`~poisoncurv.lab.deep.final_measures`).
+    (:func:`~poisoncurv.lab.deep.final_measures`). ``drop``: indices of the poisoned training set to leave
+    out (a filter-then-retrain defence, :mod:`poisoncurv.lab.filtering`); ``poison`` then counts the survivors.
     """
     validate(cfg)
+    if (cfg.filter != "none") != (drop is not None):
+        raise ValueError(f"filter: {cfg.filter!r} with drop {'given' if drop is not None else 'None'}: a filtered run takes the "
+                         f"indices its detector removes (poisoncurv.lab.cache.get computes them); an unfiltered run takes none")
     device = resolve_device(cfg.device)
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs, model_dir)
+        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs, model_dir, drop)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpoint_dir: str | os.PathLike | None,
-           progress: bool, max_epochs: int | None, model_dir: str | os.PathLike | None) -> dict[str, Any] | None:
+           progress: bool, max_epochs: int | None, model_dir: str | os.PathLike | None,
+           drop: Tensor | None = None) -> dict[str, Any] | None:
     started = time.perf_counter()
     data, p = prepare(cfg, data)
+    if drop is not None:
+        p = p.without(drop)
     x_tr, y_tr = p.x_train.to(device), p.y_train.to(device)
     x_test, y_test = to_float(data.x_test).to(device), data.y_test.to(device)
     x_src = x_test[y_test != cfg.target]
