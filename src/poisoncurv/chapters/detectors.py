@@ -21,9 +21,7 @@ from torch import Tensor
 
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
-from poisoncurv.core.paths import chapter_lab_dir
 from poisoncurv.core.profiles import by_profile
-from poisoncurv.detect.clustering import activation_clustering
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.spectre import que_scores
 from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors
@@ -175,7 +173,7 @@ class BoundarySweep:
             out[f"ch8_visible_{label}"] = float(self.visible[i].mean())
             out[f"ch8_curv_auroc_{label}"] = float(self.curvature_auroc[i].mean())
         for name, v in self.auroc.items():
-            key = _key(name)
+            key = glue_key(name)
             out[f"ch8_auroc_{key}_near"] = float(v[0].mean())
             out[f"ch8_auroc_{key}_at_succ"] = float(v[k].mean())
             out[f"ch8_auroc_{key}_far"] = float(v[-1].mean())
@@ -214,7 +212,7 @@ class BoundarySweep:
                      [[n, *[float(r[n][i].mean()) for i in cols.values() for r in (self.tpr, self.fpr)]] for n in self.auroc])
 
 
-def _key(name: str) -> str:
+def glue_key(name: str) -> str:
     """A glue-key fragment for a detector's name: ``"spectral (uncentred)"`` → ``"spectral_uncentred"``."""
     return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
@@ -266,122 +264,3 @@ def boundary_sweep(cfg: dict[str, Any], seed: int) -> BoundarySweep:
     return BoundarySweep(a, grid("success"), grid("margin_shift"), per_detector("auroc"), per_detector("tpr"),
                          per_detector("fpr"), grid("visible"), grid("curvature_auroc"), grid("nearest_clean"),
                          float(grid("eps").mean()))
-
-
-# ---- the MNIST CNN of Chapter 6 ---------------------------------------------------------------------------
-
-MODEL_SCORES = {"trig_overlap": "top-1 overlap² at triggered inputs (trigger known)",
-                "trig_mass": "top-k mass at triggered inputs (trigger known)",
-                "trig_curv_u": "uᵀHu at triggered inputs (trigger known)",
-                "clean_overlap": "top-1 overlap² at clean inputs (trigger known)",
-                "clean_outlier": "λ₁/λ₂ at clean inputs (trigger-free)",
-                "spectral_gap": "max over classes of σ₁/σ₂ of the features (trigger-free)",
-                "ac_flagged": "classes flagged by activation clustering (trigger-free)"}
-FEATURE_SCORES = ("spectral_gap", "ac_flagged")
-
-
-def class_level_scores(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Trigger-free model-level scores from the sample-level detectors' per-class statistics on a model's features of
-    its own training set ``(N, p)``: ``spectral_gap``, the largest over classes of ``σ₁/σ₂`` of the centred class
-    features (a poison sub-population adds a direction of its own), and ``ac_flagged``, the number of classes in which
-    activation clustering's smaller cluster holds under 35 % of the class (the class is flagged)."""
-    gaps = []
-    for c in np.unique(labels):
-        Fc = features[labels == c]
-        sv = np.linalg.svd(Fc - Fc.mean(0), compute_uv=False)
-        gaps.append(float(sv[0] / sv[1]) if sv[1] > 0 else math.inf)
-    flags = activation_clustering(features, labels).flags
-    return {"spectral_gap": max(gaps), "ac_flagged": float(len(np.unique(labels[flags])))}
-
-
-def _model_score(row: dict[str, Any], name: str) -> float:
-    if name == "clean_outlier":
-        top = row["clean_top"]
-        return float(top[0] / top[1]) if top[1] > 0 else math.inf
-    return float(row[name])
-
-
-@dataclass(frozen=True)
-class CNNDetection:
-    """Chapter 6's seed runs seen by the detectors. ``samples``: one row per poisoned model and sample-level
-    detector (``attack``, ``seed``, ``detector``, ``auroc``, ``tpr``, ``fpr``, ``asr``, ``eps``) on the model's
-    penultimate features of its own training set; ``models[attack][score]``: that score of the final model for the
-    clean models and for the poisoned ones (lists over seeds)."""
-
-    samples: tuple[dict[str, Any], ...]
-    models: dict[str, dict[str, tuple[list[float], list[float]]]]
-
-    def model_auroc(self, attack: str, name: str) -> float:
-        clean, poisoned = self.models[attack][name]
-        return float(roc_auc(np.array(clean + poisoned), np.array([False] * len(clean) + [True] * len(poisoned))))
-
-    def summary(self) -> dict[str, float | int]:
-        out: dict[str, float | int] = {}
-        attacks = list(self.models)
-        for a in attacks:
-            key = a.replace("-", "_")
-            for name in DETECTORS:
-                v = [r["auroc"] for r in self.samples if r["attack"] == a and r["detector"] == name]
-                out[f"ch8_cnn_auroc_{_key(name)}_{key}"] = float(np.mean(v))
-            out[f"ch8_cnn_asr_{key}"] = float(np.mean([r["asr"] for r in self.samples if r["attack"] == a]))
-            for name in MODEL_SCORES:
-                out[f"ch8_cnn_model_auroc_{name}_{key}"] = self.model_auroc(a, name)
-        means = [float(np.mean([r["auroc"] for r in self.samples if r["attack"] == a and r["detector"] == n]))
-                 for a in attacks for n in DETECTORS]
-        out["ch8_cnn_n_cells_found"] = sum(m >= AUROC_FOUND for m in means)
-        out["ch8_cnn_n_cells"] = len(means)
-        out["ch8_cnn_n_models"] = len({(r["attack"], r["seed"]) for r in self.samples})
-        return out
-
-    def table(self) -> Table:
-        rows = []
-        for a in self.models:
-            for name in DETECTORS:
-                cell = [r for r in self.samples if r["attack"] == a and r["detector"] == name]
-                au, tp, fp = (np.array([r[k] for r in cell]) for k in ("auroc", "tpr", "fpr"))
-                rows.append([a, name, f"{au.mean():.3f} ± {au.std():.3f}", float(tp.mean()), float(fp.mean()), len(cell)])
-        return Table("tbl-ch8-cnn",
-                     r"Sample-level detectors on Chapter 6's poisoned CNNs: ROC-AUC of each detector's scores within the target "
-                     r"class (mean ± sd over seeds) and the TPR and FPR of its removals, on the penultimate features of each "
-                     r"model's own poisoned training set, with the known $\varepsilon$. " + RUN,
-                     ["attack", "detector", "AUROC", "TPR", "FPR", "models"], rows)
-
-    def model_table(self) -> Table:
-        rows = [[a, text, self.model_auroc(a, name), len(self.models[a][name][0]), len(self.models[a][name][1])]
-                for a in self.models for name, text in MODEL_SCORES.items()]
-        return Table("tbl-ch8-cnn-models",
-                     r"Model-level detection on Chapter 6's CNNs: ROC-AUC of each final-model score for poisoned against clean "
-                     r"models (the clean models are the $\theta = 0$ runs of the same seeds, measured with the same trigger). "
-                     r"With three models a side the AUROC takes steps of 1/9. " + RUN,
-                     ["attack", "score", "AUROC", "clean models", "poisoned models"], rows)
-
-
-def cnn_detection(profile: str, results_dir: str | None = None) -> CNNDetection:
-    """:class:`CNNDetection` from Chapter 6's seed runs of ``profile`` (cached with their final weights, or trained)."""
-    from poisoncurv.chapters import cnn_mnist
-    from poisoncurv.lab import cache
-
-    grid = cnn_mnist.grid(profile)
-    lab = chapter_lab_dir(results_dir)
-    samples, models = [], {}
-    seed_runs = {r.config.key(): r.config for g in cnn_mnist.SEED_GROUPS if g in grid.groups for r in grid.group(g)}
-    for cfg in seed_runs.values():
-        res = cache.get(cfg, lab, data=cnn_mnist.mnist, keep_model=True)
-        last = res["epochs"][-1]
-        tr = cache.trained_run(cfg, lab, data=cnn_mnist.mnist())
-        with torch.no_grad():
-            feats = torch.cat([tr.model.embed(x) for x in tr.poisoned.x_train.split(2000)]).double().numpy()
-        y = tr.poisoned.y_train.numpy()
-        scores = {**{n: _model_score(last, n) for n in MODEL_SCORES if n not in FEATURE_SCORES}, **class_level_scores(feats, y)}
-        clean_or_poisoned = models.setdefault(cfg.attack, {n: ([], []) for n in MODEL_SCORES})
-        for name in MODEL_SCORES:
-            clean_or_poisoned[name][cfg.theta > 0].append(scores[name])
-        if cfg.theta == 0:
-            continue
-        truth = np.zeros(len(y), dtype=bool)
-        truth[tr.poisoned.poison_idx.numpy()] = True
-        eps = float(truth.sum() / (y == cfg.target).sum())
-        for name, s in score_detectors(feats, y, truth, eps, cfg.target).items():
-            samples.append({"attack": cfg.attack, "seed": cfg.seed, "detector": name, "auroc": s.auroc, "tpr": s.tpr,
-                            "fpr": s.fpr, "asr": last["asr"], "eps": eps})
-    return CNNDetection(tuple(samples), models)

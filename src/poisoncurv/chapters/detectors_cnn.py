@@ -1,0 +1,486 @@
+"""Chapter 8 on the MNIST CNN: detectors on Chapter 6's runs, across the trigger amplitude, every defence on one
+safety-efficacy frontier, and the adaptive attacker.
+
+Every number comes from cached lab runs (``grids/ch06.yaml`` and ``grids/ch08.yaml``, :mod:`poisoncurv.lab.cache`);
+the detectors see each kept model's penultimate features of its own poisoned training set (:func:`detect_run`).
+Each driver returns a frozen dataclass with ``summary()`` (glued numbers) and ``table()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from poisoncurv.book.tables import Table
+from poisoncurv.chapters.deep_runs import ASR_SUCCESS
+from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
+from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
+from poisoncurv.detect.clustering import activation_clustering
+from poisoncurv.detect.metrics import roc_auc
+from poisoncurv.detect.suite import DETECTORS, DetectorScore, score_detectors
+from poisoncurv.lab.config import LabConfig
+from poisoncurv.lab.data import to_float
+from poisoncurv.lab.filtering import DETECTOR_OF, features
+from poisoncurv.lab.grid import Grid, load_grid
+
+GRID = GRIDS_DIR / "ch08.yaml"
+ASR_WORKS = ASR_SUCCESS   # "the attack works": Chapter 6's success threshold (ASR at least 1/2)
+ASR_SAFE = 0.1        # "the defence suppresses the attack"
+ACC_BUDGET = 0.01     # clean-accuracy loss a defence may cost and still count as "free"
+
+MODEL_SCORES = {"trig_overlap": "top-1 overlap² at triggered inputs (trigger known)",
+                "trig_mass": "top-k mass at triggered inputs (trigger known)",
+                "trig_curv_u": "uᵀHu at triggered inputs (trigger known)",
+                "clean_overlap": "top-1 overlap² at clean inputs (trigger known)",
+                "clean_outlier": "λ₁/λ₂ at clean inputs (trigger-free)",
+                "spectral_gap": "max over classes of σ₁/σ₂ of the features (trigger-free)",
+                "ac_flagged": "classes flagged by activation clustering (trigger-free)"}
+FEATURE_SCORES = ("spectral_gap", "ac_flagged")
+
+
+def grid(profile: str) -> Grid:
+    """This chapter's lab runs for ``profile`` (``grids/ch08.yaml``)."""
+    return load_grid(GRID, profile, check_device=False)
+
+
+def class_level_scores(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Trigger-free model-level scores from the sample-level detectors' per-class statistics on a model's features of
+    its own training set ``(N, p)``: ``spectral_gap``, the largest over classes of ``σ₁/σ₂`` of the centred class
+    features (a poison sub-population adds a direction of its own), and ``ac_flagged``, the number of classes in which
+    activation clustering's smaller cluster holds under 35 % of the class (the class is flagged)."""
+    gaps = []
+    for c in np.unique(labels):
+        Fc = features[labels == c]
+        sv = np.linalg.svd(Fc - Fc.mean(0), compute_uv=False)
+        gaps.append(float(sv[0] / sv[1]) if sv[1] > 0 else math.inf)
+    flags = activation_clustering(features, labels).flags
+    return {"spectral_gap": max(gaps), "ac_flagged": float(len(np.unique(labels[flags])))}
+
+
+def _model_score(row: dict[str, Any], name: str) -> float:
+    if name == "clean_outlier":
+        top = row["clean_top"]
+        return float(top[0] / top[1]) if top[1] > 0 else math.inf
+    return float(row[name])
+
+
+@dataclass(frozen=True)
+class RunDetection:
+    """One kept run seen by every detector: its final ``asr`` and ``clean_acc``, the model-level ``scores``
+    (:data:`MODEL_SCORES`), and for a poisoned run each sample-level detector's :class:`DetectorScore` with the
+    known ``eps`` (``None`` for a clean run)."""
+
+    config: LabConfig
+    asr: float
+    clean_acc: float
+    scores: dict[str, float]
+    samples: dict[str, DetectorScore] | None
+    eps: float | None
+
+
+def detect_run(cfg: LabConfig, results_dir: str | None = None) -> RunDetection:
+    """:class:`RunDetection` of ``cfg`` from its cached results and kept weights (trained and kept if absent)."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab import cache
+
+    lab = chapter_lab_dir(results_dir)
+    res = cache.get(cfg, lab, data=cnn_mnist.mnist, keep_model=True)
+    last = res["epochs"][-1]
+    tr = cache.trained_run(cfg, lab, data=cnn_mnist.mnist())
+    feats = features(tr.model, tr.poisoned.x_train)
+    y = tr.poisoned.y_train.numpy()
+    scores = {**{n: _model_score(last, n) for n in MODEL_SCORES if n not in FEATURE_SCORES}, **class_level_scores(feats, y)}
+    if cfg.theta == 0:
+        return RunDetection(cfg, last["asr"], last["clean_acc"], scores, None, None)
+    truth = np.zeros(len(y), dtype=bool)
+    truth[tr.poisoned.poison_idx.numpy()] = True
+    eps = float(truth.sum() / (y == cfg.target).sum())
+    return RunDetection(cfg, last["asr"], last["clean_acc"], scores, score_detectors(feats, y, truth, eps, cfg.target), eps)
+
+
+def model_auroc(clean: list[RunDetection], poisoned: list[RunDetection], name: str) -> float:
+    """ROC-AUC of model-level score ``name`` for poisoned against clean models."""
+    v = [r.scores[name] for r in clean + poisoned]
+    return float(roc_auc(np.array(v), np.array([False] * len(clean) + [True] * len(poisoned))))
+
+
+def sample_auroc(poisoned: list[RunDetection], name: str) -> np.ndarray:
+    """Sample-level detector ``name``'s AUROC on each poisoned run ``(runs,)``."""
+    return np.array([r.samples[name].auroc for r in poisoned])
+
+
+# ---- Chapter 6's runs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CNNDetection:
+    """Chapter 6's seed runs seen by the detectors: ``runs[attack]`` = ``(clean, poisoned)`` lists of
+    :class:`RunDetection` over seeds."""
+
+    runs: dict[str, tuple[list[RunDetection], list[RunDetection]]]
+
+    def model_auroc(self, attack: str, name: str) -> float:
+        return model_auroc(*self.runs[attack], name)
+
+    def summary(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {}
+        means = []
+        for a, (_, poisoned) in self.runs.items():
+            k = a.replace("-", "_")
+            for name in DETECTORS:
+                means.append(float(sample_auroc(poisoned, name).mean()))
+                out[f"ch8_cnn_auroc_{glue_key(name)}_{k}"] = means[-1]
+            out[f"ch8_cnn_asr_{k}"] = float(np.mean([r.asr for r in poisoned]))
+            for name in MODEL_SCORES:
+                out[f"ch8_cnn_model_auroc_{name}_{k}"] = self.model_auroc(a, name)
+        out["ch8_cnn_n_cells_found"] = sum(m >= AUROC_FOUND for m in means)
+        out["ch8_cnn_n_cells"] = len(means)
+        out["ch8_cnn_n_models"] = sum(len(p) for _, p in self.runs.values())
+        return out
+
+    def table(self) -> Table:
+        rows = []
+        for a, (_, poisoned) in self.runs.items():
+            for name in DETECTORS:
+                au = sample_auroc(poisoned, name)
+                tp, fp = (np.array([getattr(r.samples[name], f) for r in poisoned]) for f in ("tpr", "fpr"))
+                rows.append([a, name, f"{au.mean():.3f} ± {au.std():.3f}", float(tp.mean()), float(fp.mean()), len(poisoned)])
+        return Table("tbl-ch8-cnn",
+                     r"Sample-level detectors on Chapter 6's poisoned CNNs: ROC-AUC of each detector's scores within the target "
+                     r"class (mean ± sd over seeds) and the TPR and FPR of its removals, on the penultimate features of each "
+                     r"model's own poisoned training set, with the known $\varepsilon$. " + RUN,
+                     ["attack", "detector", "AUROC", "TPR", "FPR", "models"], rows)
+
+    def model_table(self) -> Table:
+        rows = [[a, text, self.model_auroc(a, name), len(c), len(p)]
+                for a, (c, p) in self.runs.items() for name, text in MODEL_SCORES.items()]
+        return Table("tbl-ch8-cnn-models",
+                     r"Model-level detection on Chapter 6's CNNs: ROC-AUC of each final-model score for poisoned against clean "
+                     r"models (the clean models are the $\theta = 0$ runs of the same seeds, measured with the same trigger). "
+                     r"With three models a side the AUROC takes steps of 1/9. " + RUN,
+                     ["attack", "score", "AUROC", "clean models", "poisoned models"], rows)
+
+
+def _split(runs: list[RunDetection]) -> tuple[list[RunDetection], list[RunDetection]]:
+    return [r for r in runs if r.config.theta == 0], [r for r in runs if r.config.theta > 0]
+
+
+def cnn_detection(profile: str, results_dir: str | None = None) -> CNNDetection:
+    """:class:`CNNDetection` from Chapter 6's seed runs of ``profile`` (cached with their final weights, or trained)."""
+    from poisoncurv.chapters import cnn_mnist
+
+    g = cnn_mnist.grid(profile)
+    configs = {r.config.key(): r.config for name in cnn_mnist.SEED_GROUPS if name in g.groups for r in g.group(name)}
+    by_attack: dict[str, list[RunDetection]] = {}
+    for cfg in configs.values():
+        by_attack.setdefault(cfg.attack, []).append(detect_run(cfg, results_dir))
+    return CNNDetection({a: _split(v) for a, v in by_attack.items()})
+
+
+# ---- across the trigger amplitude -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CNNBoundary:
+    """The deterministic cross at amplitude ``a`` ``(A,)`` (a poison lies ``trigger_norm = 3a`` from its source):
+    ``runs[i]`` = ``(clean, poisoned)`` over seeds at ``a[i]``; ``nearest_clean``: the median distance from a clean
+    training image to its nearest other training image (the scale the trigger's distance is compared with)."""
+
+    a: np.ndarray
+    runs: tuple[tuple[list[RunDetection], list[RunDetection]], ...]
+    trigger_norm: np.ndarray
+    nearest_clean: float
+
+    def asr(self) -> np.ndarray:
+        """Final ASR of the poisoned runs ``(A, seeds)``."""
+        return np.array([[r.asr for r in p] for _, p in self.runs])
+
+    def clean_asr(self) -> np.ndarray:
+        """How often the trigger alone moves a clean model to the target ``(A, seeds)``."""
+        return np.array([[r.asr for r in c] for c, _ in self.runs])
+
+    def auroc(self, name: str) -> np.ndarray:
+        """Sample-level detector ``name``'s AUROC ``(A, seeds)``."""
+        return np.array([sample_auroc(p, name) for _, p in self.runs])
+
+    def model_auroc(self, name: str) -> np.ndarray:
+        """Model-level score ``name``'s AUROC over seeds ``(A,)``."""
+        return np.array([model_auroc(c, p, name) for c, p in self.runs])
+
+    def works(self) -> np.ndarray:
+        """Amplitudes at which the attack works (mean ASR ≥ :data:`ASR_WORKS`), bool ``(A,)``."""
+        return self.asr().mean(1) >= ASR_WORKS
+
+    def summary(self) -> dict[str, float | int]:
+        works = self.works()
+        i_min = int(np.argmax(works)) if works.any() else len(self.a) - 1
+        out: dict[str, float | int] = {
+            "ch8_amp_min": float(self.a[0]), "ch8_amp_max": float(self.a[-1]),
+            "ch8_amp_asr_min": float(self.asr()[0].mean()), "ch8_amp_asr_max": float(self.asr()[-1].mean()),
+            "ch8_amp_clean_asr_max": float(self.clean_asr().mean(1).max()),
+            "ch8_amp_works": int(works.any()), "ch8_amp_succ": float(self.a[i_min]),
+            "ch8_amp_asr_succ": float(self.asr()[i_min].mean()),
+            "ch8_amp_norm_succ": float(self.trigger_norm[i_min]), "ch8_amp_nearest_clean": self.nearest_clean,
+            "ch8_amp_norm_ratio_succ": float(self.trigger_norm[i_min] / self.nearest_clean),
+            "ch8_amp_seeds": len(self.runs[0][1]),
+        }
+        found = 0
+        for name in DETECTORS:
+            au = self.auroc(name).mean(1)
+            out[f"ch8_amp_auroc_{glue_key(name)}_succ"] = float(au[i_min])
+            out[f"ch8_amp_auroc_{glue_key(name)}_min"] = float(au[0])
+            found += au[i_min] >= AUROC_FOUND
+            # detector failing while the attack works: the largest amplitude with ASR ≥ ASR_WORKS and AUROC < AUROC_FOUND
+            blind = works & (au < AUROC_FOUND)
+            out[f"ch8_amp_blind_{glue_key(name)}"] = float(self.a[blind].max()) if blind.any() else 0.0
+        out["ch8_amp_n_found_succ"] = int(found)
+        for name in MODEL_SCORES:
+            m = self.model_auroc(name)
+            out[f"ch8_amp_model_{name}_succ"] = float(m[i_min])
+            out[f"ch8_amp_model_{name}_min_works"] = float(m[works].min()) if works.any() else math.nan
+        return out
+
+    def table(self) -> Table:
+        rows = []
+        for i, a in enumerate(self.a):
+            rows.append([float(a), float(self.trigger_norm[i]), f"{self.asr()[i].mean():.3f} ± {self.asr()[i].std():.3f}",
+                         float(self.clean_asr()[i].mean()),
+                         *[float(self.auroc(n)[i].mean()) for n in DETECTORS],
+                         *[float(self.model_auroc(n)[i]) for n in ("trig_curv_u", "clean_outlier", "spectral_gap")]])
+        return Table("tbl-ch8-amplitude",
+                     r"The deterministic cross on the MNIST CNN from far to near its source: amplitude $a$, the poison's distance "
+                     r"$3a$ from its source, the ASR of the poisoned models ($\theta = 1\,\%$, mean ± sd over seeds), the trigger's "
+                     r"ASR on the clean models, each sample-level detector's ROC-AUC within the target class (mean over seeds), "
+                     r"and three model-level AUROCs over seeds (clean against poisoned models; steps of 1/9). " + RUN,
+                     ["a", "distance", "ASR", "ASR (clean model)", *DETECTORS, "uᵀHu (known trigger)", "λ₁/λ₂ (trigger-free)",
+                      "σ₁/σ₂ (trigger-free)"], rows)
+
+
+def nearest_clean_distance(x: torch.Tensor, n: int = 1000) -> float:
+    """Median over the first ``n`` images of ``x`` ``(N, ...)`` of the distance to the nearest other image of ``x``."""
+    flat = x.flatten(1).double()
+    d = torch.cdist(flat[:n], flat)
+    d[torch.arange(min(n, len(flat))), torch.arange(min(n, len(flat)))] = math.inf
+    return float(d.min(1).values.median())
+
+
+def cnn_boundary(profile: str, results_dir: str | None = None) -> CNNBoundary:
+    """:class:`CNNBoundary` from the ``amplitude`` group of ``grids/ch08.yaml``."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab import cache
+
+    runs = grid(profile).group("amplitude")
+    a = np.array(sorted({r.config.amplitude for r in runs}))
+    det = {r.config.key(): detect_run(r.config, results_dir) for r in runs}
+    per_a = tuple(_split([det[r.config.key()] for r in runs if r.config.amplitude == ai]) for ai in a)
+    lab = chapter_lab_dir(results_dir)
+    norms = np.array([cache.get(p[0].config, lab, data=cnn_mnist.mnist)["poison"]["trigger_norm"] for _, p in per_a])
+    first = runs[0].config
+    data = cnn_mnist.mnist().subset(first.n_train, first.n_test, first.seed)
+    return CNNBoundary(a, per_a, norms, nearest_clean_distance(to_float(data.x_train)))
+
+
+# ---- defences on one frontier -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One defended model: ``family`` (e.g. ``"input-gradient penalty"``), its ``setting`` in words, final
+    ``clean_acc`` and ``asr``; filters add the ``tpr``/``fpr`` of their removals."""
+
+    family: str
+    setting: str
+    clean_acc: float
+    asr: float
+    tpr: float = math.nan
+    fpr: float = math.nan
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """Every defence against one attack as points (clean accuracy, ASR); ``undefended`` is the same run without any."""
+
+    attack: str
+    undefended: FrontierPoint
+    points: tuple[FrontierPoint, ...]
+
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(p.family for p in self.points))
+
+    def best_free(self, family: str) -> FrontierPoint | None:
+        """The family's lowest-ASR point within :data:`ACC_BUDGET` of the undefended clean accuracy (``None``: none)."""
+        ok = [p for p in self.points if p.family == family and p.clean_acc >= self.undefended.clean_acc - ACC_BUDGET]
+        return min(ok, key=lambda p: p.asr) if ok else None
+
+    def cheapest_safe(self, family: str) -> FrontierPoint | None:
+        """The family's highest-accuracy point with ASR ≤ :data:`ASR_SAFE` (``None``: the family never gets there)."""
+        ok = [p for p in self.points if p.family == family and p.asr <= ASR_SAFE]
+        return max(ok, key=lambda p: p.clean_acc) if ok else None
+
+    def summary(self, tag: str) -> dict[str, float | int]:
+        out: dict[str, float | int] = {f"ch8_{tag}_acc_none": self.undefended.clean_acc, f"ch8_{tag}_asr_none": self.undefended.asr}
+        n_free_safe = 0
+        for fam in self.families():
+            free, safe = self.best_free(fam), self.cheapest_safe(fam)
+            out[f"ch8_{tag}_free_asr_{glue_key(fam)}"] = free.asr if free else math.nan
+            out[f"ch8_{tag}_safe_acc_{glue_key(fam)}"] = safe.clean_acc if safe else math.nan
+            n_free_safe += bool(free and free.asr <= ASR_SAFE)
+        out[f"ch8_{tag}_n_free_safe"] = n_free_safe
+        out[f"ch8_{tag}_n_families"] = len(self.families())
+        return out
+
+    def table(self, name: str, caption: str) -> Table:
+        rows = [[p.family, p.setting, p.clean_acc, p.asr, p.tpr, p.fpr] for p in (self.undefended, *self.points)]
+        return Table(name, caption + " " + RUN, ["defence", "setting", "clean accuracy", "ASR", "TPR", "FPR"], rows)
+
+
+def _point(family: str, setting: str, res: dict[str, Any]) -> FrontierPoint:
+    last = res["epochs"][-1]
+    f = res.get("filter")
+    return FrontierPoint(family, setting, last["clean_acc"], last["asr"], *((f["tpr"], f["fpr"]) if f else ()))
+
+
+def filter_points(runs: list, results_dir: str | None) -> list[FrontierPoint]:
+    """One point per filter run of a grid group (detector names as in :data:`DETECTORS`)."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab import cache
+
+    lab = chapter_lab_dir(results_dir)
+    return [_point("filter-then-retrain", DETECTOR_OF[r.config.filter], cache.get(r.config, lab, data=cnn_mnist.mnist))
+            for r in runs]
+
+
+def frontier(profile: str, results_dir: str | None = None) -> Frontier:
+    """The stochastic cross (θ = 1 %) of Chapter 6's defence groups: κ with and without augmentation, weight decay,
+    early stopping (every epoch of the undefended run) and this chapter's filter-then-retrain runs."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab import cache
+
+    lab = chapter_lab_dir(results_dir)
+    g6, g8 = cnn_mnist.grid(profile), grid(profile)
+    get = lambda cfg: cache.get(cfg, lab, data=cnn_mnist.mnist)  # noqa: E731
+    base = g8.group("frontier_base")[0].config
+    none = get(base)
+    undefended = _point("none", "undefended", none)
+    pts = [FrontierPoint("early stopping", f"epoch {row['epoch']:g}", row["clean_acc"], row["asr"])
+           for row in none["epochs"][1:-1]]
+    for r in g6.group("defence"):
+        c = r.config
+        if c.kappa == 0 and not c.augment:
+            continue
+        fam = ("augmentation" if c.kappa == 0 else "κ + augmentation") if c.augment else "input-gradient penalty"
+        pts.append(_point(fam, f"κ_paper = {c.kappa * c.batch_size ** 2:g}" if c.kappa else "shifts ≤ 2 px", get(c)))
+    pts += [_point("weight decay", f"wd = {r.config.weight_decay:g}", get(r.config)) for r in g6.group("weight_decay")]
+    pts += filter_points(g8.group("filter"), results_dir)
+    return Frontier(base.attack, undefended, tuple(pts))
+
+
+# ---- the adaptive attacker --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """The low-curvature trigger (``lowcurv``) against the cross of the same norm and amplitude (``a = 1``):
+    ``runs[label]`` = ``(clean, poisoned)`` over seeds, one label per attack and poison fraction (``"cross θ=1%"``,
+    ``"lowcurv θ=5%"``, ...); ``surrogate_curv[attack]`` = ``tᵀ H̄ t`` on the attacker's surrogate (seed 0);
+    ``defence``: the input-gradient penalty against ``lowcurv`` at ``defended`` (with the undefended run first);
+    ``filters``: each detector's filter-then-retrain against it there; ``pattern``: the trigger ``(28, 28)`` of seed 0."""
+
+    runs: dict[str, tuple[list[RunDetection], list[RunDetection]]]
+    surrogate_curv: dict[str, float]
+    defended: str
+    defence: tuple[FrontierPoint, ...]
+    filters: tuple[FrontierPoint, ...]
+    pattern: np.ndarray
+
+    def curv_ratio(self, label: str, where: str = "trig") -> np.ndarray:
+        """``uᵀHu`` of each poisoned model over the clean model of the same seed, at ``where`` inputs ``(seeds,)``."""
+        clean, poisoned = self.runs[label]
+        ref = {r.config.seed: r.scores for r in clean}
+        return np.array([r.scores[f"{where}_curv_u"] / ref[r.config.seed][f"{where}_curv_u"] for r in poisoned])
+
+    def asr(self, label: str) -> np.ndarray:
+        return np.array([r.asr for r in self.runs[label][1]])
+
+    def summary(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {}
+        for label, (clean, poisoned) in self.runs.items():
+            k = glue_key(label.replace("θ=", "theta "))
+            out[f"ch8_adv_asr_{k}"] = float(self.asr(label).mean())
+            out[f"ch8_adv_asr_min_{k}"] = float(self.asr(label).min())
+            out[f"ch8_adv_acc_{k}"] = float(np.mean([r.clean_acc for r in poisoned]))
+            out[f"ch8_adv_ratio_trig_{k}"] = float(np.median(self.curv_ratio(label, "trig")))
+            out[f"ch8_adv_ratio_clean_{k}"] = float(np.median(self.curv_ratio(label, "clean")))
+            for name in MODEL_SCORES:
+                out[f"ch8_adv_model_{name}_{k}"] = model_auroc(clean, poisoned, name)
+            for name in DETECTORS:
+                out[f"ch8_adv_auroc_{glue_key(name)}_{k}"] = float(sample_auroc(poisoned, name).mean())
+        for attack, v in self.surrogate_curv.items():
+            out[f"ch8_adv_surrogate_{glue_key(attack)}"] = v
+        out["ch8_adv_surrogate_ratio"] = self.surrogate_curv["cross-deterministic"] / self.surrogate_curv["lowcurv"]
+        out["ch8_adv_defended"] = self.defended
+        safe = [p for p in self.defence if p.asr <= ASR_SAFE]
+        out["ch8_adv_kappa_safe_acc"] = max(p.clean_acc for p in safe) if safe else math.nan
+        out["ch8_adv_kappa_min_asr"] = min(p.asr for p in self.defence)
+        for p in self.filters:
+            out[f"ch8_adv_filter_asr_{glue_key(p.setting)}"] = p.asr
+            out[f"ch8_adv_filter_tpr_{glue_key(p.setting)}"] = p.tpr
+        out["ch8_adv_filter_max_asr"] = max(p.asr for p in self.filters)
+        return out
+
+    def table(self) -> Table:
+        rows = []
+        for label, (clean, poisoned) in self.runs.items():
+            rows.append([label, f"{self.asr(label).mean():.3f} (min {self.asr(label).min():.3f})",
+                         float(np.median(self.curv_ratio(label, "trig"))), float(np.median(self.curv_ratio(label, "clean"))),
+                         *[model_auroc(clean, poisoned, n) for n in ("trig_curv_u", "trig_overlap", "clean_outlier")],
+                         *[float(sample_auroc(poisoned, n).mean()) for n in DETECTORS]])
+        return Table("tbl-ch8-adaptive",
+                     r"The adaptive attacker's low-curvature trigger against the cross (both 9 pixels at amplitude $a = 1$, so "
+                     r"the same distance 3 from the source), by poison fraction: the ASR (mean over seeds, and the lowest), the "
+                     r"median over seeds of $u^\top H u$ of the poisoned model over the clean model's at triggered and at clean "
+                     r"inputs, three model-level AUROCs over seeds (steps of 1/9) and each sample-level detector's AUROC. " + RUN,
+                     ["trigger", "ASR", "uᵀHu ratio (triggered)", "uᵀHu ratio (clean)", "uᵀHu AUROC", "overlap AUROC",
+                      "λ₁/λ₂ AUROC", *DETECTORS], rows)
+
+
+def _label(cfg: LabConfig) -> str:
+    return f"{'cross' if cfg.attack == 'cross-deterministic' else cfg.attack} θ={100 * cfg.theta:g}%"
+
+
+def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
+    """:class:`Adaptive` from the ``adaptive``, ``adaptive_defence`` and ``adaptive_filter`` groups of ``grids/ch08.yaml``
+    (the cross is the ``amplitude`` group's ``a = 1``)."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab import cache
+    from poisoncurv.lab.adaptive import N_HESSIAN, N_SURROGATE, lowcurv_pattern, mean_input_hessian, train_surrogate
+    from poisoncurv.lab.attacks import cross_pattern
+
+    g = grid(profile)
+    lab = chapter_lab_dir(results_dir)
+    runs: dict[str, tuple[list[RunDetection], list[RunDetection]]] = {}
+    for configs in ([r.config for r in g.group("amplitude") if r.config.amplitude == 1.0],
+                    [r.config for r in g.group("adaptive")]):
+        det = [detect_run(c, results_dir) for c in configs]
+        clean = [d for d in det if d.config.theta == 0]
+        for theta in sorted({d.config.theta for d in det} - {0.0}):
+            poisoned = [d for d in det if d.config.theta == theta]
+            runs[_label(poisoned[0].config)] = (clean, poisoned)
+    first = g.group("adaptive")[0].config
+    data = cnn_mnist.mnist().subset(first.n_train, first.n_test, first.seed)
+    x, y = to_float(data.x_train), data.y_train
+    H = mean_input_hessian(train_surrogate(x[:N_SURROGATE], y[:N_SURROGATE], first.seed), x[:N_HESSIAN])
+    t = lowcurv_pattern(x, y, first.seed).flatten().double()
+    c = cross_pattern((1, 28, 28)).flatten().double()
+    surrogate = {"cross-deterministic": float(c @ H @ c), "lowcurv": float(t @ H @ t)}
+    defended = g.group("adaptive_defence")[0].config
+    undefended = replace(defended, kappa=0.0)
+    defence = tuple([_point("none", "undefended", cache.get(undefended, lab, data=cnn_mnist.mnist))]
+                    + [_point("input-gradient penalty", f"κ_paper = {r.config.kappa * r.config.batch_size ** 2:g}",
+                              cache.get(r.config, lab, data=cnn_mnist.mnist)) for r in g.group("adaptive_defence")])
+    return Adaptive(runs, surrogate, _label(defended), defence, tuple(filter_points(g.group("adaptive_filter"), results_dir)),
+                    t.reshape(28, 28).numpy())
