@@ -2,6 +2,7 @@
 drivers on the committed cpu-profile runs of grids/ch08.yaml (loaded from results/lab, nothing is trained)."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -80,8 +81,12 @@ def test_adaptive_trigger_is_flatter_on_its_surrogate_and_ratios_by_hand():
     adv = cx.adaptive("cpu")
     assert adv.surrogate_curv["lowcurv"] < adv.surrogate_curv["cross-deterministic"]
     assert adv.pattern.sum() == 9 and set(np.unique(adv.pattern)) == {0.0, 1.0}
-    clean, poisoned = adv.runs["lowcurv"]
+    assert set(adv.runs) == {"cross θ=1%", "lowcurv θ=1%", "lowcurv θ=2%", "lowcurv θ=5%"}
+    clean, poisoned = adv.runs["lowcurv θ=5%"]
+    assert [r.config.theta for r in poisoned] == [0.05] * 3 and [r.config.theta for r in clean] == [0.0] * 3
     r = poisoned[0]
     ref = next(c for c in clean if c.config.seed == r.config.seed)
-    assert adv.curv_ratio("lowcurv")[0] == pytest.approx(r.scores["trig_curv_u"] / ref.scores["trig_curv_u"])
+    assert adv.curv_ratio("lowcurv θ=5%")[0] == pytest.approx(r.scores["trig_curv_u"] / ref.scores["trig_curv_u"])
+    undefended = cache.get(replace(cx.grid("cpu").group("adaptive_defence")[0].config, kappa=0.0))
+    assert adv.defence[0].asr == undefended["epochs"][-1]["asr"] and adv.defended == "lowcurv θ=5%"
     assert len(adv.defence) == 1 + len(cx.grid("cpu").group("adaptive_defence")) and len(adv.filters) == 4
