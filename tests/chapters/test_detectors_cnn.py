@@ -86,7 +86,7 @@ def test_adaptive_trigger_is_flatter_on_its_surrogate_and_ratios_by_hand():
     assert [r.config.theta for r in poisoned] == [0.05] * 3 and [r.config.theta for r in clean] == [0.0] * 3
     r = poisoned[0]
     ref = next(c for c in clean if c.config.seed == r.config.seed)
-    assert adv.curv_ratio("lowcurv θ=5%")[0] == pytest.approx(r.scores["trig_curv_u"] / ref.scores["trig_curv_u"])
+    assert adv.curv_ratio("lowcurv θ=5%")[0] == pytest.approx(r.final["trig_curv_u"] / ref.final["trig_curv_u"])
     undefended = cache.get(replace(cx.grid("cpu").group("adaptive_defence")[0].config, kappa=0.0))
     assert adv.defence[0].asr == undefended["epochs"][-1]["asr"] and adv.defended == "lowcurv θ=5%"
     assert len(adv.defence) == 1 + len(cx.grid("cpu").group("adaptive_defence")) and len(adv.filters) == 4

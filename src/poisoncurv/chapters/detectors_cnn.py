@@ -71,13 +71,14 @@ def _model_score(row: dict[str, Any], name: str) -> float:
 @dataclass(frozen=True)
 class RunDetection:
     """One kept run seen by every detector: its final ``asr`` and ``clean_acc``, the model-level ``scores``
-    (:data:`MODEL_SCORES`), and for a poisoned run each sample-level detector's :class:`DetectorScore` with the
-    known ``eps`` (``None`` for a clean run)."""
+    (:data:`MODEL_SCORES`), the ``final`` row of its results (every measure of the last evaluation), and for a
+    poisoned run each sample-level detector's :class:`DetectorScore` with the known ``eps`` (``None`` for a clean run)."""
 
     config: LabConfig
     asr: float
     clean_acc: float
     scores: dict[str, float]
+    final: dict[str, Any]
     samples: dict[str, DetectorScore] | None
     eps: float | None
 
@@ -95,11 +96,11 @@ def detect_run(cfg: LabConfig, results_dir: str | None = None) -> RunDetection:
     y = tr.poisoned.y_train.numpy()
     scores = {**{n: _model_score(last, n) for n in MODEL_SCORES if n not in FEATURE_SCORES}, **class_level_scores(feats, y)}
     if cfg.theta == 0:
-        return RunDetection(cfg, last["asr"], last["clean_acc"], scores, None, None)
+        return RunDetection(cfg, last["asr"], last["clean_acc"], scores, last, None, None)
     truth = np.zeros(len(y), dtype=bool)
     truth[tr.poisoned.poison_idx.numpy()] = True
     eps = float(truth.sum() / (y == cfg.target).sum())
-    return RunDetection(cfg, last["asr"], last["clean_acc"], scores, score_detectors(feats, y, truth, eps, cfg.target), eps)
+    return RunDetection(cfg, last["asr"], last["clean_acc"], scores, last, score_detectors(feats, y, truth, eps, cfg.target), eps)
 
 
 def model_auroc(clean: list[RunDetection], poisoned: list[RunDetection], name: str) -> float:
@@ -242,6 +243,9 @@ class CNNBoundary:
             m = self.model_auroc(name)
             out[f"ch8_amp_model_{name}_succ"] = float(m[i_min])
             out[f"ch8_amp_model_{name}_min_works"] = float(m[works].min()) if works.any() else math.nan
+            out[f"ch8_amp_model_{name}_max_works"] = float(m[works].max()) if works.any() else math.nan
+        # the clean models' accuracy across seeds (θ = 0: the same training at every amplitude)
+        out["ch8_amp_clean_acc_sd"] = float(np.std([r.clean_acc for r in self.runs[0][0]]))
         return out
 
     def table(self) -> Table:
@@ -330,6 +334,12 @@ class Frontier:
             out[f"ch8_{tag}_safe_acc_{glue_key(fam)}"] = safe.clean_acc if safe else math.nan
             n_free_safe += bool(free and free.asr <= ASR_SAFE)
         out[f"ch8_{tag}_n_free_safe"] = n_free_safe
+        filters = [p for p in self.points if not math.isnan(p.tpr)]
+        if filters:
+            out[f"ch8_{tag}_filter_min_tpr"] = min(p.tpr for p in filters)
+            out[f"ch8_{tag}_filter_max_asr"] = max(p.asr for p in filters)
+            out[f"ch8_{tag}_filter_min_fpr"] = min(p.fpr for p in filters)
+            out[f"ch8_{tag}_filter_max_fpr"] = max(p.fpr for p in filters)
         out[f"ch8_{tag}_n_families"] = len(self.families())
         return out
 
@@ -372,7 +382,7 @@ def frontier(profile: str, results_dir: str | None = None) -> Frontier:
         c = r.config
         if c.kappa == 0 and not c.augment:
             continue
-        fam = ("augmentation" if c.kappa == 0 else "κ + augmentation") if c.augment else "input-gradient penalty"
+        fam = ("augmentation" if c.kappa == 0 else "penalty + augmentation") if c.augment else "input-gradient penalty"
         pts.append(_point(fam, f"κ_paper = {c.kappa * c.batch_size ** 2:g}" if c.kappa else "shifts ≤ 2 px", get(c)))
     pts += [_point("weight decay", f"wd = {r.config.weight_decay:g}", get(r.config)) for r in g6.group("weight_decay")]
     pts += filter_points(g8.group("filter"), results_dir)
@@ -400,8 +410,8 @@ class Adaptive:
     def curv_ratio(self, label: str, where: str = "trig") -> np.ndarray:
         """``uᵀHu`` of each poisoned model over the clean model of the same seed, at ``where`` inputs ``(seeds,)``."""
         clean, poisoned = self.runs[label]
-        ref = {r.config.seed: r.scores for r in clean}
-        return np.array([r.scores[f"{where}_curv_u"] / ref[r.config.seed][f"{where}_curv_u"] for r in poisoned])
+        ref = {r.config.seed: r.final for r in clean}
+        return np.array([r.final[f"{where}_curv_u"] / ref[r.config.seed][f"{where}_curv_u"] for r in poisoned])
 
     def asr(self, label: str) -> np.ndarray:
         return np.array([r.asr for r in self.runs[label][1]])
@@ -426,9 +436,13 @@ class Adaptive:
         safe = [p for p in self.defence if p.asr <= ASR_SAFE]
         out["ch8_adv_kappa_safe_acc"] = max(p.clean_acc for p in safe) if safe else math.nan
         out["ch8_adv_kappa_min_asr"] = min(p.asr for p in self.defence)
+        for p in self.defence[1:]:
+            out[f"ch8_adv_kappa_{p.setting.split('= ')[1].replace('+', '')}_asr"] = p.asr
+            out[f"ch8_adv_kappa_{p.setting.split('= ')[1].replace('+', '')}_acc"] = p.clean_acc
+        out["ch8_adv_acc_none"], out["ch8_adv_asr_none"] = self.defence[0].clean_acc, self.defence[0].asr
         for p in self.filters:
-            out[f"ch8_adv_filter_asr_{glue_key(p.setting)}"] = p.asr
-            out[f"ch8_adv_filter_tpr_{glue_key(p.setting)}"] = p.tpr
+            for field in ("asr", "tpr", "fpr", "clean_acc"):
+                out[f"ch8_adv_filter_{field}_{glue_key(p.setting)}"] = getattr(p, field)
         out["ch8_adv_filter_max_asr"] = max(p.asr for p in self.filters)
         return out
 
