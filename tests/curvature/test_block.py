@@ -5,7 +5,13 @@ import torch
 from dense_ops import with_spectrum
 from torch import nn
 
-from poisoncurv.curvature import input_hessian, per_example_input_hessian, per_example_top_eigen, top_eigen_block
+from poisoncurv.curvature import (
+    exact_input_hessian,
+    input_hessian,
+    per_example_input_hessian,
+    per_example_top_eigen,
+    top_eigen_block,
+)
 from poisoncurv.curvature import reference as ref
 from poisoncurv.models import MLP
 
@@ -41,6 +47,32 @@ def test_block_on_a_network_input_hessian():
     H = ref.per_example_input_hessians(model, nn.CrossEntropyLoss(), x, y).mean(0)
     res = top_eigen_block(op, 6, block_size=3, tol=1e-10)
     torch.testing.assert_close(res.values, torch.linalg.eigvalsh(H).flip(0)[:6], rtol=1e-8, atol=0)
+
+
+def test_block_on_the_exact_factor_operator_of_a_relu_cnn():
+    """Block Lanczos through exact_input_hessian (ReLU CNN, premise checked) against the dense float64
+    torch.func Hessian: eigenvalues, the true residuals against the dense matrix, and the operator itself."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 3 * 3, 12), nn.ReLU(), nn.Linear(12, 6)).eval()
+    x, y = torch.randn(7, 2, 6, 6), torch.randint(0, 6, (7,))
+    loss_fn = nn.CrossEntropyLoss()
+    H = ref.per_example_input_hessians(model, loss_fn, x, y).mean(0)
+    op = exact_input_hessian(model, loss_fn, x, y)
+    assert op.premise_gap <= 1e-12
+    assert float((op.dense() - H).norm() / H.norm()) <= 1e-10
+    V = torch.randn(72, 5)
+    torch.testing.assert_close(op @ V, H @ V, rtol=1e-10, atol=1e-12 * float(H.abs().max()))
+    res = top_eigen_block(op, 10, tol=1e-9)
+    exact = torch.linalg.eigvalsh(H).flip(0)[:10]
+    assert res.converged
+    assert float(((res.values - exact).abs() / exact.abs().max()).max()) <= 1e-9
+    true = (H @ res.vectors - res.vectors * res.values).norm(dim=0)
+    torch.testing.assert_close(res.residuals, true, rtol=1e-6, atol=1e-13 * float(exact[0]))
+    # at the benchmark's tolerance the contract holds against the dense matrix too
+    loose = top_eigen_block(op, 10, tol=1e-3)
+    true = (H @ loose.vectors - loose.vectors * loose.values).norm(dim=0)
+    assert loose.converged and bool((true <= 1e-3 * loose.values.abs() + 72**0.5 * 2.3e-16 * float(exact[0])).all())
 
 
 def test_per_example_top_eigen_matches_dense_per_example():

@@ -9,6 +9,7 @@ from poisoncurv.curvature import (
     assert_piecewise_linear,
     exact_dataset_hessian,
     exact_input_curvature,
+    exact_input_hessian,
     input_hessian,
     premise_gap,
     top_eigen,
@@ -81,6 +82,8 @@ def test_premise_fails_for_smooth_model():
         exact_input_curvature(model, nn.CrossEntropyLoss(), x, y)
     with pytest.raises(ValueError, match="exact route does not apply"):
         assert_piecewise_linear(model, nn.CrossEntropyLoss(), x, y)
+    with pytest.raises(ValueError, match="exact route does not apply"):
+        exact_input_hessian(model, nn.CrossEntropyLoss(), x, y)
     relu = MLP(6, (8,), 3).eval()
     assert assert_piecewise_linear(relu, nn.CrossEntropyLoss(), x, y) <= 1e-12
     # the caller may skip the check (then the factors are the GGN's, not the Hessian's)

@@ -4,7 +4,8 @@
 - :mod:`.hessian`    ``input_hessian`` (mean over examples), ``per_example_input_hessian``
 - :mod:`.ggn`        ``input_ggn``, ``input_fisher`` (true or empirical)
 - :mod:`.param`      ``param_hessian`` (for comparison)
-- :mod:`.exact`      exact per-example spectra and dataset averages for piecewise-linear models
+- :mod:`.exact`      exact per-example spectra, dataset averages and the factor operator
+                     ``exact_input_hessian`` for piecewise-linear models
 - :mod:`.reference`  dense ``torch.func`` oracles (tests, benchmarks)
 - :mod:`.lanczos`    the one Lanczos step and shared solver helpers
 - :mod:`.eigen`      ``top_eigen`` (Lanczos), ``spectral_density`` (SLQ), ``overlap`` (squared cosine)
@@ -21,6 +22,7 @@ from poisoncurv.curvature.exact import (
     assert_piecewise_linear,
     exact_dataset_hessian,
     exact_input_curvature,
+    exact_input_hessian,
     input_jacobian,
     premise_gap,
 )
@@ -29,6 +31,7 @@ from poisoncurv.curvature.hessian import input_hessian, per_example_input_hessia
 from poisoncurv.curvature.param import param_hessian
 
 __all__ = ["CurvatureOperator", "EigenResult", "ExactCurvature", "SpectralMeasure", "assert_piecewise_linear",
-           "check_eval_mode", "exact_dataset_hessian", "exact_input_curvature", "input_fisher", "input_ggn",
+           "check_eval_mode", "exact_dataset_hessian", "exact_input_curvature", "exact_input_hessian",
+           "input_fisher", "input_ggn",
            "input_hessian", "input_jacobian", "overlap", "param_hessian", "per_example_input_hessian",
            "per_example_top_eigen", "premise_gap", "spectral_density", "top_eigen", "top_eigen_block"]

@@ -96,7 +96,10 @@ def top_eigen_block(op: Operator, k: int, *, block_size: int | None = None, tol:
     ``θ_i`` is then within that residual of an eigenvalue. ``vectors`` ``(d, k)`` orthonormal,
     ``values`` ``(k,)`` float64 descending, ``n_products`` columns applied (default cap
     ``min(d, max(20k, 100 + p))``). Faster than one vector per step when the operator's batched
-    product costs less than ``p`` single ones (``input_hessian``: one vectorised double backward).
+    product costs less than ``p`` single ones. On CPU a vectorised double backward through
+    ``input_hessian`` costs more per vector than a single one (measured in ``benchmarks/``); for
+    piecewise-linear models pass :func:`~poisoncurv.curvature.exact.exact_input_hessian` (the same
+    matrix through its exact factors, premise checked), whose block products are matrix products.
     """
     d = check_square(op)
     check_k_tol(d, k, tol)

@@ -1,0 +1,54 @@
+"""benchmarks/bench_peers.py at tiny sizes: every method's entry in the JSON, inline and in worker processes."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+from poisoncurv.core.paths import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "benchmarks" / "bench_peers.py"
+PEERS = ("curvlinops-for-pytorch", "backpack-for-pytorch", "pyhessian", "torch", "scipy")
+
+
+def run(tmp_path, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--models", "lenet", "--n-lenet", "4", "--repeats", "1",
+                           "--out", str(tmp_path), "--name", "peers", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((tmp_path / "peers.json").read_text())
+
+
+def test_every_method_inline(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_peers", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = run(tmp_path, "--threads", "1", "--isolation", "inline")
+    assert all(out["versions"][p] != "not installed" for p in PEERS)
+    assert {"backpack_input_curvature_extensions", "pyhessian_input_curvature"} <= set(out["not_run"])
+    assert len(out["environment_start"]["load_average_1_5_15"]) == 3 and "load_average_1_5_15" in out["environment_end"]
+    (r,) = out["runs"]
+    assert r["n"] == 4 and r["threads"] == 1 and len(r["exact_top_float64"]) == 10
+    assert set(r["methods"]) == set(bench.METHODS)
+    for name, e in r["methods"].items():
+        assert "error" not in e, (name, e)
+        assert len(e["times_s"]) == 1 and e["median_s"] > 0 and e["first_call_s"] > 0
+        if "rel_diff_to_poisoncurv_hvp" in e:  # every peer's product is the project's mean input HVP
+            assert e["rel_diff_to_poisoncurv_hvp"] <= 1e-4, name
+        if "max_rel_err_vs_float64_exact" in e:
+            assert e["max_rel_err_vs_float64_exact"] <= 1e-2 and e["max_true_rel_residual"] <= 1e-2, name
+    assert r["methods"]["poisoncurv_block_exact"]["converged"]
+    assert "block_exact_speedup_over_eigsh_poisoncurv" in r["ratios"]
+    assert "pyhessian_over_poisoncurv_param_top1" in r["ratios"]
+
+
+def test_worker_processes_and_target_only_at_other_thread_counts(tmp_path):
+    out = run(tmp_path, "--threads", "1", "2", "--methods", "gradient", "poisoncurv_hvp", "backpack_hvp")
+    one, two = out["runs"]
+    assert set(one["methods"]) == {"gradient", "poisoncurv_hvp", "backpack_hvp"}
+    assert set(two["methods"]) == {"gradient", "poisoncurv_hvp"}  # peers run at --peer-threads only
+    for e in (*one["methods"].values(), *two["methods"].values()):
+        assert "error" not in e and e["process_peak_mib"] >= e["peak_mib_before_setup"] > 0
+    assert one["methods"]["backpack_hvp"]["import_s"] >= 0
