@@ -242,8 +242,9 @@ class CNNBoundary:
         for name in MODEL_SCORES:
             m = self.model_auroc(name)
             out[f"ch8_amp_model_{name}_succ"] = float(m[i_min])
-            out[f"ch8_amp_model_{name}_min_works"] = float(m[works].min()) if works.any() else math.nan
-            out[f"ch8_amp_model_{name}_max_works"] = float(m[works].max()) if works.any() else math.nan
+            if works.any():
+                out[f"ch8_amp_model_{name}_min_works"] = float(m[works].min())
+                out[f"ch8_amp_model_{name}_max_works"] = float(m[works].max())
         # the clean models' accuracy across seeds (θ = 0: the same training at every amplitude)
         out["ch8_amp_clean_acc_sd"] = float(np.std([r.clean_acc for r in self.runs[0][0]]))
         return out
@@ -330,8 +331,10 @@ class Frontier:
         n_free_safe = 0
         for fam in self.families():
             free, safe = self.best_free(fam), self.cheapest_safe(fam)
-            out[f"ch8_{tag}_free_asr_{glue_key(fam)}"] = free.asr if free else math.nan
-            out[f"ch8_{tag}_safe_acc_{glue_key(fam)}"] = safe.clean_acc if safe else math.nan
+            if free:     # (absent keys, not NaN: a family with no such point has nothing to glue)
+                out[f"ch8_{tag}_free_asr_{glue_key(fam)}"] = free.asr
+            if safe:
+                out[f"ch8_{tag}_safe_acc_{glue_key(fam)}"] = safe.clean_acc
             n_free_safe += bool(free and free.asr <= ASR_SAFE)
         out[f"ch8_{tag}_n_free_safe"] = n_free_safe
         filters = [p for p in self.points if not math.isnan(p.tpr)]
@@ -344,7 +347,8 @@ class Frontier:
         return out
 
     def table(self, name: str, caption: str) -> Table:
-        rows = [[p.family, p.setting, p.clean_acc, p.asr, p.tpr, p.fpr] for p in (self.undefended, *self.points)]
+        rows = [[p.family, p.setting, p.clean_acc, p.asr, *(("–", "–") if math.isnan(p.tpr) else (p.tpr, p.fpr))]
+                for p in (self.undefended, *self.points)]
         return Table(name, caption + " " + RUN, ["defence", "setting", "clean accuracy", "ASR", "TPR", "FPR"], rows)
 
 
@@ -434,7 +438,8 @@ class Adaptive:
         out["ch8_adv_surrogate_ratio"] = self.surrogate_curv["cross-deterministic"] / self.surrogate_curv["lowcurv"]
         out["ch8_adv_defended"] = self.defended
         safe = [p for p in self.defence if p.asr <= ASR_SAFE]
-        out["ch8_adv_kappa_safe_acc"] = max(p.clean_acc for p in safe) if safe else math.nan
+        if safe:
+            out["ch8_adv_kappa_safe_acc"] = max(p.clean_acc for p in safe)
         out["ch8_adv_kappa_min_asr"] = min(p.asr for p in self.defence)
         for p in self.defence[1:]:
             out[f"ch8_adv_kappa_{p.setting.split('= ')[1].replace('+', '')}_asr"] = p.asr
@@ -487,7 +492,12 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
     first = g.group("adaptive")[0].config
     data = cnn_mnist.mnist().subset(first.n_train, first.n_test, first.seed)
     x, y = to_float(data.x_train), data.y_train
-    H = mean_input_hessian(train_surrogate(x[:N_SURROGATE], y[:N_SURROGATE], first.seed), x[:N_HESSIAN])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)     # as lowcurv_pattern: the surrogate the attacker used, to the last bit
+    try:
+        H = mean_input_hessian(train_surrogate(x[:N_SURROGATE], y[:N_SURROGATE], first.seed), x[:N_HESSIAN])
+    finally:
+        torch.set_num_threads(threads)
     t = lowcurv_pattern(x, y, first.seed).flatten().double()
     c = cross_pattern((1, 28, 28)).flatten().double()
     surrogate = {"cross-deterministic": float(c @ H @ c), "lowcurv": float(t @ H @ t)}

@@ -76,9 +76,16 @@ def greedy_pattern(H: Tensor, n_pixels: int, allowed: Tensor | None = None) -> t
 
 def lowcurv_pattern(x_train: Tensor, y_train: Tensor, seed: int) -> Tensor:
     """The ``lowcurv`` trigger pattern ``(1, 28, 28)`` (0/1, :data:`N_PIXELS` ones) from the clean training
-    images ``x_train`` (before poisoning) and labels, by the recipe of the module docstring."""
-    x, y = x_train[:N_SURROGATE], y_train[:N_SURROGATE]
-    model = train_surrogate(x, y, seed)
-    H = mean_input_hessian(model, x[:N_HESSIAN])
-    t, _ = greedy_pattern(H, N_PIXELS)
+    images ``x_train`` (before poisoning) and labels, by the recipe of the module docstring. On the CPU it runs on
+    one thread, as the lab's training does: the greedy choice is discrete, and summation order must not move it."""
+    threads = torch.get_num_threads()
+    if x_train.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        x, y = x_train[:N_SURROGATE], y_train[:N_SURROGATE]
+        model = train_surrogate(x, y, seed)
+        H = mean_input_hessian(model, x[:N_HESSIAN])
+        t, _ = greedy_pattern(H, N_PIXELS)
+    finally:
+        torch.set_num_threads(threads)
     return t.reshape(x_train.shape[1:]).to(x_train.dtype)
