@@ -137,3 +137,15 @@ def test_a_defence_of_an_attack_that_fails_undefended_is_not_evidence():
     ch = chapter({"theta": [clean], "defence": cells, "weight_decay": []})
     s = dr.defence_result(ch, {"warp": ("defence", "weight_decay")}, "t", "run").summary()
     assert s["t_def_warp_attack_works"] == "no" and s["t_def_warp_e3_holds"] == "n/a" and s["t_n_e3_testable"] == 0
+
+
+def test_clean_model_matches_files_written_before_a_field_existed():
+    """A run file from the current code (with every field, e.g. ``filter``) finds its clean model in a file written
+    before that field existed (no ``filter`` key: it holds the default)."""
+    poisoned, clean = cfg(attack="badnets", theta=0.05, kappa=1.0), cfg(attack="badnets", theta=0.0)
+    ch = chapter({"g": [(poisoned, rows(T, [0.9] * 5), None), (clean, rows(T, [0.0] * 5), None)]})
+    old = ch.results[clean.key()]
+    old["config"] = {k: v for k, v in old["config"].items() if k != "filter"}
+    assert ch.clean_model(ch.results[poisoned.key()]) is old
+    assert ch.clean_model({**ch.results[poisoned.key()], "config": {**ch.results[poisoned.key()]["config"],
+                                                                     "filter": "ac"}}) is None

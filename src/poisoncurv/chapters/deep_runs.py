@@ -31,7 +31,7 @@ import numpy as np
 from poisoncurv.book.tables import Table
 from poisoncurv.core.fitting import settled_time
 from poisoncurv.lab.cache import get
-from poisoncurv.lab.config import LabConfig, recipe
+from poisoncurv.lab.config import ADDED_FIELDS, LabConfig, recipe
 from poisoncurv.lab.data import ImageData
 from poisoncurv.lab.grid import Grid
 
@@ -79,12 +79,12 @@ class ChapterRuns:
     def clean_model(self, res: dict[str, Any]) -> dict[str, Any] | None:
         """The undefended clean model of a run: its configuration with ``theta = 0``, κ = 0, no augmentation and
         the recipe's weight decay, measured at any evaluation schedule (evaluations do not change training)."""
-        want = {**res["config"], "theta": 0.0, "kappa": 0.0, "augment": False}
+        want = {**ADDED_FIELDS, **res["config"], "theta": 0.0, "kappa": 0.0, "augment": False}
         ignore = ("evals_per_epoch", "weight_decay")
         for r in self.results.values():
-            c = r["config"]
+            c = {**ADDED_FIELDS, **r["config"]}     # files written before a field existed hold its default
             default_wd = recipe(c["model"], c["loss"])["weight_decay"]
-            if all(c[k] == v for k, v in want.items() if k not in ignore) and c["weight_decay"] == default_wd:
+            if all(c.get(k) == v for k, v in want.items() if k not in ignore) and c["weight_decay"] == default_wd:
                 return r
         return None
 
