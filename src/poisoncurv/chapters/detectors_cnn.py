@@ -24,7 +24,7 @@ from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.suite import DETECTORS, DetectorScore, score_detectors
 from poisoncurv.lab.config import LabConfig
 from poisoncurv.lab.data import to_float
-from poisoncurv.lab.filtering import DETECTOR_OF, features
+from poisoncurv.lab.filtering import DETECTOR_OF, features, known_poisons
 from poisoncurv.lab.grid import Grid, load_grid
 
 GRID = GRIDS_DIR / "ch08.yaml"
@@ -97,9 +97,7 @@ def detect_run(cfg: LabConfig, results_dir: str | None = None) -> RunDetection:
     scores = {**{n: _model_score(last, n) for n in MODEL_SCORES if n not in FEATURE_SCORES}, **class_level_scores(feats, y)}
     if cfg.theta == 0:
         return RunDetection(cfg, last["asr"], last["clean_acc"], scores, last, None, None)
-    truth = np.zeros(len(y), dtype=bool)
-    truth[tr.poisoned.poison_idx.numpy()] = True
-    eps = float(truth.sum() / (y == cfg.target).sum())
+    truth, eps = known_poisons(tr.poisoned)
     return RunDetection(cfg, last["asr"], last["clean_acc"], scores, last, score_detectors(feats, y, truth, eps, cfg.target), eps)
 
 
@@ -476,7 +474,7 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
     (the cross is the ``amplitude`` group's ``a = 1``)."""
     from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
-    from poisoncurv.lab.adaptive import N_HESSIAN, N_SURROGATE, lowcurv_pattern, mean_input_hessian, train_surrogate
+    from poisoncurv.lab.adaptive import lowcurv_pattern, surrogate_hessian
     from poisoncurv.lab.attacks import cross_pattern
 
     g = grid(profile)
@@ -492,13 +490,8 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
     first = g.group("adaptive")[0].config
     data = cnn_mnist.mnist().subset(first.n_train, first.n_test, first.seed)
     x, y = to_float(data.x_train), data.y_train
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)     # as lowcurv_pattern: the surrogate the attacker used, to the last bit
-    try:
-        H = mean_input_hessian(train_surrogate(x[:N_SURROGATE], y[:N_SURROGATE], first.seed), x[:N_HESSIAN])
-    finally:
-        torch.set_num_threads(threads)
-    t = lowcurv_pattern(x, y, first.seed).flatten().double()
+    H = surrogate_hessian(x, y, first.seed)          # the attacker's surrogate, as lowcurv_pattern builds it
+    t = lowcurv_pattern(x, y, first.seed, H).flatten().double()
     c = cross_pattern((1, 28, 28)).flatten().double()
     surrogate = {"cross-deterministic": float(c @ H @ c), "lowcurv": float(t @ H @ t)}
     defended = g.group("adaptive_defence")[0].config

@@ -74,18 +74,23 @@ def greedy_pattern(H: Tensor, n_pixels: int, allowed: Tensor | None = None) -> t
     return t, float(t @ H @ t)
 
 
-def lowcurv_pattern(x_train: Tensor, y_train: Tensor, seed: int) -> Tensor:
-    """The ``lowcurv`` trigger pattern ``(1, 28, 28)`` (0/1, :data:`N_PIXELS` ones) from the clean training
-    images ``x_train`` (before poisoning) and labels, by the recipe of the module docstring. On the CPU it runs on
-    one thread, as the lab's training does: the greedy choice is discrete, and summation order must not move it."""
+def surrogate_hessian(x_train: Tensor, y_train: Tensor, seed: int) -> Tensor:
+    """The attacker's view ``H̄`` ``(d, d)`` float64: a surrogate trained on the first :data:`N_SURROGATE` clean
+    images ``x_train`` (before poisoning) and labels, its mean input Hessian at the first :data:`N_HESSIAN`. On the
+    CPU it runs on one thread, as the lab's training does: the greedy choice on it is discrete, and summation order
+    must not move it."""
     threads = torch.get_num_threads()
     if x_train.device.type == "cpu":
         torch.set_num_threads(1)
     try:
         x, y = x_train[:N_SURROGATE], y_train[:N_SURROGATE]
-        model = train_surrogate(x, y, seed)
-        H = mean_input_hessian(model, x[:N_HESSIAN])
-        t, _ = greedy_pattern(H, N_PIXELS)
+        return mean_input_hessian(train_surrogate(x, y, seed), x[:N_HESSIAN])
     finally:
         torch.set_num_threads(threads)
+
+
+def lowcurv_pattern(x_train: Tensor, y_train: Tensor, seed: int, H: Tensor | None = None) -> Tensor:
+    """The ``lowcurv`` trigger pattern ``(1, 28, 28)`` (0/1, :data:`N_PIXELS` ones): greedy on
+    :func:`surrogate_hessian` of ``x_train``, ``y_train`` (or on ``H`` when the caller has it already)."""
+    t, _ = greedy_pattern(surrogate_hessian(x_train, y_train, seed) if H is None else H, N_PIXELS)
     return t.reshape(x_train.shape[1:]).to(x_train.dtype)

@@ -52,17 +52,23 @@ def features(model: nn.Module, x: torch.Tensor, batch: int = 2000) -> np.ndarray
     return torch.cat([model.embed(xb) for xb in x.split(batch)]).double().cpu().numpy()
 
 
+def known_poisons(p: Poisoned) -> tuple[np.ndarray, float]:
+    """What the defender is assumed to know of ``p``: the poison mask bool ``(N,)`` (for scoring only) and the
+    poison fraction ``eps`` = ``|poisons| / |target class|`` its detectors are given."""
+    y = p.y_train.numpy()
+    truth = np.zeros(len(y), dtype=bool)
+    truth[p.poison_idx.numpy()] = True
+    return truth, float(truth.sum() / (y == p.target).sum())
+
+
 def filter_poisons(model: nn.Module, p: Poisoned, filter_name: str, base_key: str) -> FilterOutcome:
     """Run the detector of ``filter_name`` on ``model``'s features of the poisoned training set ``p``; the
     poison fraction it is given is the known ``|poisons| / |target class|``."""
     if filter_name not in DETECTOR_OF:
         raise ValueError(f"filter: unknown {filter_name!r}; choose one of {', '.join(DETECTOR_OF)}")
-    y = p.y_train.numpy()
-    truth = np.zeros(len(y), dtype=bool)
-    truth[p.poison_idx.numpy()] = True
+    truth, eps = known_poisons(p)
     if not truth.any():
         raise ValueError("filter: the training set holds no poisons (theta = 0): nothing for the known eps to describe")
-    eps = float(truth.sum() / (y == p.target).sum())
-    det = DETECTORS[DETECTOR_OF[filter_name]](features(model, p.x_train), y, eps)
+    det = DETECTORS[DETECTOR_OF[filter_name]](features(model, p.x_train), p.y_train.numpy(), eps)
     tpr, fpr = rates(det.flags, truth)
     return FilterOutcome(filter_name, det.flags, int(det.flags.sum()), float(tpr), float(fpr), eps, base_key)
