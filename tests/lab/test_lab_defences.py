@@ -72,6 +72,20 @@ def test_lowcurv_trigger_is_additive_nine_pixels_and_flatter_than_the_cross():
     assert float(t.double() @ H @ t.double()) < float(c @ H @ c)
 
 
+def test_lowcurv_pattern_does_not_depend_on_the_default_dtype():
+    """Chapter 8 runs with float64 as the default dtype; the pattern it shows must be the one the runs used."""
+    x, y, _, _ = toy()
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float32)
+        a = train_surrogate(x, y, 1).state_dict()
+        torch.set_default_dtype(torch.float64)
+        b = train_surrogate(x, y, 1).state_dict()
+    finally:
+        torch.set_default_dtype(default)
+    assert all(torch.equal(a[k], b[k]) for k in a)      # the same surrogate, hence the same greedy pattern
+
+
 def test_filter_and_lowcurv_validation():
     assert set(DETECTOR_OF) == set(FILTERS) - {"none"} and set(DETECTOR_OF.values()) <= set(DETECTORS)
     with pytest.raises(ValueError, match="filter"):

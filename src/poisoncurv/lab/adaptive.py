@@ -33,7 +33,12 @@ def train_surrogate(x: Tensor, y: Tensor, seed: int, epochs: int = 1, batch_size
         raise ValueError(f"attack: 'lowcurv' takes MNIST images (1, 28, 28), got {tuple(x.shape[1:])}")
     gen = torch.Generator().manual_seed(SURROGATE_SEED + seed)
     torch.manual_seed(SURROGATE_SEED + seed)
-    model = LeNet(10, 1).to(x.dtype)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)   # the initial weights must not depend on a caller's default dtype
+    try:
+        model = LeNet(10, 1).to(x.dtype)
+    finally:
+        torch.set_default_dtype(default)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     for _ in range(epochs):
