@@ -11,7 +11,8 @@ Methods (``--methods`` picks a subset; ``TARGET`` methods run at every ``--threa
 others at ``--peer-threads`` only):
 
 - products ``v ↦ (1/N) Σ_b H_b v`` from a fresh forward pass: the project's ``input_hessian`` (and
-  its cached-graph product, and its batched product of 10 vectors, per vector), ``torch.func``
+  its cached-graph product, and its batched product of 10 vectors, per vector), a plain double
+  backward written out (``autograd.grad`` with ``create_graph``, then ``autograd.grad``), ``torch.func``
   forward-over-reverse and reverse-over-reverse, curvlinops' ``HessianLinearOperator`` over a
   shift parameter added to every input (its Hessian is exactly the mean input Hessian) and its
   experimental ``ActivationHessianLinearOperator`` on the first layer's input (the ``N·d``
@@ -19,9 +20,12 @@ others at ``--peer-threads`` only):
   ``hessianfree.hvp.hessian_vector_product`` (a double backward on any tensor); each result is
   compared with the project's;
 - top-10 at relative tolerance ``--tol``: ``top_eigen_block`` on ``exact_input_hessian`` (exact
-  factors of a ReLU network, premise checked inside the timed call), ``top_eigen`` (Lanczos) on
+  factors of a ReLU network, premise checked inside the timed call) and on ``input_hessian`` (block
+  Lanczos on the autograd operator, batched double backward), ``top_eigen`` (Lanczos) on
   ``input_hessian``, scipy ``eigsh`` on ``input_hessian``, on ``exact_input_hessian`` and on
-  curvlinops' shift-parameter operator; errors against float64 eigenvalues of the exact factors,
+  curvlinops' shift-parameter operator; the two ``*_exact_solve`` methods time the block solver and
+  ``eigsh`` alone on one exact operator built untimed in set-up (solver against solver on the same
+  operator); errors against float64 eigenvalues of the exact factors,
   and true residuals ``‖H u − θ u‖/|θ|`` against the autograd operator ``input_hessian``;
 - top parameter eigenvalue at 1e-3: PyHessian's ``hessian(...).eigenvalues()`` (power iteration)
   and the project's ``top_eigen(param_hessian(...), 1)``, with true residuals.
@@ -52,14 +56,15 @@ from poisoncurv.core.provenance import RunRecord  # noqa: E402
 
 SETUPS = {"lenet": ((1, 28, 28), 1000, "features.0"), "resnet20": ((3, 32, 32), 512, "conv1")}
 HVP = ["gradient", "poisoncurv_hvp", "poisoncurv_hvp_cached_graph", "poisoncurv_batched10_per_vector",
-       "torch_func_forward_over_reverse", "torch_func_reverse_over_reverse", "curvlinops_hessian_shift",
+       "autograd_double_backward", "torch_func_forward_over_reverse", "torch_func_reverse_over_reverse", "curvlinops_hessian_shift",
        "curvlinops_activation_hessian", "backpack_hvp"]
-EIGEN = ["poisoncurv_block_exact", "poisoncurv_lanczos", "eigsh_poisoncurv", "eigsh_poisoncurv_exact",
-         "eigsh_curvlinops_hessian_shift"]
+EIGEN = ["poisoncurv_block_exact", "poisoncurv_block_exact_solve", "poisoncurv_block_autograd", "poisoncurv_lanczos",
+         "eigsh_poisoncurv", "eigsh_poisoncurv_exact", "eigsh_poisoncurv_exact_solve", "eigsh_curvlinops_hessian_shift"]
 PARAM = ["pyhessian_param_top1", "poisoncurv_param_top1"]
 METHODS = HVP + EIGEN + PARAM
 TARGET = ["gradient", "poisoncurv_hvp", "poisoncurv_hvp_cached_graph", "poisoncurv_batched10_per_vector",
-          "poisoncurv_block_exact", "eigsh_poisoncurv", "eigsh_poisoncurv_exact"]
+          "autograd_double_backward", "poisoncurv_block_exact", "poisoncurv_block_exact_solve",
+          "poisoncurv_block_autograd", "eigsh_poisoncurv", "eigsh_poisoncurv_exact", "eigsh_poisoncurv_exact_solve"]
 PACKAGE = {"curvlinops": "curvlinops-for-pytorch", "backpack": "backpack-for-pytorch", "pyhessian": "pyhessian",
            "eigsh": "scipy", "torch_func": "torch"}
 NOT_RUN = {
@@ -131,6 +136,12 @@ def build(method: str, cfg: dict[str, Any]):
             xr = x.clone().requires_grad_(True)
             return torch.autograd.grad(loss_fn(model(xr), y), xr)[0]
         return call, lambda r: {}
+    if method == "autograd_double_backward":
+        def call():
+            xr = x.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(loss_fn(model(xr), y), xr, create_graph=True)
+            return mean_vec(torch.autograd.grad(g, xr, T)[0])
+        return call, vec_out
     if method == "poisoncurv_hvp":
         return (lambda: input_hessian(model, loss_fn, x, y) @ v), vec_out
     if method == "poisoncurv_hvp_cached_graph":
@@ -168,14 +179,17 @@ def build(method: str, cfg: dict[str, Any]):
             xr = x.clone().requires_grad_(True)
             return mean_vec(hessian_vector_product(loss_fn(model(xr), y), [xr], [T])[0])
         return call, vec_out
-    if method == "poisoncurv_block_exact":
-        def call():
-            return top_eigen_block(exact_input_hessian(model, loss_fn, x, y), k, tol=tol)
+    def block_finish(r):
+        return {**residuals_input(r.values.cpu().numpy(), r.vectors), "products": r.n_products,
+                "converged": r.converged, "block_size": k}
 
-        def finish(r):
-            return {**residuals_input(r.values.numpy(), r.vectors), "products": r.n_products,
-                    "converged": r.converged, "block_size": k}
-        return call, finish
+    if method == "poisoncurv_block_exact":
+        return (lambda: top_eigen_block(exact_input_hessian(model, loss_fn, x, y), k, tol=tol)), block_finish
+    if method == "poisoncurv_block_exact_solve":  # the operator built once, untimed: the solve alone
+        op = exact_input_hessian(model, loss_fn, x, y)
+        return (lambda: top_eigen_block(op, k, tol=tol)), block_finish
+    if method == "poisoncurv_block_autograd":  # block Lanczos on the autograd operator (batched double backward)
+        return (lambda: top_eigen_block(input_hessian(model, loss_fn, x, y), k, tol=tol)), block_finish
     if method == "poisoncurv_lanczos":
         def call():
             return top_eigen(input_hessian(model, loss_fn, x, y), k, tol=tol)
@@ -192,11 +206,15 @@ def build(method: str, cfg: dict[str, Any]):
                 return lin.matmat(u.reshape(lin.shape[0], -1)).reshape(np.shape(u))
             return LinearOperator(lin.shape, matvec=mv, matmat=mv, dtype=np.float64)
 
+        built = exact_input_hessian(model, loss_fn, x, y).as_linear_operator() if method.endswith("_solve") else None
+
         def linop():
             if method == "eigsh_poisoncurv":
                 return input_hessian(model, loss_fn, x, y).as_linear_operator()
             if method == "eigsh_poisoncurv_exact":
                 return exact_input_hessian(model, loss_fn, x, y).as_linear_operator()
+            if built is not None:  # eigsh_poisoncurv_exact_solve: the operator built once, untimed
+                return built
             from curvlinops import HessianLinearOperator
 
             sm = Shift(model, shape).eval()
@@ -413,6 +431,10 @@ def ratios(ms: dict[str, Any]) -> dict[str, float]:
 
     put("block_exact_speedup_over_eigsh_poisoncurv", "eigsh_poisoncurv", "poisoncurv_block_exact")
     put("block_exact_speedup_over_eigsh_same_exact_operator", "eigsh_poisoncurv_exact", "poisoncurv_block_exact")
+    put("block_exact_solve_speedup_over_eigsh_exact_solve", "eigsh_poisoncurv_exact_solve",
+        "poisoncurv_block_exact_solve")
+    put("poisoncurv_hvp_over_autograd_double_backward", "poisoncurv_hvp", "autograd_double_backward")
+    put("block_autograd_speedup_over_eigsh_same_autograd_operator", "eigsh_poisoncurv", "poisoncurv_block_autograd")
     put("block_exact_speedup_over_lanczos", "poisoncurv_lanczos", "poisoncurv_block_exact")
     put("block_exact_speedup_over_eigsh_curvlinops", "eigsh_curvlinops_hessian_shift", "poisoncurv_block_exact")
     put("eigsh_curvlinops_over_eigsh_poisoncurv", "eigsh_curvlinops_hessian_shift", "eigsh_poisoncurv")

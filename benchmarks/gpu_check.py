@@ -15,7 +15,9 @@ What it measures, in this order, each part skipped (and marked so) once the budg
 2. one ``measure="deep"`` evaluation of PreAct-ResNet-110 at the gpu profile's ``n_eval`` for CIFAR-10
    (exact Jacobians) and CIFAR-100 (Lanczos on Hessian-vector products), random weights;
 3. the curvature benchmarks on CUDA at small sizes (``bench_curvature.py``, ``bench_eigen.py``; they write
-   their own JSON files beside this one);
+   their own JSON files beside this one), then, with two minutes left, ``bench_peers.py``'s target methods
+   (the block solver on the exact and on the autograd operator against ``eigsh`` on each) for LeNet on
+   1,000 inputs and PreActResNet-20 on 128, two repeats (``peers_cuda.json``);
 4. the smoke profiles of the Chapter 6 and 7 grids (``grids/ch06.yaml``, ``grids/ch07.yaml``) trained on
    CUDA into a temporary folder (the committed results and notebooks are not touched), on random data where a
    data set is absent, then each chapter's driver (lag, θ, feature and defence analyses) on those runs.
@@ -218,6 +220,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _peers_benchmark(out_dir: Path) -> dict[str, Any]:
+    import bench_peers
+
+    t, threads = time.perf_counter(), torch.get_num_threads()
+    bench_peers.main(["--models", "lenet", "resnet20", "--n-resnet20", "128", "--threads", "1", "--methods",
+                      *bench_peers.TARGET, "--repeats", "2", "--device", "cuda", "--out", str(out_dir)])
+    torch.set_num_threads(threads)  # bench_peers.main sets its driver process to one thread
+    return {"bench_peers_s": round(time.perf_counter() - t, 1), "file": f"{out_dir.name}/peers_cuda.json"}
+
+
 def _curvature_benchmarks(out_dir: Path) -> dict[str, Any]:
     import bench_curvature
     import bench_eigen
@@ -262,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         report["evals"][name] = eval_time(cfg, device, dataset_or_synthetic(name, 2000, 2000, (3, 32, 32)))
         print("eval", name, report["evals"][name], flush=True)
     report["curvature"] = _curvature_benchmarks(args.out.parent) if remaining() > 150 else {"skipped": "time budget"}
+    report["peers"] = _peers_benchmark(args.out.parent) if remaining() > 120 else {"skipped": "time budget"}
     report["smoke"] = smoke_runs(device, remaining=remaining)
     ep = report["epochs"]
     best0 = min((ep[k]["epoch_s"] for k in ("k0_eager", "k0_compiled") if "epoch_s" in ep[k]), default=None)

@@ -39,8 +39,11 @@ def test_every_method_inline(tmp_path):
             assert e["rel_diff_to_poisoncurv_hvp"] <= 1e-4, name
         if "max_rel_err_vs_float64_exact" in e:
             assert e["max_rel_err_vs_float64_exact"] <= 1e-2 and e["max_true_rel_residual"] <= 1e-2, name
-    assert r["methods"]["poisoncurv_block_exact"]["converged"]
-    assert "block_exact_speedup_over_eigsh_poisoncurv" in r["ratios"]
+    for m in ("poisoncurv_block_exact", "poisoncurv_block_exact_solve", "poisoncurv_block_autograd"):
+        assert r["methods"][m]["converged"], m
+    assert {"block_exact_speedup_over_eigsh_poisoncurv", "block_exact_solve_speedup_over_eigsh_exact_solve",
+            "block_autograd_speedup_over_eigsh_same_autograd_operator",
+            "poisoncurv_hvp_over_autograd_double_backward"} <= set(r["ratios"])
     assert "pyhessian_over_poisoncurv_param_top1" in r["ratios"]
 
 
