@@ -378,6 +378,9 @@ def run_config(cfg: dict[str, Any], methods: list[str], repeats: int, isolation:
                 info[m] = {"error": f"{type(e).__name__}: {e}"}
     times: dict[str, list[float]] = {m: [] for m in runners}
     peaks: dict[str, list[float]] = {m: [] for m in runners}
+    if repeats == 0:  # one call per method (solves of minutes): its first call is its time, warm-up included
+        times = {m: [info[m]["first_call_s"]] for m in runners}
+        peaks = {m: [None] for m in runners}
     live = list(runners)
     for r in range(repeats):  # interleaved: every method once per repeat, the order rotated
         for m in live[r % len(live):] + live[: r % len(live)] if live else []:
@@ -455,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peer-threads", type=int, nargs="+", default=[1],
                    help="thread counts at which the non-TARGET methods run (default 1)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="interleaved repeats after each method's first call; 0: the first call is the time")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--tol", type=float, default=1e-3)
     p.add_argument("--device", default="cpu")
@@ -464,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="process: each method in its own worker process (default); inline: all in this one (tests)")
     p.add_argument("--name", default=None, help="JSON file name without .json (default peers_<device>)")
     args = p.parse_args(argv)
+    if args.repeats < 0:
+        p.error(f"--repeats must be >= 0, got {args.repeats}")
     device = resolve_device(args.device)
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")  # workers' RSS follows live tensors
     torch.set_num_threads(1)

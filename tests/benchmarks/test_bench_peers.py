@@ -55,3 +55,9 @@ def test_worker_processes_and_target_only_at_other_thread_counts(tmp_path):
     for e in (*one["methods"].values(), *two["methods"].values()):
         assert "error" not in e and e["process_peak_mib"] >= e["peak_mib_before_setup"] > 0
     assert one["methods"]["backpack_hvp"]["import_s"] >= 0
+
+
+def test_repeats_zero_times_the_first_call(tmp_path):
+    out = run(tmp_path, "--threads", "1", "--repeats", "0", "--methods", "gradient", "poisoncurv_hvp")
+    for e in out["runs"][0]["methods"].values():
+        assert e["times_s"] == [e["first_call_s"]] and e["median_s"] == e["first_call_s"]
