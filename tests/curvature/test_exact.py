@@ -14,6 +14,7 @@ from poisoncurv.curvature import (
     premise_gap,
     top_eigen,
 )
+from poisoncurv.curvature.exact import ExactCurvature, _FactorOperator
 from poisoncurv.models import MLP, PreActResNet
 
 TOL = 1e-10
@@ -97,3 +98,28 @@ def test_float32_exact_route():
     ex32 = exact_input_curvature(model.float(), nn.CrossEntropyLoss(), x.float(), y)
     assert ex32.J.dtype == torch.float32 and ex32.premise_gap <= 3.5e-4
     torch.testing.assert_close(ex32.eigvals().double(), ex64.eigvals(), rtol=1e-4, atol=1e-6 * float(ex64.eigvals().max()))
+
+
+@pytest.mark.parametrize("row_chunk", [1, 3, 7, None])
+def test_factor_operator_signed_rows_match_dense_for_indefinite_blocks(row_chunk):
+    """The operator's signed rows ``Mᵀ diag(s) M`` reproduce ``(1/B) Σ_b J_bᵀ Λ_b J_b`` for symmetric
+    ``Λ_b`` of either sign, whatever the row chunking."""
+    gen = torch.Generator().manual_seed(3)
+    B, C, d = 5, 4, 9
+    J = torch.randn(B, C, d, generator=gen)
+    A = torch.randn(B, C, C, generator=gen)
+    Lam = A + A.transpose(1, 2)  # indefinite
+    ex = ExactCurvature(J, Lam)
+    op = _FactorOperator(J, Lam, row_chunk=row_chunk)
+    assert float((op.dense() - ex.dense()).norm() / ex.dense().norm()) <= TOL
+    assert bool((op._s < 0).any()) and bool((op._s > 0).any())
+
+
+def test_factor_operator_drops_the_cross_entropy_null_row():
+    """Cross-entropy's ``Λ_b 1 = 0``: one row per example is rounding and is dropped, exactly."""
+    model, loss_fn = MLP(10, (12,), 5).eval(), nn.CrossEntropyLoss()
+    x, y = torch.randn(6, 10), torch.randint(0, 5, (6,))
+    ex = exact_input_curvature(model, loss_fn, x, y)
+    op = ex.operator()
+    assert op._M.shape == (6 * 4, 10)
+    assert float((op.dense() - ex.dense()).norm() / ex.dense().norm()) <= TOL
