@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from dense_ops import with_spectrum
+from dense_ops import shared_spectra, with_spectrum
 from torch import nn
 
 from poisoncurv.curvature import (
@@ -15,12 +15,9 @@ from poisoncurv.curvature import (
 from poisoncurv.curvature import reference as ref
 from poisoncurv.models import MLP
 
-SPECTRA = {
-    "decaying": torch.logspace(0, -6, 300),
-    "all_near_1e-7": 1e-7 * (1 + torch.rand(300)),
+SPECTRA = shared_spectra() | {
     "cluster_of_4": torch.cat([torch.full((4,), 2.0), torch.linspace(1.0, 0.0, 296)]),
     "rank_9": torch.cat([torch.linspace(3.0, 0.5, 9), torch.zeros(191)]),
-    "indefinite": torch.randn(300),
 }
 
 

@@ -3,17 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from dense_ops import Dense, with_spectrum
+from dense_ops import Dense, shared_spectra, with_spectrum
 from scipy.sparse.linalg import eigsh
 from torch import nn
 
 from poisoncurv.curvature import input_hessian, overlap, spectral_density, top_eigen
 
-SPECTRA = {
-    "decaying": torch.logspace(0, -6, 300),
-    "all_near_1e-7": 1e-7 * (1 + torch.rand(300)),
+SPECTRA = shared_spectra() | {
     "top_1_rest_1e-7": torch.cat([torch.linspace(1.0, 0.5, 4), 1e-7 * torch.linspace(1.0, 0.2, 296)]),
-    "indefinite": torch.randn(300),
 }
 
 
