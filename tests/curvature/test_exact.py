@@ -115,6 +115,13 @@ def test_factor_operator_signed_rows_match_dense_for_indefinite_blocks(row_chunk
     assert bool((op._s < 0).any()) and bool((op._s > 0).any())
 
 
+@pytest.mark.parametrize("row_chunk", [0, -2])
+def test_factor_operator_refuses_a_non_positive_row_chunk(row_chunk):
+    J, Lam = torch.randn(2, 3, 4), torch.eye(3).expand(2, 3, 3)
+    with pytest.raises(ValueError, match="row_chunk must be a positive"):
+        _FactorOperator(J, Lam, row_chunk=row_chunk)
+
+
 def test_factor_operator_drops_the_cross_entropy_null_row():
     """Cross-entropy's ``Λ_b 1 = 0``: one row per example is rounding and is dropped, exactly."""
     model, loss_fn = MLP(10, (12,), 5).eval(), nn.CrossEntropyLoss()

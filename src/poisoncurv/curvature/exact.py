@@ -109,9 +109,11 @@ class _FactorOperator(CurvatureOperator):
     def __init__(self, J: Tensor, Lam: Tensor, premise_gap: float | None = None, row_chunk: int | None = None):
         super().__init__(J.shape[2], J.dtype, J.device, vec_chunk=1024)
         self.n_examples, self.premise_gap = J.shape[0], premise_gap
+        if row_chunk is not None and row_chunk < 1:
+            raise ValueError(f"row_chunk must be a positive number of rows (or None for the default), got {row_chunk}")
         self._M, self._s = _signed_rows(J, Lam)
-        default = 512 if J.device.type == "cpu" else self._M.shape[0]
-        self.row_chunk = max(1, row_chunk or default)
+        default = 512 if J.device.type == "cpu" else max(1, self._M.shape[0])
+        self.row_chunk = row_chunk or default
 
     def _apply(self, V: Tensor) -> Tensor:
         M, s = self._M, self._s
