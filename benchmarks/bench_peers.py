@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, environment, save, sync  # noqa: E402
+from common import RESULTS, OtherCpu, environment, save, sync  # noqa: E402
 from poisoncurv.core.profiles import resolve_device  # noqa: E402
 from poisoncurv.core.provenance import RunRecord  # noqa: E402
 
@@ -339,7 +339,7 @@ def exact_top(cfg: dict[str, Any]) -> list[float]:
 
 
 def run_config(cfg: dict[str, Any], methods: list[str], repeats: int, isolation: str = "process") -> dict[str, Any]:
-    env_start = environment(torch.device(cfg["device"]))
+    env_start, other = environment(torch.device(cfg["device"])), OtherCpu()
     exact = exact_top(cfg)
     runners, info, procs = {}, {}, []
     if isolation == "process":
@@ -420,7 +420,7 @@ def run_config(cfg: dict[str, Any], methods: list[str], repeats: int, isolation:
             e["max_rel_err_vs_float64_exact"] = float(np.max(np.abs(vals - exact) / np.abs(exact)))
             e["max_true_rel_residual"] = float(max(e["true_rel_residuals"]))
     out["ratios"] = ratios(out["methods"])
-    out["environment_start"], out["environment_end"] = env_start, environment(torch.device(cfg["device"]))
+    out["environment_start"], out["environment_end"] = env_start, environment(torch.device(cfg["device"]), other)
     return out
 
 
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     record = RunRecord(profile="cpu" if device.type == "cpu" else "gpu", device=str(device), seed=0,
                        data_source="random N(0,1) images and random labels; untrained weights (torch seed 0)")
-    t0 = time.perf_counter()
+    t0, other = time.perf_counter(), OtherCpu()
     payload: dict[str, Any] = {"environment_start": environment(device), "versions": versions(),
                                "dtype": "float32", "not_run": NOT_RUN, "target_methods": TARGET,
                                "task_sizes": {m: SETUPS[m][1] for m in SETUPS}, "isolation": args.isolation,
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> None:
             payload["runs"].append(res)
             print(model, n, f"t{threads}", f"{res['wall_s']:.0f} s",
                   {k: round(v, 2) for k, v in res["ratios"].items()}, flush=True)
-    payload["environment_end"], payload["wall_s"] = environment(device), time.perf_counter() - t0
+    payload["environment_end"], payload["wall_s"] = environment(device, other), time.perf_counter() - t0
     path = save(args.name or f"peers_{device.type}", record, payload, args.out)
     print("wrote", path)
 

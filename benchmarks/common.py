@@ -4,6 +4,7 @@ and writing results with provenance."""
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import threading
 import time
@@ -114,11 +115,49 @@ def power_iteration_topk(op: Any, k: int, tol: float = 1e-3, max_iter: int = 100
     return {"values": vals, "products": products}
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """What else was running: load average, core count, torch threads."""
-    return {"load_average_1_5_15": list(os.getloadavg()), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "cpu_shared": device.type == "cpu" and os.cpu_count() is not None and os.getloadavg()[0] > 1.0}
+class OtherCpu:
+    """CPU time that other processes used since construction: the machine's busy time less this
+    process's and its descendants' (alive ones through psutil, reaped ones through
+    ``RUSAGE_CHILDREN``), in cores on average over the wall time. Unlike the load average (the last
+    minute, this process included), it separates what else ran from the benchmark's own threads."""
+
+    def __init__(self) -> None:
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float]:
+        t = psutil.cpu_times()
+        busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+        own = 0.0
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            r = resource.getrusage(who)
+            own += r.ru_utime + r.ru_stime
+        for child in psutil.Process().children(recursive=True):
+            try:
+                c = child.cpu_times()
+                own += c.user + c.system
+            except psutil.Error:  # exited between listing and reading
+                pass
+        return time.perf_counter(), busy, own
+
+    def cores(self) -> float:
+        """Average number of cores other processes kept busy since construction (≥ 0)."""
+        (w0, b0, o0), (w1, b1, o1) = self._start, self._snapshot()
+        return max(0.0, ((b1 - b0) - (o1 - o0)) / max(w1 - w0, 1e-9))
+
+
+def environment(device: torch.device, other: OtherCpu | None = None) -> dict[str, Any]:
+    """What else was running: load average, core count, torch threads; with ``other``, the cores that
+    other processes used meanwhile (``others_cpu_cores``). ``cpu_shared``: more than a quarter core used by
+    others (with ``other``), else a 1-minute load average above 1 (which counts this process too)."""
+    load = os.getloadavg()
+    env: dict[str, Any] = {"load_average_1_5_15": list(load), "cpu_count": os.cpu_count(),
+                           "torch_threads": torch.get_num_threads()}
+    if other is not None:
+        env["others_cpu_cores"] = other.cores()
+    shared = env["others_cpu_cores"] > 0.25 if other is not None else load[0] > 1.0
+    env["cpu_shared"] = device.type == "cpu" and shared
+    return env
 
 
 def save(name: str, record: RunRecord, payload: dict[str, Any], out: Path = RESULTS) -> Path:

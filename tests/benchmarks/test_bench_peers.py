@@ -31,6 +31,7 @@ def test_every_method_inline(tmp_path):
     assert len(out["environment_start"]["load_average_1_5_15"]) == 3 and "load_average_1_5_15" in out["environment_end"]
     (r,) = out["runs"]
     assert r["n"] == 4 and r["threads"] == 1 and len(r["exact_top_float64"]) == 10
+    assert r["environment_end"]["others_cpu_cores"] >= 0 and out["environment_end"]["others_cpu_cores"] >= 0
     assert set(r["methods"]) == set(bench.METHODS)
     for name, e in r["methods"].items():
         assert "error" not in e, (name, e)

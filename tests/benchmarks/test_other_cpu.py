@@ -1,0 +1,41 @@
+"""benchmarks/common.OtherCpu: the CPU that other processes used, apart from this process and its children."""
+
+import importlib.util
+import multiprocessing as mp
+import subprocess
+import sys
+import time
+
+import torch
+
+from poisoncurv.core.paths import REPO_ROOT
+
+spec = importlib.util.spec_from_file_location("benchmarks_common", REPO_ROOT / "benchmarks" / "common.py")
+common = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(common)
+
+
+def spin(seconds: float) -> None:
+    t = time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        pass
+
+
+def test_own_work_and_own_children_are_not_counted_as_others():
+    other = common.OtherCpu()
+    spin(0.3)
+    p = mp.get_context("spawn").Process(target=spin, args=(1.0,))
+    p.start()
+    p.join()
+    assert other.cores() < 0.3  # about 1 core busy the whole time, all ours (the child alone would read ≈ 0.6)
+
+
+def test_an_unrelated_busy_process_is_counted():
+    # started through a shell that exits at once: the busy process is not a descendant of this one
+    busy = f"{sys.executable} -c 'import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 1.5: pass' &"
+    subprocess.run(["sh", "-c", busy], check=True)
+    time.sleep(0.2)
+    other = common.OtherCpu()
+    time.sleep(1.0)
+    env = common.environment(torch.device("cpu"), other)
+    assert env["others_cpu_cores"] > 0.5 and env["cpu_shared"]
