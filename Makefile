@@ -44,10 +44,11 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build book --all --config $(CURDIR)/_config.yml --toc $(CURDIR)/_toc.yml --path-output . --warningiserror --keep-going
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
+# --durations: the 15 slowest tests are printed, to watch the suite against CI's 30-minute budget.
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest tests $$($(PY) -m poisoncurv.book.nbcheck --list) \
-	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=15
 
 rerun: $(STAMP)
 	@test -n "$$CHAPTER" || (echo "usage: make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda> [SEED=n]"; exit 2)
