@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from poisoncurv.core.paths import REPO_ROOT
@@ -22,6 +23,10 @@ def spin(seconds: float) -> None:
 
 
 def test_own_work_and_own_children_are_not_counted_as_others():
+    idle = common.OtherCpu()
+    time.sleep(0.3)
+    if idle.cores() > 0.1:  # /proc/stat sees other tenants' work (a shared host): nothing to compare against
+        pytest.skip(f"other processes already use {idle.cores():.2f} cores")
     other = common.OtherCpu()
     spin(0.3)
     p = mp.get_context("spawn").Process(target=spin, args=(1.0,))
