@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PeakMemory, environment, power_iteration_topk, save, sync, timed  # noqa: E402
+from common import OtherCpu, PeakMemory, environment, power_iteration_topk, save, sync, timed  # noqa: E402
 from poisoncurv.core.profiles import resolve_device  # noqa: E402
 from poisoncurv.core.provenance import RunRecord  # noqa: E402
 from poisoncurv.curvature import exact_input_curvature, input_hessian, per_example_input_hessian, premise_gap, top_eigen  # noqa: E402
@@ -182,13 +182,14 @@ def main(argv: list[str] | None = None) -> None:
                        if n_eigen < n_task else "task sizes"),
         "environment": environment(device),
     }
+    other = OtherCpu()
     payload["hvp_vs_gradient"] = hvp_vs_grad(model, loss_fn, x, y, device, args.repeats)
     print("part 1", {k: v for k, v in payload["hvp_vs_gradient"].items() if "over" in k}, flush=True)
     payload["top10"] = top10(model, loss_fn, x[:n_eigen], y[:n_eigen], device)
     print("part 2 speedup", payload["top10"]["lanczos_speedup_over_baseline"], flush=True)
     payload["exact_vs_dense"] = exact_vs_dense(model, loss_fn, x, y, device, n_dense)
     print("part 3 speedup", payload["exact_vs_dense"]["speedup_exact_over_dense"], flush=True)
-    payload["environment_end"] = environment(device)
+    payload["environment_end"] = environment(device, other)
     path = save(f"{args.model}_{device.type}", record, payload)
     print("wrote", path)
 

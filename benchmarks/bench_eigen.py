@@ -24,7 +24,7 @@ from scipy.sparse.linalg import eigsh
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, environment, save, sync  # noqa: E402
+from common import RESULTS, OtherCpu, environment, save, sync  # noqa: E402
 from poisoncurv.core.profiles import resolve_device  # noqa: E402
 from poisoncurv.core.provenance import RunRecord  # noqa: E402
 from poisoncurv.curvature import exact_input_curvature, input_hessian, top_eigen, top_eigen_block  # noqa: E402
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     record = RunRecord(profile="cpu" if device.type == "cpu" else "gpu", device=str(device), seed=0,
                        data_source="random N(0,1) images and random labels; untrained weights (torch seed 0)")
-    env_start = environment(device)
+    env_start, other = environment(device), OtherCpu()
     torch.manual_seed(0)
     make, shape = SETUPS[args.model]
     model = make().to(device).eval()
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     out["block_speedup_over_lanczos"] = med["top10_lanczos"] / med["top10_block_lanczos"]
     out["hvp_over_plain_double_backward"] = med["hvp_input_hessian_fresh_operator"] / med["hvp_plain_double_backward"]
     out["hvp_over_gradient"] = med["hvp_input_hessian_fresh_operator"] / med["gradient"]
-    out["environment_start"], out["environment_end"] = env_start, environment(device)
+    out["environment_start"], out["environment_end"] = env_start, environment(device, other)
     path = save(f"eigen_{args.model}_n{args.n}_t{args.threads}_{device.type}", record, out, args.out)
     print({k: v for k, v in out.items() if "speedup" in k or "over" in k or "err" in k}, "\nwrote", path)
 
