@@ -155,7 +155,9 @@ def environment(device: torch.device, other: OtherCpu | None = None) -> dict[str
                            "torch_threads": torch.get_num_threads()}
     if other is not None:
         env["others_cpu_cores"] = other.cores()
-    shared = env["others_cpu_cores"] > 0.25 if other is not None else load[0] > 1.0
+        shared = env["others_cpu_cores"] > 0.25
+    else:
+        shared = load[0] > 1.0
     env["cpu_shared"] = device.type == "cpu" and shared
     return env
 
