@@ -14,7 +14,7 @@ from poisoncurv.curvature import (
     top_eigen,
 )
 from poisoncurv.curvature import reference as ref
-from poisoncurv.curvature.exact import ExactCurvature, _FactorOperator
+from poisoncurv.curvature.exact import ExactCurvature, _FactorOperator, input_jacobian
 from poisoncurv.models import MLP, PreActResNet
 
 TOL = 1e-10
@@ -125,3 +125,54 @@ def test_factor_operator_drops_the_cross_entropy_null_row():
     op = ex.operator()
     assert op._M.shape == (6 * 4, 10)
     assert float((op.dense() - ex.dense()).norm() / ex.dense().norm()) <= TOL
+
+
+def _jacobian_by_autograd(model, x):
+    """Reference input Jacobian ``(B, C, d)``: ``torch.func.jacrev`` of the summed outputs (examples independent)."""
+    J = torch.func.jacrev(lambda xx: model(xx).sum(0))(x)          # (C, B, ...)
+    return J.flatten(2).transpose(0, 1)
+
+
+class _ConvNet(nn.Module):
+    """A one-channel ReLU CNN whose first convolution is ``first`` (any padding, kernel shape, or in-place ReLU)."""
+
+    def __init__(self, first: nn.Conv2d, inplace: bool = False):
+        super().__init__()
+        torch.manual_seed(1)
+        self.first = first
+        self.rest = nn.Sequential(nn.ReLU(inplace=inplace), nn.MaxPool2d(2), nn.Flatten(), nn.LazyLinear(5))
+
+    def forward(self, x):
+        return self.rest(self.first(x))
+
+
+@pytest.mark.parametrize("first, inplace", [
+    (nn.Conv2d(1, 4, 5, padding=2), False),          # LeNet's: the transpose path
+    (nn.Conv2d(1, 4, (3, 5), padding=(0, 1)), False),  # unequal kernel and padding: the transpose path
+    (nn.Conv2d(1, 4, 3, padding=1), True),           # output changed in place: falls back to autograd
+    (nn.Conv2d(1, 4, 3, stride=2), False),           # strided: falls back to autograd
+    (nn.Conv2d(2, 4, 3, padding=1), False),          # two input channels: autograd
+])
+def test_input_jacobian_matches_jacrev_on_every_path(first, inplace):
+    in_ch = first.in_channels
+    model = _ConvNet(first, inplace).double()
+    x = torch.randn(3, in_ch, 10, 12, dtype=torch.float64)
+    model(x)                                          # materialise the lazy layer
+    model.eval()
+    out, J = input_jacobian(model, x)
+    assert J.shape == (3, 5, in_ch * 120)
+    torch.testing.assert_close(out, model(x).detach(), rtol=0, atol=0)
+    torch.testing.assert_close(J, _jacobian_by_autograd(model, x), rtol=1e-12, atol=1e-13)
+
+
+def test_input_jacobian_of_lenet_in_float32_is_autograd_up_to_rounding():
+    from poisoncurv.models import LeNet
+
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x = torch.rand(16, 1, 28, 28)
+    _, J = input_jacobian(model, x)
+    ref32 = _jacobian_by_autograd(model, x)
+    assert float((J - ref32).abs().max() / ref32.abs().max()) < 1e-5
+    _, J64 = input_jacobian(model.double(), x.double())
+    torch.testing.assert_close(J64, _jacobian_by_autograd(model, x.double()), rtol=1e-12, atol=1e-14)

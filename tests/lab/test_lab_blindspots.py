@@ -32,13 +32,13 @@ def test_preresnet_cifar_run_evaluates_in_eval_mode(tmp_path, monkeypatch, name)
             return fn(model, *a, **k)
         return wrapped
 
-    monkeypatch.setattr(train_mod, "_accuracy", spy(train_mod._accuracy))
+    monkeypatch.setattr(train_mod, "_logits", spy(train_mod._logits))
     monkeypatch.setattr(train_mod, "spectral_metrics", spy(train_mod.spectral_metrics))
     cfg = profile_config("smoke", dataset=name, n_train=40, n_test=20, n_eval=3, top_k=2, epochs=1, batch_size=20, theta=0.1)
     assert cfg.model == "preresnet20" and cfg.augment and cfg.schedule == "cosine"
     res = cache.get(cfg, tmp_path / "res", data=load, checkpoint_dir=tmp_path / "ck")
     assert modes and not any(modes), "evaluation ran with the model in train mode"
-    assert len(modes) == 2 * 4  # two evaluations (epoch 0 and 1), each: clean, triggered, clean-to-target, spectra
+    assert len(modes) == 2 * 3  # two evaluations (epoch 0 and 1), each: test set, triggered set, spectra
     assert res["config"]["model"] == "preresnet20" and res["poison"]["n_poison"] == 4 and len(res["epochs"]) == 2
     last = res["epochs"][-1]
     assert len(last["hess_top"]) == 2 and last["hess_top"][0] >= last["hess_top"][1] and 0 <= last["overlap"] <= 1

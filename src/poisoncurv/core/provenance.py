@@ -29,18 +29,20 @@ def git_commit(root: Path = REPO_ROOT) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of Python and the numerical libraries a result depends on."""
-    import matplotlib
-    import numpy
+    """Versions of Python and the numerical libraries a result depends on (read from the installed packages'
+    metadata, without importing them: matplotlib's import alone costs about a second)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
     import torch
 
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "matplotlib": matplotlib.__version__,
-        "poisoncurv": __version__,
-    }
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": installed("numpy"),
+            "matplotlib": installed("matplotlib"), "poisoncurv": __version__}
 
 
 @dataclass

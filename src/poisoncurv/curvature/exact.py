@@ -31,15 +31,64 @@ from poisoncurv.curvature.hessian import input_hessian
 
 
 def input_jacobian(model: Model, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Outputs ``(B, C)`` and input Jacobians ``(B, C, d)`` from ``C`` backward passes."""
+    """Outputs ``(B, C)`` and input Jacobians ``(B, C, d)`` from ``C`` backward passes.
+
+    When ``model`` applies a :class:`torch.nn.Conv2d` with one input channel (zero padding, stride and dilation 1)
+    to ``x`` itself, the backward passes stop at that convolution's output, and its transpose (a linear map that does
+    not depend on ``x``) is applied to all ``C`` rows at once as one correlation with the flipped kernel
+    (:class:`_first_conv`): on one CPU thread PyTorch's backward of such a convolution costs about 7× its forward
+    (LeNet on MNIST: the Jacobian of 256 images in 0.23 s instead of 0.36 s; with 3 input channels, as on CIFAR,
+    autograd's own backward was as fast, so it is kept there). The same Jacobian up to the rounding of a
+    different summation order (2e-7 relative in float32, 3e-16 in float64)."""
     xr = x.detach().clone().requires_grad_(True)
-    out = model(xr)
+    with _first_conv(model, xr) as first:
+        out = model(xr)
     if out.ndim != 2 or out.shape[0] != x.shape[0]:
         raise ValueError(f"model must return outputs (B, C); got shape {tuple(out.shape)}")
-    C = out.shape[1]
-    rows = [torch.autograd.grad(out[:, c].sum(), xr, retain_graph=c + 1 < C, allow_unused=True,
-                                materialize_grads=True)[0].reshape(x.shape[0], -1) for c in range(C)]
-    return out.detach(), torch.stack(rows, dim=1)
+    B, C = out.shape
+    wrt = first.output if first.output is not None else xr
+    J = torch.empty(B, C, xr[0].numel(), dtype=out.dtype, device=out.device)
+    for c in range(C):  # row c of every example at once (examples do not interact in eval mode)
+        (g,) = torch.autograd.grad(out[:, c].sum(), wrt, retain_graph=c + 1 < C, allow_unused=True, materialize_grads=True)
+        J[:, c] = (first.transpose(g) if first.output is not None else g).reshape(B, -1)
+    return out.detach(), J
+
+
+class _first_conv:
+    """Context that finds the :class:`~torch.nn.Conv2d` of ``model`` applied to ``x`` itself (a forward hook on
+    every eligible convolution compares its input with ``x``) and keeps its output; ``output`` stays ``None``
+    when there is none (then :func:`input_jacobian` differentiates with respect to ``x``).
+    :meth:`transpose` maps gradients ``(N, out_channels, H', W')`` at the output to gradients at ``x``."""
+
+    def __init__(self, model: Model, x: Tensor):
+        self.x, self.output, self.conv, self.handles = x, None, None, []
+        modules = model.modules() if isinstance(model, torch.nn.Module) else ()
+        self.candidates = [m for m in modules if isinstance(m, torch.nn.Conv2d) and m.in_channels == 1 and m.groups == 1
+                           and m.padding_mode == "zeros" and m.stride == (1, 1) and m.dilation == (1, 1)
+                           and not isinstance(m.padding, str)
+                           and all(p <= k - 1 for p, k in zip(m.padding, m.kernel_size))]
+        self.version = -1
+
+    def __enter__(self) -> _first_conv:
+        def hook(module: torch.nn.Conv2d, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            if self.output is None and inputs[0] is self.x:
+                self.output, self.conv, self.version = output, module, output._version
+        self.handles = [m.register_forward_hook(hook) for m in self.candidates]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+        if self.output is not None and self.output._version != self.version:   # changed in place (ReLU(inplace=True))
+            self.output = None
+
+    def transpose(self, G: Tensor) -> Tensor:
+        """``Wᵀ G``: the convolution's adjoint as a correlation with the flipped, transposed kernel."""
+        conv = self.conv
+        kh, kw = conv.kernel_size
+        ph, pw = conv.padding
+        W = conv.weight.detach().flip(2, 3).transpose(0, 1)
+        return torch.nn.functional.conv2d(G, W, padding=(kh - 1 - ph, kw - 1 - pw))
 
 
 def _psd_sqrt(L: Tensor) -> Tensor:

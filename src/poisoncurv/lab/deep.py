@@ -41,7 +41,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
 from poisoncurv.curvature import input_hessian, top_eigen
-from poisoncurv.curvature.exact import ExactCurvature, exact_input_curvature, premise_gap
+from poisoncurv.curvature.base import check_eval_mode, check_loss, output_hessians
+from poisoncurv.curvature.exact import ExactCurvature, input_jacobian, premise_gap
 
 DENSE_MAX = 1024   # form H densely (float64 eigh) up to this input dimension; Lanczos on the factors above it
 EXACT_MAX_CLASSES = 10  # exact Jacobians (C backward passes per input) up to this many classes; Hessian-vector Lanczos above
@@ -89,16 +90,18 @@ def curvature_at(model: nn.Module, loss_fn: nn.Module, x: Tensor, u: Tensor, k: 
     descending), ``overlap``, ``mass``, ``curv_u`` and ``fisher_top`` (top eigenvalue of the empirical input
     Fisher at the predicted labels). The model must be in eval mode and piecewise linear in its input
     (:func:`premise_gap64` checks it). Up to :data:`EXACT_MAX_CLASSES` outputs the mean Hessian is formed
-    exactly from the Jacobians (``C`` backward passes per input); above it (CIFAR-100) the top eigenpairs
+    exactly from the Jacobians (``C`` backward passes per batch); above it (CIFAR-100) the top eigenpairs
     come from Lanczos on the Hessian-vector products of the mean loss (:func:`_lanczos_route`)."""
-    with torch.no_grad():
-        logits = model(x)
-    y = logits.argmax(1)
+    check_eval_mode(model)
     u = u.double()
-    if logits.shape[1] > EXACT_MAX_CLASSES:
+    with torch.no_grad():
+        n_outputs = model(x[:1]).shape[1]
+    if n_outputs > EXACT_MAX_CLASSES:
+        with torch.no_grad():
+            y = model(x).argmax(1)
         vals, vecs, curv_u, G = _lanczos_route(model, loss_fn, x, y, u, k)
     else:
-        vals, vecs, curv_u, G = _exact_route(model, loss_fn, x, logits, u, k)
+        vals, vecs, curv_u, G = _exact_route(model, loss_fn, x, u, k)
     fisher_top = torch.linalg.eigvalsh(G @ G.T / len(G))[-1]
     proj = (vecs.T @ u.to(vecs.device)) ** 2
     return {"top": vals.clamp_min(0).tolist(), "overlap": float(proj[0]), "mass": float(proj.sum()),
@@ -108,13 +111,14 @@ def curvature_at(model: nn.Module, loss_fn: nn.Module, x: Tensor, u: Tensor, k: 
 Route = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
-def _exact_route(model: nn.Module, loss_fn: nn.Module, x: Tensor, logits: Tensor, u: Tensor, k: int) -> Route:
+def _exact_route(model: nn.Module, loss_fn: nn.Module, x: Tensor, u: Tensor, k: int) -> Route:
     """``(top k eigenvalues, eigenvectors (d, k), uᵀHu, per-example input gradients (B, d))`` of the mean
-    ``H = mean_b J_bᵀ Λ_b J_b`` at the predicted labels of ``logits`` ``(B, C)``, formed in float64 from the
-    exact Jacobians."""
+    ``H = mean_b J_bᵀ Λ_b J_b`` at the model's predicted labels, formed in float64 from the exact Jacobians
+    (:func:`~poisoncurv.curvature.exact.input_jacobian`, whose forward pass gives the predictions)."""
+    check_loss(loss_fn)
+    logits, J32 = input_jacobian(model, x)
     y = logits.argmax(1)
-    ex = exact_input_curvature(model, loss_fn, x, y, check=False)
-    J, Lam = ex.J.double(), ex.Lam.double()
+    J, Lam = J32.double(), (len(x) * output_hessians(loss_fn, logits, y)).double()  # blocks of the mean loss are Λ_b / B
     u = u.to(J.device)
     d = J.shape[2]
     if d <= DENSE_MAX:
@@ -177,8 +181,10 @@ def feature_geometry(model: nn.Module, probe: Probe) -> dict[str, float | None]:
     """Distances (in clean within-class spreads) and collapse ratios of the penultimate features
     (module docstring); poison entries are ``None`` in a clean run."""
     phi_c, y_c = model.embed(probe.x_clean).double(), probe.y_clean
-    mus = {int(c): phi_c[y_c == c].mean(0) for c in y_c.unique()}
-    sigma_w = float(torch.stack([phi_c[i] - mus[int(y_c[i])] for i in range(len(y_c))]).pow(2).sum(1).mean().sqrt())
+    classes = y_c.unique()                                           # sorted
+    means = torch.stack([phi_c[y_c == c].mean(0) for c in classes])   # (classes, p)
+    mus = {int(c): mu for c, mu in zip(classes, means)}
+    sigma_w = float((phi_c - means[torch.searchsorted(classes, y_c)]).pow(2).sum(1).mean().sqrt())
     phi_t = model.embed(probe.x_trig).double()
     mu_target = model.embed(probe.x_target).double()
     mu_t = mu_target.mean(0)
