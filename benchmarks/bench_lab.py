@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, OtherCpu, environment, save  # noqa: E402
+from common import RESULTS, OtherCpu, environment, save, sync  # noqa: E402
 from poisoncurv.core.paths import GRIDS_DIR  # noqa: E402
 from poisoncurv.core.profiles import resolve_device  # noqa: E402
 from poisoncurv.core.provenance import RunRecord  # noqa: E402
@@ -43,11 +43,13 @@ from poisoncurv.lab.data import ImageData, load  # noqa: E402
 from poisoncurv.lab.grid import load_grid  # noqa: E402
 
 
-def ch06_config(epochs: int) -> LabConfig:
-    """The cpu-profile run of ``grids/ch06.yaml``'s ``seeds`` group with the stochastic cross at θ = 1 %, seed 0."""
+def ch06_config(epochs: int, device: str = "cpu", **sizes: int | None) -> LabConfig:
+    """The cpu-profile run of ``grids/ch06.yaml``'s ``seeds`` group with the stochastic cross at θ = 1 %, seed 0, for
+    ``epochs`` on ``device``; ``sizes`` (``evals_per_epoch``, ``n_train``, ``n_test``, ``n_eval``) replace the grid's
+    where given (the tests run it small)."""
     runs = [r.config for r in load_grid(GRIDS_DIR / "ch06.yaml", "cpu", check_device=False).group("seeds")]
     cfg = next(c for c in runs if c.attack == "cross-stochastic" and c.theta == 0.01 and c.seed == 0)
-    return replace(cfg, epochs=epochs)
+    return replace(cfg, epochs=epochs, device=device, **{k: v for k, v in sizes.items() if v is not None})
 
 
 class Stopwatch:
@@ -80,7 +82,7 @@ def lab_run(cfg: LabConfig, data: ImageData, work: Path) -> tuple[dict[str, floa
             w.undo()
     total = time.perf_counter() - t
     ev, md, fin = watches
-    weights = torch.load(work / "models" / f"{cfg.key()}.pt", weights_only=True)
+    weights = torch.load(work / "models" / f"{cfg.key()}.pt", map_location="cpu", weights_only=True)
     return ({"total": total, "evaluate": ev.seconds, "measure_deep": md.seconds, "final_eNTK": fin.seconds,
              "evaluations": ev.calls, "rows": len(res["epochs"])}, weights)
 
@@ -88,8 +90,9 @@ def lab_run(cfg: LabConfig, data: ImageData, work: Path) -> tuple[dict[str, floa
 def plain_run(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
     """Seconds of the plain loop on the poisoned training set ``x`` ``(N, C, H, W)``, ``y`` ``(N,)``, and its weights:
     the lab's model, orders, optimiser and schedule, nothing else."""
+    sync(x.device)
     t = time.perf_counter()
-    model = lab_train.build_model(cfg, tuple(x.shape[1:]), NUM_CLASSES[cfg.dataset]).to(dtype=x.dtype)
+    model = lab_train.build_model(cfg, tuple(x.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=x.device, dtype=x.dtype)
     opt = torch.optim.SGD(model.parameters(), lr=lab_train.step_size(cfg), momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     steps = math.ceil(len(x) / cfg.batch_size)
@@ -98,7 +101,7 @@ def plain_run(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor) -> tuple[float, 
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     for epoch in range(cfg.epochs):
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1_000_003 * cfg.seed + epoch))
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1_000_003 * cfg.seed + epoch)).to(x.device)
         for i in range(steps):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             loss = loss_fn(model(x[idx]), y[idx])
@@ -106,16 +109,18 @@ def plain_run(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor) -> tuple[float, 
             loss.backward()
             opt.step()
             sched.step()
-    return time.perf_counter() - t, model.state_dict()
+    sync(x.device)
+    return time.perf_counter() - t, {k: v.cpu() for k, v in model.state_dict().items()}
 
 
 def penalty_steps(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor, kappa: float, n_steps: int) -> float:
     """Median seconds of one training step (forward, penalised loss, backward, SGD) with ``kappa`` over ``n_steps``."""
-    model = lab_train.build_model(cfg, tuple(x.shape[1:]), NUM_CLASSES[cfg.dataset]).to(dtype=x.dtype)
+    model = lab_train.build_model(cfg, tuple(x.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=x.device, dtype=x.dtype)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=cfg.momentum)
     loss_fn, times = nn.CrossEntropyLoss(), []
     for i in range(n_steps + 2):
         xb, yb = x[i * cfg.batch_size:(i + 1) * cfg.batch_size], y[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        sync(x.device)
         t = time.perf_counter()
         loss, pen = lab_train.penalised_loss(model, loss_fn, xb, yb, kappa)
         opt.zero_grad(set_to_none=True)
@@ -123,6 +128,7 @@ def penalty_steps(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor, kappa: float
         if kappa > 0:
             nn.utils.clip_grad_norm_(model.parameters(), lab_train.CLIP_NORM)
         opt.step()
+        sync(x.device)
         if i >= 2:  # two warm-up steps
             times.append(time.perf_counter() - t)
     return statistics.median(times)
@@ -131,6 +137,11 @@ def penalty_steps(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor, kappa: float
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--evals-per-epoch", type=int, default=None, help="default: the grid's (4)")
+    for size in ("n-train", "n-test", "n-eval"):
+        p.add_argument(f"--{size}", type=int, default=None, help="default: the grid's")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (on CUDA the lab trains in its GPU mode, bf16 and "
+                   "compiled, the plain loop in float32 eager: final weights differ there)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads of the plain loop (the lab trains on one)")
     p.add_argument("--kappa", type=float, default=0.01, help="κ (lab convention) of the penalty timing (0.01: κ_paper 1e2)")
@@ -138,13 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results/)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = ch06_config(args.epochs)
-    device = resolve_device(cfg.device)
+    device = resolve_device(args.device)
+    cfg = ch06_config(args.epochs, args.device, evals_per_epoch=args.evals_per_epoch, n_train=args.n_train,
+                      n_test=args.n_test, n_eval=args.n_eval)
     data = load(cfg.dataset)
     record = RunRecord(profile="cpu", device=str(device), seed=cfg.seed, data_source=data.source)
     env_start, other = environment(device), OtherCpu()
     _, poisoned = lab_train.prepare(cfg, data)
-    x, y = poisoned.x_train, poisoned.y_train
+    x, y = poisoned.x_train.to(device), poisoned.y_train.to(device)
     lab_times: list[dict[str, float]] = []
     plain_times: list[float] = []
     same_weights = True
@@ -167,11 +179,11 @@ def main(argv: list[str] | None = None) -> None:
            "per_evaluation_s": lab_med["evaluate"] / lab_med["evaluations"],
            "measure_deep_per_evaluation_s": lab_med["measure_deep"] / lab_med["evaluations"],
            "plain_per_evaluation_interval_s": plain_med / (cfg.epochs * cfg.evals_per_epoch),
-           "final_weights_equal": same_weights,
+           "final_weights_equal": same_weights if device.type == "cpu" else None,
            "step_s_kappa0": step0, f"step_s_kappa{args.kappa:g}": step_k, "penalty_step_over_plain_step": step_k / step0,
            "deep_route": {"dense_max": deep.DENSE_MAX, "n_eval": cfg.n_eval, "top_k": cfg.top_k}}
     out["environment_start"], out["environment_end"] = env_start, environment(device, other)
-    path = save(f"lab_ch06_e{args.epochs}_t{args.threads}_{device.type}", record, out, args.out)
+    path = save(f"lab_ch06_e{args.epochs}_v{cfg.evals_per_epoch}_t{args.threads}_{device.type}", record, out, args.out)
     print({k: v for k, v in out.items() if k in ("lab_median_s", "plain_median_s", "lab_over_plain",
                                                 "measurement_share_of_lab_run", "final_weights_equal",
                                                 "penalty_step_over_plain_step")}, "\nwrote", path)

@@ -17,7 +17,8 @@ What it measures, in this order, each part skipped (and marked so) once the budg
 3. the curvature benchmarks on CUDA at small sizes (``bench_curvature.py``, ``bench_eigen.py``; they write
    their own JSON files beside this one), then, with two minutes left, ``bench_peers.py``'s target methods
    (the block solver on the exact and on the autograd operator against ``eigsh`` on each) for LeNet on
-   1,000 inputs and PreActResNet-20 on 128, two repeats (``peers_cuda.json``);
+   1,000 inputs and PreActResNet-20 on 128, two repeats (``peers_cuda.json``), and with 90 s left ``bench_lab.py``
+   (one epoch of a Chapter 6 lab run against a plain training loop, ``lab_ch06_e1_v4_t1_cuda.json``);
 4. the smoke profiles of the Chapter 6 and 7 grids (``grids/ch06.yaml``, ``grids/ch07.yaml``) trained on
    CUDA into a temporary folder (the committed results and notebooks are not touched), on random data where a
    data set is absent, then each chapter's driver (lag, θ, feature and defence analyses) on those runs.
@@ -230,6 +231,15 @@ def _peers_benchmark(out_dir: Path) -> dict[str, Any]:
     return {"bench_peers_s": round(time.perf_counter() - t, 1), "file": f"{out_dir.name}/peers_cuda.json"}
 
 
+def _lab_benchmark(out_dir: Path) -> dict[str, Any]:
+    """``bench_lab.py`` on CUDA: one epoch of the Chapter 6 configuration by the lab against the plain loop, twice."""
+    import bench_lab
+
+    t = time.perf_counter()
+    bench_lab.main(["--device", "cuda", "--epochs", "1", "--repeats", "2", "--out", str(out_dir)])
+    return {"bench_lab_s": round(time.perf_counter() - t, 1), "file": f"{out_dir.name}/lab_ch06_e1_v4_t1_cuda.json"}
+
+
 def _curvature_benchmarks(out_dir: Path) -> dict[str, Any]:
     import bench_curvature
     import bench_eigen
@@ -275,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print("eval", name, report["evals"][name], flush=True)
     report["curvature"] = _curvature_benchmarks(args.out.parent) if remaining() > 150 else {"skipped": "time budget"}
     report["peers"] = _peers_benchmark(args.out.parent) if remaining() > 120 else {"skipped": "time budget"}
+    report["lab"] = _lab_benchmark(args.out.parent) if remaining() > 90 else {"skipped": "time budget"}
     report["smoke"] = smoke_runs(device, remaining=remaining)
     ep = report["epochs"]
     best0 = min((ep[k]["epoch_s"] for k in ("k0_eager", "k0_compiled") if "epoch_s" in ep[k]), default=None)

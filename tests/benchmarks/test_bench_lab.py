@@ -1,0 +1,34 @@
+"""benchmarks/bench_lab.py at toy sizes on random MNIST-shaped images: the lab run and the plain loop train the same weights,
+and the lab's time splits into its parts."""
+
+import importlib.util
+import json
+
+import torch
+
+from poisoncurv.core.paths import REPO_ROOT
+from poisoncurv.lab.data import ImageData
+
+SCRIPT = REPO_ROOT / "benchmarks" / "bench_lab.py"
+
+
+def test_lab_and_plain_loop_train_the_same_weights_and_the_times_add_up(tmp_path, monkeypatch):
+    torch.set_default_dtype(torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    images = lambda n: torch.randint(0, 256, (n, 1, 28, 28), generator=gen, dtype=torch.uint8)  # noqa: E731
+    mnist = ImageData("mnist", images(300), torch.arange(300) % 10, images(120), torch.arange(120) % 10, 10, "random (test)")
+    spec = importlib.util.spec_from_file_location("bench_lab", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "load", lambda name: mnist)
+    bench.main(["--epochs", "1", "--evals-per-epoch", "2", "--n-train", "300", "--n-test", "120", "--n-eval", "8",
+                "--repeats", "2", "--penalty-steps", "2", "--out", str(tmp_path / "out")])
+    out = json.loads((tmp_path / "out" / "lab_ch06_e1_v2_t1_cpu.json").read_text())
+    assert out["final_weights_equal"] is True
+    assert out["config"]["n_train"] == 300 and out["config"]["measure"] == "deep" and len(out["lab_times_s"]) == 2
+    med = out["lab_median_s"]
+    assert med["evaluations"] == 3 and med["rows"] == 3            # epoch 0 and two in the epoch
+    assert 0 < med["measure_deep"] < med["evaluate"] < med["total"] and med["final_eNTK"] > 0
+    assert out["lab_over_plain"] == med["total"] / out["plain_median_s"]
+    assert 0 < out["measurement_share_of_lab_run"] < 1 and out["penalty_step_over_plain_step"] > 1
+    assert out["provenance"]["data_source"] and "environment_end" in out
