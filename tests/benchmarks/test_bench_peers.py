@@ -6,10 +6,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from poisoncurv.core.paths import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "benchmarks" / "bench_peers.py"
 PEERS = ("curvlinops-for-pytorch", "backpack-for-pytorch", "pyhessian", "torch", "scipy")
+
+pytestmark = pytest.mark.slow   # each test runs the benchmark's methods (10-40 s)
 
 
 def run(tmp_path, *args):

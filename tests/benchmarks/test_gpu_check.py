@@ -18,6 +18,7 @@ gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
 
 
+@pytest.mark.slow
 def test_without_a_gpu_it_stops_at_once_with_a_message(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO_ROOT / "src")}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "g.json")], env=env, capture_output=True,
@@ -59,6 +60,7 @@ def test_epoch_timer_runs_the_lab_step_on_cpu_and_reports_failures(monkeypatch):
     assert out["error"].startswith("RuntimeError: torch.compile does not currently support double backward")
 
 
+@pytest.mark.slow
 def test_synthetic_fallback_and_smoke_runs_within_the_budget(tmp_path, monkeypatch):
     torch.set_default_dtype(torch.float32)
     monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "cache"))
@@ -74,6 +76,7 @@ def test_synthetic_fallback_and_smoke_runs_within_the_budget(tmp_path, monkeypat
     assert first["train_mode"] == "eager" and first["train_precision"] == "fp32"
 
 
+@pytest.mark.slow
 def test_smoke_runs_then_the_chapter_driver_end_to_end_on_cpu(tmp_path, monkeypatch):
     torch.set_default_dtype(torch.float32)
     monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "cache"))

@@ -22,6 +22,7 @@ def spin(seconds: float) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_own_work_and_own_children_are_not_counted_as_others():
     idle = common.OtherCpu()
     time.sleep(0.3)

@@ -55,6 +55,7 @@ def test_missing_cifar100_stops_before_any_training(tmp_path, monkeypatch):
 
 
 @needs_cifar
+@pytest.mark.slow
 def test_smoke_success_times_and_final_rows_by_hand(smoke):
     runs = smoke["cifar10"]
     lag = ex.lag(runs)
@@ -70,6 +71,7 @@ def test_smoke_success_times_and_final_rows_by_hand(smoke):
 
 
 @needs_cifar
+@pytest.mark.slow
 def test_smoke_measurements_consistent_and_defence_counts(smoke):
     c = ex.consistency(smoke)
     assert c.premise_gap_max < 1e-10 and c.mass_minus_overlap_min >= -1e-12 and c.mass_max <= 1 + 1e-9

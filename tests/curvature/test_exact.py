@@ -130,7 +130,7 @@ def test_factor_operator_drops_the_cross_entropy_null_row():
 def _jacobian_by_autograd(model, x):
     """Reference input Jacobian ``(B, C, d)``: ``torch.func.jacrev`` of the summed outputs (examples independent)."""
     J = torch.func.jacrev(lambda xx: model(xx).sum(0))(x)          # (C, B, ...)
-    return J.flatten(2).transpose(0, 1)
+    return J.detach().flatten(2).transpose(0, 1)
 
 
 class _ConvNet(nn.Module):

@@ -29,6 +29,7 @@ def test_lanczos_route_agrees_with_the_exact_route_above_ten_classes():
     assert lanczos["mass"] == pytest.approx(float(proj.sum()), rel=1e-6, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_cifar100_smoke_run_with_target_class_attack_and_deep_measures(tmp_path):
     write_cifar(tmp_path, "cifar100", per_file=200, cyclic=True)   # every class twice per split
     d = data.load("cifar100", root=tmp_path, shared=tmp_path / "none", download=False, verify=False)

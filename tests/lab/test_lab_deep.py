@@ -219,6 +219,7 @@ def test_a_kept_model_reproduces_its_final_deep_measurements(tmp_path):
         cache.trained_run(cfg, tmp_path, data=data)
 
 
+@pytest.mark.slow
 def test_an_interrupted_deep_run_resumes_to_the_same_numbers(tmp_path):
     from lab_files import synthetic
 

@@ -58,6 +58,7 @@ def test_greedy_pattern_exact_on_diagonal_and_close_to_exhaustive():
         greedy_pattern(H, 9)
 
 
+@pytest.mark.slow
 def test_lowcurv_trigger_is_additive_nine_pixels_and_flatter_than_the_cross():
     x, y, xt, yt = toy()
     p = poison(x, y, xt, yt, "lowcurv", theta=0.1, target=3, amplitude=0.7, seed=1)
@@ -100,6 +101,7 @@ def test_filter_and_lowcurv_validation():
         train(cfg, data=synthetic())
 
 
+@pytest.mark.slow
 def test_filtered_run_retrains_without_what_the_detector_removed(tmp_path):
     data = synthetic(n_train=600, n_test=200)
     cfg = profile_config("smoke", model="mlp", n_train=None, n_test=None, n_eval=50, epochs=2, batch_size=50,

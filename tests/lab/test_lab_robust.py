@@ -200,6 +200,7 @@ def test_first_complete_copy_is_kept_when_another_process_wins(tmp_path):
     assert sorted(p.name for p in final.iterdir()) == [data.MARKER, "new"]
 
 
+@pytest.mark.slow
 def test_concurrent_first_use_of_a_fresh_cache(tmp_path):
     """Three processes unpack the same offline copy at once: all succeed with the same data, no debris."""
     shared = tmp_path / "shared"

@@ -53,6 +53,7 @@ def numbers(folder: Path) -> dict:
     return {p.stem: json.loads(p.read_text())["epochs"] for p in sorted(folder.glob("*.json"))}
 
 
+@pytest.mark.slow
 def test_debug_then_local_give_the_same_numbers_and_rerun_is_cached(env):
     tmp, grid_path = env
     grid = load_grid(grid_path, "smoke")
@@ -102,6 +103,7 @@ def test_a_failed_run_is_reported_and_retried(env):
     assert [o.status for o in again] == ["cached", "done", "cached", "cached"]
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_with_the_numbers_of_an_uninterrupted_one(env):
     tmp, grid_path = env
     sweep(load_grid(grid_path, "smoke"), "debug", results_dir=tmp / "whole", checkpoint_dir=tmp / "ck0", log_dir=tmp / "l0")
@@ -174,6 +176,7 @@ print("JOBID STATE")
 """
 
 
+@pytest.mark.slow
 def test_slurm_path_runs_the_generated_sbatch_script(env, monkeypatch):
     tmp, grid_path = env
     bin_dir = tmp / "bin"
@@ -198,6 +201,7 @@ def test_slurm_path_runs_the_generated_sbatch_script(env, monkeypatch):
     assert numbers(tmp / "res") == numbers(tmp / "ref")
 
 
+@pytest.mark.slow
 def test_two_workers_finishing_the_same_configuration_leave_one_valid_file(env):
     tmp, grid_path = env
     cfg = load_grid(grid_path, "smoke").runs[0].config
