@@ -1,14 +1,19 @@
 """Chapter 8 drivers at smoke size: kernel features, the boundary sweep's known limits, the synthetic check."""
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
 
-from poisoncurv.book.claims import evaluate, load_ledger
+from poisoncurv.book.claims import committed_values, evaluate, load_ledger
+from poisoncurv.book.runtime import round_sig
 from poisoncurv.chapters import detectors as ex
 from poisoncurv.detect import suite
 from poisoncurv.detect.suite import DETECTORS
 from poisoncurv.krr.kernels import make_kernel
+from poisoncurv.lab import derived
 
 CHECKS = {chk["key"]: chk for claim in load_ledger() for chk in claim["checks"]}
 
@@ -88,3 +93,47 @@ def test_ledger_checks_fail_with_reversed_auroc(smoke, monkeypatch):
     monkeypatch.setattr(suite, "roc_auc", lambda s, t: real(-s, t))
     s = ex.synthetic_check(smoke, 0).summary()
     assert not passes(s, "ch8_syn_far_min_auroc") and passes(s, "ch8_syn_null_max_z")
+
+
+def sweeps_equal(a, b) -> bool:
+    arrays = ("a", "success", "margin_shift", "visible", "curvature_auroc", "nearest_clean")
+    return (all(np.array_equal(getattr(a, f), getattr(b, f)) for f in arrays) and a.eps == b.eps
+            and all(np.array_equal(getattr(a, f)[n], getattr(b, f)[n]) for f in ("auroc", "tpr", "fpr") for n in DETECTORS))
+
+
+def test_boundary_sweep_cached_in_its_results_dir(smoke, tmp_path):
+    computed = ex.boundary_sweep(smoke, 0)
+    written = ex.boundary_sweep(smoke, 0, str(tmp_path), cached=True)
+    path = derived.derived_path(ex.BOUNDARY, ex.sweep_key(smoke, 0), tmp_path / "derived")
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*.json")] == [path.relative_to(tmp_path)]
+    assert sweeps_equal(computed, written) and computed.summary() == written.summary()
+    planted = json.loads(path.read_text())
+    planted["values"]["points"][0][1]["success"] = 0.125
+    planted["values"]["points"][-1][0]["scores"]["SPECTRE"]["auroc"] = 0.375
+    path.write_text(json.dumps(planted))
+    read = ex.boundary_sweep(smoke, 0, str(tmp_path), cached=True)                  # read, not recomputed
+    assert read.success[0, 1] == 0.125 and read.auroc["SPECTRE"][-1, 0] == 0.375
+    path.write_text(json.dumps({**planted, "version": ex.BOUNDARY_VERSION - 1}))
+    assert sweeps_equal(ex.boundary_sweep(smoke, 0, str(tmp_path), cached=True), computed)   # another version: recomputed
+    assert ex.sweep_key(smoke, 0) != ex.sweep_key(smoke, 1) != ex.sweep_key({**smoke, "m": 31}, 1)
+
+
+def test_committed_cpu_boundary_sweep_two_points_recomputed_and_the_glued_numbers():
+    """The committed cpu-profile sweep (results/derived) holds what boundary_point computes (two points recomputed
+    here), and gives the chapter's committed glued numbers without computing anything."""
+    torch.set_num_threads(1)
+    cfg = ex.settings("cpu")
+    path = derived.derived_path(ex.BOUNDARY, ex.sweep_key(cfg, 0))
+    stored = json.loads(path.read_text())
+    assert stored["version"] == ex.BOUNDARY_VERSION
+    points = stored["values"]["points"]
+    assert [len(row) for row in points] == [cfg["boundary_seeds"]] * len(cfg["amplitudes"])
+    for i, j in ((3, 5), (len(cfg["amplitudes"]) - 1, 0)):
+        p = ex.boundary_point(cfg, float(cfg["amplitudes"][i]), j)
+        fresh = {k: ({n: asdict(d) for n, d in v.items()} if k == "scores" else float(v)) for k, v in p.items()}
+        assert json.loads(json.dumps(fresh)) == points[i][j], "bump BOUNDARY_VERSION and rerun the chapter"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ex, "boundary_point", lambda *a, **k: pytest.fail("the cached sweep recomputed a point"))
+        s = ex.boundary_sweep(cfg, 0, cached=True).summary()
+    committed = committed_values()["ch08_detectors"]
+    assert {k: (round_sig(v, 3) if isinstance(v, float) else v) for k, v in s.items()} == {k: committed[k] for k in s}

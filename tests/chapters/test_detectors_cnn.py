@@ -1,17 +1,54 @@
 """Chapter 8's CNN drivers: the frontier's selection rules on hand-made points, the nearest-neighbour scale, and the
-drivers on the committed cpu-profile runs of grids/ch08.yaml (loaded from results/lab, nothing is trained)."""
+drivers on the committed cpu-profile runs of grids/ch08.yaml (loaded from results/lab, nothing is trained) and the
+committed derived results (results/derived: what comes from the kept models' features, and the adaptive attacker's
+surrogate), of which two runs' detections and the surrogate are recomputed from scratch here."""
 
+import json
 import math
+import shutil
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from poisoncurv.book.claims import committed_values
+from poisoncurv.book.runtime import round_sig
+from poisoncurv.chapters import cnn_mnist
 from poisoncurv.chapters import detectors_cnn as cx
+from poisoncurv.core.paths import chapter_lab_dir
 from poisoncurv.detect.metrics import roc_auc
-from poisoncurv.lab import cache
+from poisoncurv.detect.suite import DETECTORS
+from poisoncurv.lab import adaptive as lab_adaptive
+from poisoncurv.lab import cache, derived
 from poisoncurv.lab.filtering import DETECTOR_OF
+
+BUMP = "the cached derived results differ: if the computing code changed, bump its version in detectors_cnn and rerun"
+
+
+def detected_runs():
+    """Every run the drivers pass to detect_run: Chapter 6's seed runs and this chapter's amplitude and adaptive runs."""
+    g6, g8 = cnn_mnist.grid("cpu"), cx.grid("cpu")
+    six = [r.config for name in cnn_mnist.SEED_GROUPS for r in g6.group(name)]
+    return six + [r.config for r in g8.group("amplitude")] + [r.config for r in g8.group("adaptive")]
+
+
+def assert_glued(summary):
+    """The driver's summary, rounded as the chapter glues it (3 significant digits), is the committed chapter's."""
+    committed = committed_values()["ch08_detectors"]
+    assert {k: round_sig(v, 3) if isinstance(v, float) else v for k, v in summary.items()} == {k: committed[k] for k in summary}
+
+
+@contextmanager
+def reading_only():
+    """Fail if a driver computes features or the surrogate instead of reading results/derived."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a driver recomputed a derived result instead of reading results/derived")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cx, "detection_values", refuse)
+        mp.setattr(cx, "surrogate_values", refuse)
+        yield
 
 
 def test_frontier_rules_on_hand_made_points():
@@ -39,13 +76,71 @@ def test_every_cpu_run_is_committed_with_its_kept_weights():
     assert not [r.name for r in g.runs if r.keep_model and not cache.model_path(r.config).exists()]
 
 
+def test_every_detection_and_the_surrogate_are_cached_for_the_committed_weights():
+    for cfg in detected_runs():
+        res = json.loads(derived.derived_path(cx.DETECTION, cfg.key()).read_text())
+        assert res["version"] == cx.DETECTION_VERSION and res["key"] == cfg.key()
+        assert res["inputs"]["weights_sha256"] == derived.file_sha256(cache.model_path(cfg))
+        assert (res["values"]["samples"] is None) == (cfg.theta == 0) and set(res["values"]["class_scores"]) == set(cx.FEATURE_SCORES)
+    first = cx.grid("cpu").group("adaptive")[0].config
+    assert json.loads(derived.derived_path(cx.SURROGATE, first.key()).read_text())["version"] == cx.SURROGATE_VERSION
+
+
+def two_runs():
+    """A poisoned run near the amplitude boundary (this chapter) and a clean seed run of Chapter 6."""
+    poisoned = next(r.config for r in cx.grid("cpu").group("amplitude")
+                    if (r.config.amplitude, r.config.theta, r.config.seed) == (0.2, 0.01, 1))
+    clean = next(r.config for r in cnn_mnist.grid("cpu").group("seeds") if r.config.theta == 0)
+    return poisoned, clean
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """The two runs' detections recomputed from their kept models' features (written nowhere)."""
+    return [cx.detect_run(cfg, cached=False) for cfg in two_runs()]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["poisoned", "clean"])
+def test_detection_recomputed_from_the_features_equals_the_cache(fresh, which):
+    cfg, r = two_runs()[which], fresh[which]
+    assert r == cx.detect_run(cfg), BUMP                         # the same floats as the committed file
+    assert r.config == cfg and (r.samples is None) == (cfg.theta == 0) and set(r.scores) == set(cx.MODEL_SCORES)
+    if r.samples is not None:
+        assert set(r.samples) == set(DETECTORS) and 0 < r.eps < 1
+        assert all(0 <= getattr(s, f) <= 1 for s in r.samples.values() for f in ("auroc", "tpr", "fpr"))
+
+
+def test_detect_run_reads_and_refreshes_the_derived_folder_of_its_results_dir(tmp_path):
+    """With a results folder the driver takes lab runs and derived results from it (and writes nowhere else); a
+    planted file is read as it is, and a file of another version is recomputed."""
+    cfg = two_runs()[0]
+    (tmp_path / "lab" / "models").mkdir(parents=True)
+    shutil.copy(cache.result_path(cfg), tmp_path / "lab")
+    shutil.copy(cache.model_path(cfg), tmp_path / "lab" / "models")
+    committed = json.loads(derived.derived_path(cx.DETECTION, cfg.key()).read_text())
+    path = derived.derived_path(cx.DETECTION, cfg.key(), tmp_path / "derived")
+    path.parent.mkdir(parents=True)
+    planted = json.loads(json.dumps(committed))
+    planted["values"]["class_scores"]["spectral_gap"] = 123.0
+    planted["values"]["samples"]["SPECTRE"]["auroc"] = 0.25
+    path.write_text(json.dumps(planted))
+    r = cx.detect_run(cfg, str(tmp_path))
+    assert r.scores["spectral_gap"] == 123.0 and r.samples["SPECTRE"].auroc == 0.25      # read, not recomputed
+    path.write_text(json.dumps({**planted, "version": cx.DETECTION_VERSION + 1}))
+    assert cx.detect_run(cfg, str(tmp_path)) == cx.detect_run(cfg)                         # recomputed
+    assert json.loads(path.read_text()) == committed
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.json")) == [
+        f"derived/{cx.DETECTION}/{cfg.key()}.json", f"lab/{cfg.key()}.json"]
+    assert chapter_lab_dir(str(tmp_path)) == tmp_path / "lab"
+
+
 @pytest.fixture(scope="module")
 def boundary():
-    torch.set_num_threads(1)
-    return cx.cnn_boundary("cpu")
+    with reading_only():
+        return cx.cnn_boundary("cpu")
 
 
-def test_boundary_numbers_recomputed_from_the_files(boundary):
+def test_boundary_numbers_recomputed_from_the_files(boundary, fresh):
     b = boundary
     np.testing.assert_allclose(b.trigger_norm, 3 * b.a, rtol=1e-6)      # |cross| = 3, no clipping
     for i, a in enumerate(b.a):
@@ -55,11 +150,27 @@ def test_boundary_numbers_recomputed_from_the_files(boundary):
         score = [f["epochs"][-1]["trig_curv_u"] for f in files]
         truth = [f["config"]["theta"] > 0 for f in files]
         assert b.model_auroc("trig_curv_u")[i] == pytest.approx(roc_auc(np.array(score), np.array(truth)))
+    # the recomputed run is the driver's, and its detectors' AUROC enters the mean over seeds
+    cfg, run = two_runs()[0], fresh[0]
+    i = list(b.a).index(cfg.amplitude)
+    assert run in b.runs[i][1]
+    for name in DETECTORS:
+        others = [r.samples[name].auroc for r in b.runs[i][1] if r.config != cfg]
+        assert b.auroc(name)[i].mean() == pytest.approx(np.mean(others + [run.samples[name].auroc]), rel=1e-12)
     s = b.summary()
+    assert_glued(s)
     assert s["ch8_amp_succ"] in b.a and 0 <= s["ch8_amp_n_found_succ"] <= 4
     # at the attack's threshold a poison is nearer its source than a clean image is to its nearest neighbour
     assert 3 * s["ch8_amp_succ"] < b.nearest_clean and s["ch8_amp_norm_ratio_succ"] < 1
     assert len(b.table().rows) == len(b.a)
+
+
+def test_cnn_detection_reads_the_cache(fresh):
+    with reading_only():
+        d = cx.cnn_detection("cpu")
+    clean, _ = d.runs[two_runs()[1].attack]
+    assert fresh[1] in clean and d.summary()["ch8_cnn_n_models"] > 0
+    assert_glued(d.summary())
 
 
 def test_frontier_from_the_committed_runs():
@@ -77,13 +188,38 @@ def test_frontier_from_the_committed_runs():
         assert res["poison"]["n_poison"] == round(len(base["poison"]["poison_idx"]) * (1 - p.tpr))
 
 
-def test_adaptive_trigger_is_flatter_on_its_surrogate_and_ratios_by_hand():
-    torch.set_num_threads(1)
-    adv = cx.adaptive("cpu")
+@pytest.fixture
+def one_surrogate(monkeypatch):
+    """lab.adaptive.surrogate_hessian trained once per set of inputs: a second call on equal images, labels and seed
+    returns the first one's Hessian (the greedy choice on it still runs)."""
+    real, seen = lab_adaptive.surrogate_hessian, []
+
+    def memo(x, y, seed):
+        for xs, ys, s, H in seen:
+            if s == seed and torch.equal(xs, x) and torch.equal(ys, y):
+                return H
+        seen.append((x, y, seed, real(x, y, seed)))
+        return seen[-1][3]
+    monkeypatch.setattr(lab_adaptive, "surrogate_hessian", memo)
+    return seen
+
+
+def test_adaptive_from_the_cache_and_its_surrogate_recomputed(one_surrogate):
+    with reading_only():
+        adv = cx.adaptive("cpu")
     assert adv.surrogate_curv["lowcurv"] < adv.surrogate_curv["cross-deterministic"]
+    assert_glued(adv.summary())
     assert adv.pattern.sum() == 9 and set(np.unique(adv.pattern)) == {0.0, 1.0}
-    # the pattern shown is the trigger the committed runs were poisoned with (rebuilt from a kept run)
+    # the surrogate recomputed from scratch gives the cached pattern and t'Ht, to the bit
+    first = cx.grid("cpu").group("adaptive")[0].config
+    fresh = cx.surrogate_values(first)
+    assert fresh == json.loads(derived.derived_path(cx.SURROGATE, first.key()).read_text())["values"], BUMP
+    assert np.array_equal(cx.pattern_from_pixels(fresh["pixels"]), adv.pattern)
+    assert fresh["curv"] == adv.surrogate_curv and len(one_surrogate) == 1
+    # the pattern shown is the trigger the committed runs were poisoned with (rebuilt from a kept run: its poisoning
+    # asks for the surrogate of the same images, which is the one just trained)
     run = cache.trained_run(next(r.config for r in cx.grid("cpu").group("adaptive") if r.config.theta == 0.05))
+    assert len(one_surrogate) == 1
     assert np.array_equal(run.poisoned.direction.reshape(28, 28).numpy() > 0, adv.pattern > 0)
     assert set(adv.runs) == {"cross θ=1%", "lowcurv θ=1%", "lowcurv θ=2%", "lowcurv θ=5%"}
     clean, poisoned = adv.runs["lowcurv θ=5%"]
@@ -94,3 +230,9 @@ def test_adaptive_trigger_is_flatter_on_its_surrogate_and_ratios_by_hand():
     undefended = cache.get(replace(cx.grid("cpu").group("adaptive_defence")[0].config, kappa=0.0))
     assert adv.defence[0].asr == undefended["epochs"][-1]["asr"] and adv.defended == "lowcurv θ=5%"
     assert len(adv.defence) == 1 + len(cx.grid("cpu").group("adaptive_defence")) and len(adv.filters) == 4
+
+
+def test_pattern_from_pixels():
+    t = cx.pattern_from_pixels([0, 29, 783])
+    assert t.shape == (28, 28) and t.dtype == np.float64 and t.sum() == 3 and t[0, 0] == t[1, 1] == t[27, 27] == 1
+    assert math.isclose(cx.pattern_from_pixels([5], (2, 3))[1, 2], 1.0)

@@ -11,8 +11,10 @@ numbers) and, where the chapter shows one, ``table()``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from torch import Tensor
 
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
+from poisoncurv.core.paths import chapter_derived_dir
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.spectre import que_scores
@@ -28,10 +31,15 @@ from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors
 from poisoncurv.detect.synthetic import gaussian_mixture
 from poisoncurv.krr.kernels import Kernel, fit_krr, make_kernel
 from poisoncurv.krr.visibility import bulk_edge, target_margin, top_gn_eigenvalue
+from poisoncurv.lab import derived
 
 TARGET = 1      # the attacker's target class, as in Chapter 2
 RUN = "Run: {glue:text}`ch08_detectors_run`."
 AUROC_FOUND = 0.9   # the companion's threshold for "the detector finds the poisons"
+# The boundary sweep's points as a derived result (poisoncurv.lab.derived, keyed by sweep_key): bump the version
+# whenever boundary_point, kernel_features or the detectors change what they compute, and rerun the chapter.
+BOUNDARY = "ch08-kernel-boundary"
+BOUNDARY_VERSION = 1
 
 
 def settings(profile: str) -> dict[str, Any]:
@@ -250,16 +258,35 @@ def boundary_point(cfg: dict[str, Any], a: float, seed: int) -> dict[str, Any]:
             "nearest_clean": float(torch.cdist(poisons, X).min(1).values.median() / ell), "eps": eps}
 
 
-def boundary_sweep(cfg: dict[str, Any], seed: int) -> BoundarySweep:
-    """:func:`boundary_point` for every amplitude of ``cfg["amplitudes"]`` and ``boundary_seeds`` seeds from ``seed``."""
+def sweep_key(cfg: dict[str, Any], seed: int) -> str:
+    """16 hex digits of SHA-256 of the settings ``cfg`` and ``seed``: the boundary sweep's derived-results key."""
+    return hashlib.sha256(json.dumps({"settings": cfg, "seed": seed}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _sweep_points(cfg: dict[str, Any], seed: int) -> list[list[dict[str, Any]]]:
+    """:func:`boundary_point` for every amplitude and seed, JSON-ready (each detector's score as a dict)."""
+    return [[{k: ({n: asdict(d) for n, d in v.items()} if k == "scores" else float(v))
+              for k, v in boundary_point(cfg, float(ai), 100 * seed + j).items()}
+             for j in range(cfg["boundary_seeds"])] for ai in cfg["amplitudes"]]
+
+
+def boundary_sweep(cfg: dict[str, Any], seed: int, results_dir: str | None = None, cached: bool = False) -> BoundarySweep:
+    """:func:`boundary_point` for every amplitude of ``cfg["amplitudes"]`` and ``boundary_seeds`` seeds from ``seed``.
+
+    ``cached=True``: the points are a derived result (:data:`BOUNDARY`, :func:`sweep_key`) read from
+    ``<results_dir or results>/derived/`` (computed and written when absent or of another version)."""
     a = np.array(cfg["amplitudes"], dtype=float)
-    pts = [[boundary_point(cfg, float(ai), 100 * seed + j) for j in range(cfg["boundary_seeds"])] for ai in a]
+    if cached:
+        pts = derived.get(BOUNDARY, sweep_key(cfg, seed), BOUNDARY_VERSION, lambda: {"points": _sweep_points(cfg, seed)},
+                          chapter_derived_dir(results_dir))["points"]
+    else:
+        pts = _sweep_points(cfg, seed)
 
     def grid(key: str) -> np.ndarray:
-        return np.array([[p[key] for p in row] for row in pts])
+        return np.array([[float(p[key]) for p in row] for row in pts])
 
     def per_detector(field: str) -> dict[str, np.ndarray]:
-        return {n: np.array([[getattr(p["scores"][n], field) for p in row] for row in pts]) for n in DETECTORS}
+        return {n: np.array([[float(p["scores"][n][field]) for p in row] for row in pts]) for n in DETECTORS}
 
     return BoundarySweep(a, grid("success"), grid("margin_shift"), per_detector("auroc"), per_detector("tpr"),
                          per_detector("fpr"), grid("visible"), grid("curvature_auroc"), grid("nearest_clean"),

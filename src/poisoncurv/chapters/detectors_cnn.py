@@ -3,13 +3,15 @@ safety-efficacy frontier, and the adaptive attacker.
 
 Every number comes from cached lab runs (``grids/ch06.yaml`` and ``grids/ch08.yaml``, :mod:`poisoncurv.lab.cache`);
 the detectors see each kept model's penultimate features of its own poisoned training set (:func:`detect_run`).
+What is derived from those features, and the adaptive attacker's surrogate, is cached in turn under
+``results/derived/`` (:mod:`poisoncurv.lab.derived`, kinds :data:`DETECTION` and :data:`SURROGATE`).
 Each driver returns a frozen dataclass with ``summary()`` (glued numbers) and ``table()``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,10 +20,11 @@ import torch
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters.deep_runs import ASR_SUCCESS
 from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
-from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
+from poisoncurv.core.paths import GRIDS_DIR, chapter_derived_dir, chapter_lab_dir
 from poisoncurv.detect.clustering import activation_clustering
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.suite import DETECTORS, DetectorScore, score_detectors
+from poisoncurv.lab import derived
 from poisoncurv.lab.config import LabConfig
 from poisoncurv.lab.data import to_float
 from poisoncurv.lab.filtering import DETECTOR_OF, features, known_poisons
@@ -40,6 +43,13 @@ MODEL_SCORES = {"trig_overlap": "top-1 overlap² at triggered inputs (trigger kn
                 "spectral_gap": "max over classes of σ₁/σ₂ of the features (trigger-free)",
                 "ac_flagged": "classes flagged by activation clustering (trigger-free)"}
 FEATURE_SCORES = ("spectral_gap", "ac_flagged")
+
+# Derived-results kinds (poisoncurv.lab.derived) and the version of the code computing each: bump a version whenever
+# what it covers changes its numbers, and rerun the chapter (the committed files of the old version are recomputed).
+DETECTION = "ch08-detection"   # detection_values: features, class_level_scores, known_poisons, score_detectors
+DETECTION_VERSION = 1
+SURROGATE = "ch08-surrogate"   # surrogate_values: lab.adaptive's surrogate, its pattern and t'Ht of both triggers
+SURROGATE_VERSION = 1
 
 
 def grid(profile: str) -> Grid:
@@ -83,22 +93,46 @@ class RunDetection:
     eps: float | None
 
 
-def detect_run(cfg: LabConfig, results_dir: str | None = None) -> RunDetection:
-    """:class:`RunDetection` of ``cfg`` from its cached results and kept weights (trained and kept if absent)."""
+def detection_values(cfg: LabConfig, results_dir: str | None = None) -> dict[str, Any]:
+    """What :func:`detect_run` derives from the kept model's penultimate features of its own poisoned training set,
+    computed from scratch (the weights must be kept): ``class_scores`` (:func:`class_level_scores`), and for a
+    poisoned run each detector's ``samples[name]`` = ``{auroc, tpr, fpr}`` with the known ``eps`` (else ``None``)."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab import cache
+
+    tr = cache.trained_run(cfg, chapter_lab_dir(results_dir), data=cnn_mnist.mnist())
+    feats = features(tr.model, tr.poisoned.x_train)
+    y = tr.poisoned.y_train.numpy()
+    out: dict[str, Any] = {"class_scores": class_level_scores(feats, y), "samples": None, "eps": None}
+    if cfg.theta > 0:
+        truth, eps = known_poisons(tr.poisoned)
+        out["samples"] = {n: asdict(d) for n, d in score_detectors(feats, y, truth, eps, cfg.target).items()}
+        out["eps"] = eps
+    return out
+
+
+def detect_run(cfg: LabConfig, results_dir: str | None = None, cached: bool = True) -> RunDetection:
+    """:class:`RunDetection` of ``cfg`` from its cached results and kept weights (trained and kept if absent); what
+    comes from the features (:func:`detection_values`) is read from ``<results_dir or results>/derived/`` (computed
+    and written if absent or stale), or with ``cached=False`` computed afresh and written nowhere."""
     from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
     lab = chapter_lab_dir(results_dir)
     res = cache.get(cfg, lab, data=cnn_mnist.mnist, keep_model=True)
     last = res["epochs"][-1]
-    tr = cache.trained_run(cfg, lab, data=cnn_mnist.mnist())
-    feats = features(tr.model, tr.poisoned.x_train)
-    y = tr.poisoned.y_train.numpy()
-    scores = {**{n: _model_score(last, n) for n in MODEL_SCORES if n not in FEATURE_SCORES}, **class_level_scores(feats, y)}
+    if cached:
+        inputs = {"weights_sha256": derived.file_sha256(cache.model_path(cfg, lab)), "data_source": res["data_source"]}
+        d = derived.get(DETECTION, cfg.key(), DETECTION_VERSION, lambda: detection_values(cfg, results_dir),
+                        chapter_derived_dir(results_dir), inputs=inputs)
+    else:
+        d = detection_values(cfg, results_dir)
+    scores = {**{n: _model_score(last, n) for n in MODEL_SCORES if n not in FEATURE_SCORES},
+              **{n: float(d["class_scores"][n]) for n in FEATURE_SCORES}}
     if cfg.theta == 0:
         return RunDetection(cfg, last["asr"], last["clean_acc"], scores, last, None, None)
-    truth, eps = known_poisons(tr.poisoned)
-    return RunDetection(cfg, last["asr"], last["clean_acc"], scores, last, score_detectors(feats, y, truth, eps, cfg.target), eps)
+    samples = {n: DetectorScore(*(float(d["samples"][n][f]) for f in ("auroc", "tpr", "fpr"))) for n in DETECTORS}
+    return RunDetection(cfg, last["asr"], last["clean_acc"], scores, last, samples, float(d["eps"]))
 
 
 def model_auroc(clean: list[RunDetection], poisoned: list[RunDetection], name: str) -> float:
@@ -474,8 +508,6 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
     (the cross is the ``amplitude`` group's ``a = 1``)."""
     from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
-    from poisoncurv.lab.adaptive import lowcurv_pattern, surrogate_hessian
-    from poisoncurv.lab.attacks import cross_pattern
 
     g = grid(profile)
     lab = chapter_lab_dir(results_dir)
@@ -488,16 +520,40 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
             poisoned = [d for d in det if d.config.theta == theta]
             runs[_label(poisoned[0].config)] = (clean, poisoned)
     first = g.group("adaptive")[0].config
-    data = cnn_mnist.mnist().subset(first.n_train, first.n_test, first.seed)
-    x, y = to_float(data.x_train), data.y_train
-    H = surrogate_hessian(x, y, first.seed)          # the attacker's surrogate, as lowcurv_pattern builds it
-    t = lowcurv_pattern(x, y, first.seed, H).flatten().double()
-    c = cross_pattern((1, 28, 28)).flatten().double()
-    surrogate = {"cross-deterministic": float(c @ H @ c), "lowcurv": float(t @ H @ t)}
+    s = derived.get(SURROGATE, first.key(), SURROGATE_VERSION, lambda: surrogate_values(first),
+                    chapter_derived_dir(results_dir))
+    surrogate = {a: float(s["curv"][a]) for a in ("cross-deterministic", "lowcurv")}
     defended = g.group("adaptive_defence")[0].config
     undefended = replace(defended, kappa=0.0)
     defence = tuple([_point("none", "undefended", cache.get(undefended, lab, data=cnn_mnist.mnist))]
                     + [_point("input-gradient penalty", f"κ_paper = {r.config.kappa * r.config.batch_size ** 2:g}",
                               cache.get(r.config, lab, data=cnn_mnist.mnist)) for r in g.group("adaptive_defence")])
     return Adaptive(runs, surrogate, _label(defended), defence, tuple(filter_points(g.group("adaptive_filter"), results_dir)),
-                    t.reshape(28, 28).numpy())
+                    pattern_from_pixels(s["pixels"]))
+
+
+def surrogate_values(cfg: LabConfig) -> dict[str, Any]:
+    """The adaptive attacker's view for run ``cfg`` (``lowcurv``), computed from scratch as
+    :func:`~poisoncurv.lab.adaptive.lowcurv_pattern` builds it: its surrogate's mean input Hessian ``H̄``, the trigger's
+    ``pixels`` (flat indices of the ones of the 0/1 pattern, ascending) and ``curv[attack]`` = ``tᵀ H̄ t`` for the
+    cross and the low-curvature trigger ``t``."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab.adaptive import lowcurv_pattern, surrogate_hessian
+    from poisoncurv.lab.attacks import cross_pattern
+
+    data = cnn_mnist.mnist().subset(cfg.n_train, cfg.n_test, cfg.seed)
+    x, y = to_float(data.x_train), data.y_train
+    H = surrogate_hessian(x, y, cfg.seed)          # the attacker's surrogate, as lowcurv_pattern builds it
+    t = lowcurv_pattern(x, y, cfg.seed, H).flatten().double()
+    c = cross_pattern((1, 28, 28)).flatten().double()
+    if not bool(((t == 0) | (t == 1)).all()):
+        raise ValueError("the lowcurv pattern is not 0/1: its pixels do not describe it")
+    return {"pixels": torch.nonzero(t).flatten().tolist(),
+            "curv": {"cross-deterministic": float(c @ H @ c), "lowcurv": float(t @ H @ t)}}
+
+
+def pattern_from_pixels(pixels: list[int], shape: tuple[int, int] = (28, 28)) -> np.ndarray:
+    """The 0/1 trigger ``shape`` (float64) with ones at the flat indices ``pixels``."""
+    t = np.zeros(math.prod(shape))
+    t[np.asarray(pixels, dtype=np.int64)] = 1.0
+    return t.reshape(shape)

@@ -9,6 +9,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BOOK_DIR = REPO_ROOT / "book"
 RESULTS_DIR = Path(os.environ.get("POISONCURV_RESULTS_DIR") or REPO_ROOT / "results")  # set by make rerun's staging
 LAB_RESULTS_DIR = RESULTS_DIR / "lab"
+DERIVED_RESULTS_DIR = RESULTS_DIR / "derived"      # scalars derived from lab runs (poisoncurv.lab.derived)
 CLAIMS_FILE = REPO_ROOT / "claims.yml"
 GRIDS_DIR = REPO_ROOT / "grids"                    # one grid file of lab runs per experiment chapter
 DATA_DIR = REPO_ROOT / "data"                      # canonical copies and unpacked caches (git-ignored)
@@ -19,3 +20,9 @@ def chapter_lab_dir(results_dir: str | os.PathLike | None) -> Path | None:
     """Where a chapter's lab runs go: ``<results_dir>/lab`` when the chapter writes its results somewhere (``make
     rerun``: ``results/``; the tests: a temporary folder), else ``None`` (the default, :data:`LAB_RESULTS_DIR`)."""
     return None if results_dir is None else Path(results_dir) / "lab"
+
+
+def chapter_derived_dir(results_dir: str | os.PathLike | None) -> Path | None:
+    """Where a chapter's derived results go: ``<results_dir>/derived``, beside :func:`chapter_lab_dir`'s lab runs, else
+    ``None`` (the default, :data:`DERIVED_RESULTS_DIR`)."""
+    return None if results_dir is None else Path(results_dir) / "derived"

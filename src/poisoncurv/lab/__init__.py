@@ -6,6 +6,7 @@
 - :mod:`poisoncurv.lab.spectra`  per-epoch input-Hessian / input-Fisher metrics
 - :mod:`poisoncurv.lab.train`    SGD with the input-gradient penalty, checkpoints and resume
 - :mod:`poisoncurv.lab.cache`    results files under ``results/lab/``, loaded when present
+- :mod:`poisoncurv.lab.derived`  small results derived from runs under ``results/derived/``, versioned by their code
 
 ``python -m poisoncurv.lab --help`` runs one configuration from the command line.
 """
