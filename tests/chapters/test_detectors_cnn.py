@@ -100,6 +100,7 @@ def fresh():
     return [cx.detect_run(cfg, cached=False) for cfg in two_runs()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", [0, 1], ids=["poisoned", "clean"])
 def test_detection_recomputed_from_the_features_equals_the_cache(fresh, which):
     cfg, r = two_runs()[which], fresh[which]
@@ -110,6 +111,7 @@ def test_detection_recomputed_from_the_features_equals_the_cache(fresh, which):
         assert all(0 <= getattr(s, f) <= 1 for s in r.samples.values() for f in ("auroc", "tpr", "fpr"))
 
 
+@pytest.mark.slow
 def test_detect_run_reads_and_refreshes_the_derived_folder_of_its_results_dir(tmp_path):
     """With a results folder the driver takes lab runs and derived results from it (and writes nowhere else); a
     planted file is read as it is, and a file of another version is recomputed."""
@@ -140,6 +142,7 @@ def boundary():
         return cx.cnn_boundary("cpu")
 
 
+@pytest.mark.slow
 def test_boundary_numbers_recomputed_from_the_files(boundary, fresh):
     b = boundary
     np.testing.assert_allclose(b.trigger_norm, 3 * b.a, rtol=1e-6)      # |cross| = 3, no clipping
@@ -204,6 +207,7 @@ def one_surrogate(monkeypatch):
     return seen
 
 
+@pytest.mark.slow
 def test_adaptive_from_the_cache_and_its_surrogate_recomputed(one_surrogate):
     with reading_only():
         adv = cx.adaptive("cpu")

@@ -38,7 +38,8 @@ def result_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) ->
     return Path(results_dir or LAB_RESULTS_DIR) / f"{cfg.key()}.json"
 
 
-def _force_from_env() -> bool:
+def force_from_env() -> bool:
+    """Whether the environment asks to recompute what is cached (``FORCE`` set to 1, true or yes)."""
     return os.environ.get("FORCE", "").strip().lower() in ("1", "true", "yes")
 
 
@@ -80,7 +81,7 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
     """
     validate(cfg)
     path = result_path(cfg, results_dir)
-    force = _force_from_env() if force is None else force
+    force = force_from_env() if force is None else force
     if keep_model and not model_path(cfg, results_dir).exists():
         force = True
     if path.exists() and not force:

@@ -25,7 +25,7 @@ from typing import Any
 
 from poisoncurv.core.paths import DERIVED_RESULTS_DIR
 from poisoncurv.core.results import CorruptResultError, read_json, write_json_atomic
-from poisoncurv.lab.cache import _force_from_env
+from poisoncurv.lab.cache import force_from_env
 
 FIELDS = ("kind", "key", "version", "inputs", "values")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -66,7 +66,7 @@ def get(kind: str, key: str, version: int, compute: Callable[[], dict[str, Any]]
     ``compute()`` (a dict of JSON-ready values), written atomically and read back."""
     path = derived_path(kind, key, directory)
     inputs = {} if inputs is None else inputs
-    force = _force_from_env() if force is None else force
+    force = force_from_env() if force is None else force
     if path.exists() and not force:
         try:
             res = read_json(path)
