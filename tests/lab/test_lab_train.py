@@ -181,7 +181,11 @@ def test_cli_runs_a_configuration_and_caches_it(tmp_path, monkeypatch, capsys):
             "--set", "n_test=30", "--set", "n_eval=20", "--quiet"]
     assert cli(args) == 0
     out = capsys.readouterr().out
-    assert "canonical download" in out and "  1.00 " in out
+    assert "canonical download" in out and "  1.00 " in out and "hess_top" in out
     files = list((tmp_path / "res").glob("*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["config"]["epochs"] == 1
     assert cli(args) == 0 and capsys.readouterr().out == out  # second call: loaded from the cache
+    assert cli(args + ["--model", "lenet", "--set", "measure=deep", "--set", "n_eval=8"]) == 0   # deep rows print too
+    deep = capsys.readouterr().out.splitlines()
+    assert deep[1].split() == ["epoch", "clean_acc", "asr", "clean_to_tgt", "trig_overlap", "trig_top", "clean_overlap"]
+    assert deep[2].split()[0] == "0.00" and deep[-1].split()[0] == "1.00"  # from epoch 0 to the end of epoch 1

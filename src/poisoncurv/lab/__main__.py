@@ -15,6 +15,28 @@ from poisoncurv.lab.cache import StaleResultError, get, result_path
 from poisoncurv.lab.config import parse_value, profile_config
 from poisoncurv.lab.data import DataNotFoundError
 
+# (heading, row field, format) of the printed table: basic runs measure the spectra at clean inputs; deep runs
+# (measure="deep") at clean and at triggered inputs (poisoncurv.lab.deep)
+BASIC_COLUMNS = (("epoch", "epoch", "6.2f"), ("clean_acc", "clean_acc", ".4f"), ("asr", "asr", ".4f"),
+                 ("overlap", "overlap", ".4f"), ("hess_top", "hess_top", ".3e"), ("visible", "visible", ""))
+DEEP_COLUMNS = (("epoch", "epoch", "6.2f"), ("clean_acc", "clean_acc", ".4f"), ("asr", "asr", ".4f"),
+                ("clean_to_tgt", "clean_to_target", ".4f"), ("trig_overlap", "trig_overlap", ".4f"),
+                ("trig_top", "trig_top", ".3e"), ("clean_overlap", "clean_overlap", ".4f"))
+
+
+def table(rows: list[dict]) -> str:
+    """The evaluation rows of a result as a fixed-width table (the columns of a deep run when its rows have them)."""
+    columns = DEEP_COLUMNS if rows and "trig_overlap" in rows[0] else BASIC_COLUMNS
+    widths = [max(len(head), 10) for head, _, _ in columns]
+    lines = [" ".join(head.rjust(w) for (head, _, _), w in zip(columns, widths))]
+    for row in rows:
+        cells = []
+        for (_, field, fmt), w in zip(columns, widths):
+            value = row[field][0] if isinstance(row[field], list) else row[field]
+            cells.append(format(value, fmt).rjust(w) if fmt else str(value).rjust(w))
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -54,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"poisoncurv.lab: {err}", file=sys.stderr)
         return 2
     print(f"{result_path(cfg, args.results_dir)}  (data: {res['data_source']})")
-    print(" epoch clean_acc  asr    overlap  hess_top   visible")
-    for row in res["epochs"]:
-        print(f"{row['epoch']:6.2f} {row['clean_acc']:.4f}     {row['asr']:.4f} {row['overlap']:.4f}   "
-              f"{row['hess_top'][0]:.3e}  {row['visible']}")
+    print(table(res["epochs"]))
     return 0
 
 
