@@ -6,7 +6,6 @@ the file)."""
 import math
 
 import pytest
-import torch
 
 from poisoncurv.core.paths import LAB_RESULTS_DIR
 from poisoncurv.core.profiles import device_name
@@ -38,7 +37,6 @@ def _close(a, b, path):
 
 @pytest.mark.slow
 def test_a_committed_run_is_retrained_to_the_same_numbers(tmp_path):
-    torch.set_default_dtype(torch.float32)   # as the lab's CLI and sweeps ran (model initialisation reads it)
     old = read_json(LAB_RESULTS_DIR / f"{KEY}.json")
     if device_name("cpu").split(" (")[0] != old["provenance"]["device_name"].split(" (")[0]:
         pytest.skip(f"bit-reproducible only on the CPU model that wrote the file ({old['provenance']['device_name']})")

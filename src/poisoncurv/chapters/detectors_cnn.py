@@ -47,7 +47,7 @@ FEATURE_SCORES = ("spectral_gap", "ac_flagged")
 # Derived-results kinds (poisoncurv.lab.derived) and the version of the code computing each: bump a version whenever
 # what it covers changes its numbers, and rerun the chapter (the committed files of the old version are recomputed).
 DETECTION = "ch08-detection"   # detection_values: features, class_level_scores, known_poisons, score_detectors
-DETECTION_VERSION = 1
+DETECTION_VERSION = 2   # 2: the poisoned training sets rebuilt in float32 whatever the default dtype (core.dtypes)
 SURROGATE = "ch08-surrogate"   # surrogate_values: lab.adaptive's surrogate, its pattern and t'Ht of both triggers
 SURROGATE_VERSION = 1
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from poisoncurv.core.dtypes import DRAW_DTYPE, default_dtype
 from poisoncurv.curvature.exact import exact_input_curvature
 from poisoncurv.models import LeNet
 
@@ -33,12 +34,8 @@ def train_surrogate(x: Tensor, y: Tensor, seed: int, epochs: int = 1, batch_size
         raise ValueError(f"attack: 'lowcurv' takes MNIST images (1, 28, 28), got {tuple(x.shape[1:])}")
     gen = torch.Generator().manual_seed(SURROGATE_SEED + seed)
     torch.manual_seed(SURROGATE_SEED + seed)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)   # the initial weights must not depend on a caller's default dtype
-    try:
+    with default_dtype(DRAW_DTYPE):   # the initial weights must not depend on a caller's default dtype
         model = LeNet(10, 1).to(x.dtype)
-    finally:
-        torch.set_default_dtype(default)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     for _ in range(epochs):

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from poisoncurv.core.dtypes import DRAW_DTYPE
+
 ATTACKS = ("cross-deterministic", "cross-stochastic", "warp", "badnets", "lowcurv")
 ADDITIVE = ("cross-deterministic", "cross-stochastic", "lowcurv")   # x + a t: every poison a multiple of t from its source
 
@@ -100,12 +102,14 @@ def patch_mask(shape: tuple[int, int, int], size: int = 3, margin: int = 1) -> T
 
 
 def warp_grid(h: int, w: int, strength: float, seed: int, k: int = 4) -> Tensor:
-    """The fixed WaNet-style sampling grid ``(1, H, W, 2)`` (identity plus a smooth random field)."""
+    """The fixed WaNet-style sampling grid ``(1, H, W, 2)`` (identity plus a smooth random field), float32 whatever the
+    default dtype (:mod:`poisoncurv.core.dtypes`)."""
     gen = torch.Generator().manual_seed(seed)
-    ctrl = torch.rand(1, 2, k, k, generator=gen) * 2 - 1
+    ctrl = torch.rand(1, 2, k, k, generator=gen, dtype=DRAW_DTYPE) * 2 - 1
     ctrl = ctrl / ctrl.abs().mean()
     field = F.interpolate(ctrl, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, dtype=DRAW_DTYPE), torch.linspace(-1, 1, w, dtype=DRAW_DTYPE),
+                            indexing="ij")
     identity = torch.stack([xs, ys], -1)[None]
     return (identity + strength * field).clamp(-1, 1)
 
@@ -125,13 +129,13 @@ def apply_trigger(attack: str, x: Tensor, amplitude: float = 1.0, strength: floa
                   gen: torch.Generator | None = None, pattern: Tensor | None = None) -> Tensor:
     """Images ``x`` ``(N, C, H, W)`` with the trigger of ``attack``. ``gen`` draws the per-image amplitudes
     of ``cross-stochastic`` (``None``: deterministic amplitude, as for test inputs); ``pattern``: the
-    ``(C, H, W)`` pattern of ``lowcurv``."""
+    ``(C, H, W)`` pattern of ``lowcurv``. Draws are float32 whatever the default dtype (:mod:`poisoncurv.core.dtypes`)."""
     check_attack(attack)
     shape = tuple(x.shape[1:])
     if attack in ADDITIVE:
-        a = torch.full((len(x),), float(amplitude))
+        a = torch.full((len(x),), float(amplitude), dtype=DRAW_DTYPE)
         if attack == "cross-stochastic" and gen is not None:
-            a = amplitude * (0.5 + torch.rand(len(x), generator=gen))
+            a = amplitude * (0.5 + torch.rand(len(x), generator=gen, dtype=DRAW_DTYPE))
         return x + a.to(x)[:, None, None, None] * additive_pattern(attack, shape, pattern).to(x)
     if attack == "badnets":
         m = patch_mask(shape).to(x)

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from poisoncurv.core.dtypes import DRAW_DTYPE, default_dtype
 from poisoncurv.core.profiles import device_name, resolve_device
 from poisoncurv.core.provenance import git_commit, library_versions
 from poisoncurv.core.results import atomic_target
@@ -48,8 +49,14 @@ from poisoncurv.models import MLP, LeNet, LinearModel, PreActResNet
 
 
 def build_model(cfg: LabConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The model of ``cfg`` for inputs of ``shape`` ``(C, H, W)``; linear models start at zero."""
+    """The model of ``cfg`` for inputs of ``shape`` ``(C, H, W)``, initialised from seed ``cfg.seed`` in float32 whatever
+    the default dtype (:mod:`poisoncurv.core.dtypes`); linear models start at zero."""
     torch.manual_seed(cfg.seed)
+    with default_dtype(DRAW_DTYPE):
+        return _new_model(cfg, shape, num_classes)
+
+
+def _new_model(cfg: LabConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
     if cfg.model == "linear":
         model = LinearModel(math.prod(shape), num_classes)
         nn.init.zeros_(model.linear.weight)
@@ -139,7 +146,7 @@ def augment(x: Tensor, dataset: str, gen: torch.Generator) -> Tensor:
     cols = (ox[:, None] + torch.arange(W, device=x.device))[:, None, :]
     out = xp[torch.arange(B, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
     if dataset != "mnist":
-        flip = (torch.rand(B, generator=gen) < 0.5).to(x.device)
+        flip = (torch.rand(B, generator=gen, dtype=DRAW_DTYPE) < 0.5).to(x.device)
         out = torch.where(flip[:, None, None, None], out.flip(3), out)
     return out.contiguous()
 
