@@ -304,3 +304,43 @@ def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):
     train(cfg, data=small, checkpoint_dir=tmp_path, progress=False, max_epochs=1)
     train(cfg, data=small, checkpoint_dir=tmp_path, progress=False)
     assert seen == [True]
+
+
+def _small_run():
+    return profile_config("smoke", n_train=None, n_test=None, n_eval=20, epochs=2, batch_size=50, theta=0.05), synthetic(200, 100)
+
+
+def test_an_unusable_results_folder_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    cfg, small = _small_run()
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.setattr(cache, "train", lambda *a, **k: pytest.fail("trained although the results could not be written"))
+    with pytest.raises(ValueError, match="results folder .*afile.* cannot hold files"):
+        cache.get(cfg, tmp_path / "afile", data=small, checkpoint_dir=tmp_path / "ck")
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "models").write_text("a file where the kept weights' folder goes")
+    with pytest.raises(ValueError, match="results folder .*models cannot hold files"):
+        cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck", keep_model=True)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "none"))
+    assert cli(["--profile", "smoke", "--results-dir", str(tmp_path / "afile"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "afile" in err
+
+
+def test_a_failed_results_write_keeps_the_trained_run(tmp_path, monkeypatch):
+    cfg, small = _small_run()
+    real_write = cache.write_json_atomic
+
+    def full_disk(path, payload):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "write_json_atomic", full_disk)
+    with pytest.raises(cache.ResultWriteError, match="No space left on device.*kept in .*ck"):
+        cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
+    assert checkpoint_path(cfg, tmp_path / "ck").exists() and not cache.result_path(cfg, tmp_path / "res").exists()
+    monkeypatch.setattr(cache, "write_json_atomic", real_write)
+    monkeypatch.setattr(train_mod, "penalised_loss", lambda *a, **k: pytest.fail("trained again"))
+    res = cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
+    assert cache.result_path(cfg, tmp_path / "res").exists() and not checkpoint_path(cfg, tmp_path / "ck").exists()
+    monkeypatch.undo()
+    again = train(cfg, data=small, checkpoint_dir=tmp_path / "ck2", progress=False)   # the same run from scratch
+    assert again["epochs"] == res["epochs"] and again["poison"] == res["poison"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from poisoncurv.lab.cache import StaleResultError, get, result_path
+from poisoncurv.lab.cache import ResultWriteError, StaleResultError, get, result_path
 from poisoncurv.lab.config import parse_value, profile_config
 from poisoncurv.lab.data import DataNotFoundError
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides[field.strip()] = parse_value(field.strip(), value)
         cfg = profile_config(args.profile, **overrides)
         res = get(cfg, args.results_dir, force=args.force, progress=not args.quiet)
-    except (ValueError, DataNotFoundError, StaleResultError) as err:
+    except (ValueError, DataNotFoundError, StaleResultError, ResultWriteError) as err:
         print(f"poisoncurv.lab: {err}", file=sys.stderr)
         return 2
     print(f"{result_path(cfg, args.results_dir)}  (data: {res['data_source']})")

@@ -10,6 +10,7 @@ reported with :class:`StaleResultError`, never silently reused.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,11 +27,27 @@ from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, valida
 from poisoncurv.lab.data import SOURCES, ImageData, locate, to_float
 from poisoncurv.lab.deep import Probe, make_probe
 from poisoncurv.lab.filtering import filter_poisons
-from poisoncurv.lab.train import build_model, prepare, train
+from poisoncurv.lab.train import build_model, checkpoint_path, prepare, train
 
 
 class StaleResultError(RuntimeError):
     """A cached results file does not match the code's schema, the configuration or the data source."""
+
+
+class ResultWriteError(RuntimeError):
+    """A finished run's results could not be written; its checkpoint is kept, so a second call writes them untrained."""
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and write a scratch file in it; ``ValueError`` naming the folder if it cannot hold
+    files (a file in its place, no permission, a read-only or full file system), before any training starts."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".writable-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"results folder {folder} cannot hold files ({err.strerror or type(err).__name__}): "
+                         f"choose another --results-dir or free space there") from None
 
 
 def result_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> Path:
@@ -96,13 +113,24 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
             source = SOURCES[found] if found else None
         check_cached(res, cfg, path, source)
         return res
-    data = data() if callable(data) else data
     model_dir = model_path(cfg, results_dir).parent if keep_model else None
+    for folder in (path.parent, model_dir):
+        if folder is not None:
+            check_writable(folder)
+    data = data() if callable(data) else data
     if cfg.filter == "none":
-        res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir)
+        res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
+                    remove_checkpoint=False)
     else:
         res = _filtered(cfg, results_dir, data, checkpoint_dir, progress, model_dir)
-    write_json_atomic(path, res)
+    ckpt = checkpoint_path(cfg, checkpoint_dir)
+    try:
+        write_json_atomic(path, res)
+    except OSError as err:
+        raise ResultWriteError(f"{path}: the results could not be written ({err.strerror or type(err).__name__}); the "
+                               f"trained run is kept in {ckpt}: run the same command again once the folder can be "
+                               f"written to, and it writes them without training") from None
+    ckpt.unlink(missing_ok=True)
     return res
 
 
@@ -115,7 +143,7 @@ def _filtered(cfg: LabConfig, results_dir: str | os.PathLike | None, data: Image
     run = trained_run(base, results_dir, data=data)
     outcome = filter_poisons(run.model, run.poisoned, cfg.filter, base.key())
     res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
-                drop=torch.from_numpy(np.nonzero(outcome.flags)[0]))
+                drop=torch.from_numpy(np.nonzero(outcome.flags)[0]), remove_checkpoint=False)
     return {**res, "filter": outcome.record()}
 
 

@@ -275,7 +275,8 @@ def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = N
 
 def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | os.PathLike | None = None,
           progress: bool = True, max_epochs: int | None = None,
-          model_dir: str | os.PathLike | None = None, drop: Tensor | None = None) -> dict[str, Any] | None:
+          model_dir: str | os.PathLike | None = None, drop: Tensor | None = None,
+          remove_checkpoint: bool = True) -> dict[str, Any] | None:
     """Run ``cfg`` (resuming from its checkpoint if one exists) and return the results dictionary:
     ``schema_version``, ``config``, ``key``, ``data_source``, ``poison`` (indices, counts, trigger norm),
     ``epochs`` (one row of metrics at epoch 0 and after every ``1/evals_per_epoch`` of an epoch; the
@@ -288,6 +289,9 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     for detectors that need the trained model; ``None`` keeps nothing. ``measure="deep"`` adds ``final``
     (:func:`~poisoncurv.lab.deep.final_measures`). ``drop``: indices of the poisoned training set to leave
     out (a filter-then-retrain defence, :mod:`poisoncurv.lab.filtering`); ``poison`` then counts the survivors.
+    ``remove_checkpoint=False`` leaves the finished run's checkpoint for the caller to remove once the results are
+    safely written (:func:`poisoncurv.lab.cache.get`); a call that finds a finished checkpoint rebuilds the results
+    from it without training.
     """
     validate(cfg)
     if (cfg.filter != "none") != (drop is not None):
@@ -298,14 +302,14 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     if device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs, model_dir, drop)
+        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs, model_dir, drop, remove_checkpoint)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpoint_dir: str | os.PathLike | None,
            progress: bool, max_epochs: int | None, model_dir: str | os.PathLike | None,
-           drop: Tensor | None = None) -> dict[str, Any] | None:
+           drop: Tensor | None = None, remove_checkpoint: bool = True) -> dict[str, Any] | None:
     started = time.perf_counter()
     data, p = prepare(cfg, data)
     if drop is not None:
@@ -395,7 +399,8 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
                        **mode.provenance(forward.compiled_ran), "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
                        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
     }
-    ckpt.unlink(missing_ok=True)
+    if remove_checkpoint:
+        ckpt.unlink(missing_ok=True)
     return result
 
 
