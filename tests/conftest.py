@@ -1,5 +1,30 @@
+import subprocess
+
 import pytest
 import torch
+
+from poisoncurv.core.paths import REPO_ROOT
+
+
+def _tree_status() -> set[str] | None:
+    """``git status --porcelain`` lines of the repository (``None`` outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(out.stdout.splitlines()) if out.returncode == 0 else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tree_untouched():
+    """The suite fails if it changed what ``git status`` shows: tests write into temporary folders, never into the
+    committed tree (results, chapters, caches)."""
+    before = _tree_status()
+    yield
+    after = _tree_status()
+    if before is not None and after is not None and after - before:
+        pytest.fail("the tests changed the working tree: " + "; ".join(sorted(after - before)[:10]), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
