@@ -139,6 +139,19 @@ def test_unpacked_cache_is_rebuilt_when_stale_or_damaged(tmp_path):
     assert not again.x_train.equal(first.x_train)
     (raw / data.MARKER).unlink()  # half-written (no marker): rebuilt
     assert data.load("mnist", root=cache_dir, shared=shared, download=False, verify=False).x_train.equal(again.x_train)
+    (raw / "t10k-labels-idx1-ubyte").unlink()  # a file the marker vouches for deleted since: rebuilt, not a traceback
+    assert data.load("mnist", root=cache_dir, shared=shared, download=False, verify=False).y_test.equal(again.y_test)
+    assert (raw / "t10k-labels-idx1-ubyte").exists()
+
+
+def test_a_marker_vouches_for_every_file_and_its_size(tmp_path):
+    final, stamp = tmp_path / "tree", {"a": "1"}
+    data._build_dir(final, stamp, lambda t: [(t / "sub").mkdir(), (t / "sub" / "f").write_text("1234")])
+    assert data._complete(final, stamp)
+    (final / "sub" / "f").write_text("12")                    # cut short
+    assert not data._complete(final, stamp)
+    (final / "sub" / "f").unlink()                            # gone
+    assert not data._complete(final, stamp) and not data._complete(final, {"a": "2"})
 
 
 def test_offline_copies_match_the_readme_hashes():

@@ -18,9 +18,11 @@ checked for their magic number and length on every read. A bad file raises
 :class:`CorruptDataError` naming it and saying what to do.
 
 Unpacked caches are built in a private temporary folder, marked complete by a file
-(:data:`MARKER`, the source archives' sha256) written last, and renamed into place; a second
+(:data:`MARKER`: the source archives' sha256 and every unpacked file with its size) written last, and renamed into
+place; a second
 process that finds a complete copy already there keeps it and drops its own. A cache without a
-matching marker (half-written, or unpacked from a since-replaced archive) is rebuilt.
+matching marker (half-written, unpacked from a since-replaced archive, or with a file deleted or cut short since)
+is rebuilt.
 """
 
 from __future__ import annotations
@@ -255,10 +257,20 @@ def _verified_download(raw: Path, verify: bool) -> Path:
     return raw
 
 
+def _listing(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` but the marker, as ``{relative path: size in bytes}``."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MARKER}
+
+
 def _complete(folder: Path, stamp: dict[str, str]) -> bool:
-    """Whether ``folder`` holds a complete unpacked copy made from the sources ``stamp`` describes."""
+    """Whether ``folder`` holds a complete unpacked copy made from the sources ``stamp`` describes: its marker names
+    those sources and every file it lists is there with its size (a file deleted or cut short since is caught)."""
     try:
-        return json.loads((folder / MARKER).read_text()) == stamp
+        marker = json.loads((folder / MARKER).read_text())
+        if not isinstance(marker, dict) or marker.get("sources") != stamp or not isinstance(marker.get("files"), dict):
+            return False
+        return all((folder / rel).stat().st_size == size for rel, size in marker["files"].items())
     except (OSError, ValueError):
         return False
 
@@ -273,7 +285,7 @@ def _build_dir(final: Path, stamp: dict[str, str], fill) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
         fill(tmp)
-        (tmp / MARKER).write_text(json.dumps(stamp))
+        (tmp / MARKER).write_text(json.dumps({"sources": stamp, "files": _listing(tmp)}))
         os.chmod(tmp, ordinary_mode(directory=True))  # mkdtemp's 0o700 otherwise
         for _ in range(5):
             try:
