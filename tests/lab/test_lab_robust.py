@@ -357,3 +357,10 @@ def test_a_failed_results_write_keeps_the_trained_run(tmp_path, monkeypatch):
     monkeypatch.undo()
     again = train(cfg, data=small, checkpoint_dir=tmp_path / "ck2", progress=False)   # the same run from scratch
     assert again["epochs"] == res["epochs"] and again["poison"] == res["poison"]
+
+
+def test_kept_weights_and_checkpoint_in_one_folder_are_refused(tmp_path):
+    cfg, small = _small_run()
+    with pytest.raises(ValueError, match="model_dir and checkpoint_dir: both"):
+        train(cfg, data=small, checkpoint_dir=tmp_path, model_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())

@@ -297,6 +297,9 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     if (cfg.filter != "none") != (drop is not None):
         raise ValueError(f"filter: {cfg.filter!r} with drop {'given' if drop is not None else 'None'}: a filtered run takes the "
                          f"indices its detector removes (poisoncurv.lab.cache.get computes them); an unfiltered run takes none")
+    if model_dir is not None and (Path(model_dir) / f"{cfg.key()}.pt").resolve() == checkpoint_path(cfg, checkpoint_dir).resolve():
+        raise ValueError(f"model_dir and checkpoint_dir: both {Path(model_dir)}: the kept weights and the checkpoint would be "
+                         f"one file, deleted when the run finishes; give them different folders")
     device = resolve_device(cfg.device)
     threads = torch.get_num_threads()
     if device.type == "cpu":
