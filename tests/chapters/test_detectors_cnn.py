@@ -17,6 +17,7 @@ from poisoncurv.book.claims import committed_values
 from poisoncurv.book.runtime import round_sig
 from poisoncurv.chapters import cnn_mnist
 from poisoncurv.chapters import detectors_cnn as cx
+from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import chapter_lab_dir
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.suite import DETECTORS
@@ -80,7 +81,7 @@ def test_every_detection_and_the_surrogate_are_cached_for_the_committed_weights(
     for cfg in detected_runs():
         res = json.loads(derived.derived_path(cx.DETECTION, cfg.key()).read_text())
         assert res["version"] == cx.DETECTION_VERSION and res["key"] == cfg.key()
-        assert res["inputs"]["weights_sha256"] == derived.file_sha256(cache.model_path(cfg))
+        assert res["inputs"]["weights_sha256"] == file_digest(cache.model_path(cfg))
         assert (res["values"]["samples"] is None) == (cfg.theta == 0) and set(res["values"]["class_scores"]) == set(cx.FEATURE_SCORES)
     first = cx.grid("cpu").group("adaptive")[0].config
     assert json.loads(derived.derived_path(cx.SURROGATE, first.key()).read_text())["version"] == cx.SURROGATE_VERSION

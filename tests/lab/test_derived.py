@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import DERIVED_RESULTS_DIR, chapter_derived_dir, chapter_lab_dir
 from poisoncurv.lab import derived
 
@@ -119,6 +120,6 @@ def test_results_dir_is_followed_and_names_are_checked(tmp_path):
             derived.derived_path(kind, key, tmp_path)
 
 
-def test_file_sha256_fingerprints_the_bytes(tmp_path):
+def test_file_digest_fingerprints_the_bytes(tmp_path):
     (tmp_path / "a").write_bytes(b"abc")
-    assert derived.file_sha256(tmp_path / "a") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert file_digest(tmp_path / "a") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -5,6 +5,7 @@ initialisation and a whole training run (with augmentation) are the same under a
 import pytest
 import torch
 
+from poisoncurv.core.dtypes import default_dtype
 from poisoncurv.lab.attacks import ATTACKS, poison, warp_grid
 from poisoncurv.lab.config import profile_config
 from poisoncurv.lab.data import ImageData
@@ -12,12 +13,8 @@ from poisoncurv.lab.train import build_model, train
 
 
 def _under(dtype, fn):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
+    with default_dtype(dtype):
         return fn()
-    finally:
-        torch.set_default_dtype(old)
 
 
 def _images(n, shape, seed):

@@ -11,8 +11,6 @@ numbers) and, where the chapter shows one, ``table()``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,6 +21,7 @@ from torch import Tensor
 
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
+from poisoncurv.core.digests import json_key
 from poisoncurv.core.paths import chapter_derived_dir
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.detect.metrics import roc_auc
@@ -260,7 +259,7 @@ def boundary_point(cfg: dict[str, Any], a: float, seed: int) -> dict[str, Any]:
 
 def sweep_key(cfg: dict[str, Any], seed: int) -> str:
     """16 hex digits of SHA-256 of the settings ``cfg`` and ``seed``: the boundary sweep's derived-results key."""
-    return hashlib.sha256(json.dumps({"settings": cfg, "seed": seed}, sort_keys=True).encode()).hexdigest()[:16]
+    return json_key({"settings": cfg, "seed": seed})
 
 
 def _sweep_points(cfg: dict[str, Any], seed: int) -> list[list[dict[str, Any]]]:

@@ -20,6 +20,7 @@ import torch
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters.deep_runs import ASR_SUCCESS
 from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
+from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import GRIDS_DIR, chapter_derived_dir, chapter_lab_dir
 from poisoncurv.detect.clustering import activation_clustering
 from poisoncurv.detect.metrics import roc_auc
@@ -122,7 +123,7 @@ def detect_run(cfg: LabConfig, results_dir: str | None = None, cached: bool = Tr
     res = cache.get(cfg, lab, data=cnn_mnist.mnist, keep_model=True)
     last = res["epochs"][-1]
     if cached:
-        inputs = {"weights_sha256": derived.file_sha256(cache.model_path(cfg, lab)), "data_source": res["data_source"]}
+        inputs = {"weights_sha256": file_digest(cache.model_path(cfg, lab)), "data_source": res["data_source"]}
         d = derived.get(DETECTION, cfg.key(), DETECTION_VERSION, lambda: detection_values(cfg, results_dir),
                         chapter_derived_dir(results_dir), inputs=inputs)
     else:

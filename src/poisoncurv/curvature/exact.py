@@ -36,12 +36,12 @@ def input_jacobian(model: Model, x: Tensor) -> tuple[Tensor, Tensor]:
     When ``model`` applies a :class:`torch.nn.Conv2d` with one input channel (zero padding, stride and dilation 1)
     to ``x`` itself, the backward passes stop at that convolution's output, and its transpose (a linear map that does
     not depend on ``x``) is applied to all ``C`` rows at once as one correlation with the flipped kernel
-    (:class:`_first_conv`): on one CPU thread PyTorch's backward of such a convolution costs about 7× its forward
+    (:class:`_FirstConv`): on one CPU thread PyTorch's backward of such a convolution costs about 7× its forward
     (LeNet on MNIST: the Jacobian of 256 images in 0.23 s instead of 0.36 s; with 3 input channels, as on CIFAR,
     autograd's own backward was as fast, so it is kept there). The same Jacobian up to the rounding of a
     different summation order (2e-7 relative in float32, 3e-16 in float64)."""
     xr = x.detach().clone().requires_grad_(True)
-    with _first_conv(model, xr) as first:
+    with _FirstConv(model, xr) as first:
         out = model(xr)
     if out.ndim != 2 or out.shape[0] != x.shape[0]:
         raise ValueError(f"model must return outputs (B, C); got shape {tuple(out.shape)}")
@@ -54,7 +54,7 @@ def input_jacobian(model: Model, x: Tensor) -> tuple[Tensor, Tensor]:
     return out.detach(), J
 
 
-class _first_conv:
+class _FirstConv:
     """Context that finds the :class:`~torch.nn.Conv2d` of ``model`` applied to ``x`` itself (a forward hook on
     every eligible convolution compares its input with ``x``) and keeps its output; ``output`` stays ``None``
     when there is none (then :func:`input_jacobian` differentiates with respect to ``x``).
@@ -69,7 +69,7 @@ class _first_conv:
                            and all(p <= k - 1 for p, k in zip(m.padding, m.kernel_size))]
         self.version = -1
 
-    def __enter__(self) -> _first_conv:
+    def __enter__(self) -> _FirstConv:
         def hook(module: torch.nn.Conv2d, inputs: tuple[Tensor, ...], output: Tensor) -> None:
             if self.output is None and inputs[0] is self.x:
                 self.output, self.conv, self.version = output, module, output._version
@@ -106,12 +106,14 @@ class ExactCurvature:
     """Per-example factors of the input Hessian ``H_b = J_bᵀ Λ_b J_b`` of a piecewise-linear model.
 
     ``J``: ``(B, C, d)`` input Jacobians; ``Lam``: ``(B, C, C)`` output Hessians of each example's
-    own loss; ``premise_gap``: the measured ``‖Hv − GGN v‖/‖GGN v‖`` (``None`` if not checked).
+    own loss; ``premise_gap``: the measured ``‖Hv − GGN v‖/‖GGN v‖`` (``None`` if not checked);
+    ``outputs``: the model's outputs ``(B, C)`` at the examples (``None`` when not kept).
     """
 
     J: Tensor
     Lam: Tensor
     premise_gap: float | None = None
+    outputs: Tensor | None = None
 
     def eigen(self) -> tuple[Tensor, Tensor]:
         """Every example's non-zero spectrum: eigenvalues ``(B, C)`` descending and unit eigenvectors
@@ -202,23 +204,25 @@ def assert_piecewise_linear(model: Model, loss_fn: Loss, x: Tensor, y: Tensor,
     return gap
 
 
-def exact_input_curvature(model: Model, loss_fn: Loss, x: Tensor, y: Tensor, *,
+def exact_input_curvature(model: Model, loss_fn: Loss, x: Tensor, y: Tensor | None, *,
                           check: bool = True, rtol: float | None = None,
                           device: str | torch.device | None = None) -> ExactCurvature:
-    """Factors ``J`` ``(B, C, d)`` and ``Λ`` ``(B, C, C)`` of every example's input Hessian.
+    """Factors ``J`` ``(B, C, d)`` and ``Λ`` ``(B, C, C)`` of every example's input Hessian, and the ``outputs``
+    ``(B, C)`` of the forward pass that gave them. ``y=None``: at the model's predicted labels (``outputs.argmax(1)``).
 
-    ``check=True`` first asserts the premise with :func:`assert_piecewise_linear`; pass
+    ``check=True`` also asserts the premise with :func:`assert_piecewise_linear`; pass
     ``check=False`` when the caller has established it (e.g. a ReLU network in eval mode).
     """
     check_eval_mode(model)
     check_loss(loss_fn)
-    check_batch(x, y)
+    check_batch(x, torch.zeros(len(x), dtype=torch.int64, device=x.device) if y is None else y)
     if device is not None:
-        x, y = x.to(device), y.to(device)
-    gap = assert_piecewise_linear(model, loss_fn, x, y, rtol) if check else None
+        x = x.to(device)
     out, J = input_jacobian(model, x)
+    y = out.argmax(1) if y is None else y.to(out.device)
+    gap = assert_piecewise_linear(model, loss_fn, x, y, rtol) if check else None
     Lam = x.shape[0] * output_hessians(loss_fn, out, y)  # blocks of the mean loss are Λ_b / B
-    return ExactCurvature(J, Lam, gap)
+    return ExactCurvature(J, Lam, gap, out)
 
 
 def exact_dataset_hessian(model: Model, loss_fn: Loss, batches: Iterable[Batch], *,

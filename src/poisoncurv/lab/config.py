@@ -39,12 +39,11 @@ full       60000 / 10000, 5000, 90 epochs, batch 128    50000 / 10000, 1000, 90 
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, get_args, get_type_hints
 
+from poisoncurv.core.digests import json_key
 from poisoncurv.core.profiles import by_profile, check_profile, resolve_device
 from poisoncurv.lab.attacks import check_attack
 from poisoncurv.lab.data import check_dataset
@@ -104,9 +103,7 @@ class LabConfig:
         """Short stable hash (16 hex digits) of every field: the results file's name. Fields added after
         the first results were cached (:data:`ADDED_FIELDS`) enter the hash only when they differ from
         their default, so older files keep their names."""
-        values = {k: v for k, v in asdict(self).items() if ADDED_FIELDS.get(k, object()) != v}
-        blob = json.dumps(values, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return json_key({k: v for k, v in asdict(self).items() if ADDED_FIELDS.get(k, object()) != v})
 
 
 # Images per split of the full data sets, and the input dimension C·H·W (sizes beyond them are refused).

@@ -28,7 +28,6 @@ is rebuilt.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import DATA_DIR, SHARED_DATA_DIR
 from poisoncurv.core.results import atomic_target, ordinary_mode
 
@@ -218,14 +218,6 @@ def _download(name: str, cache: Path) -> None:
         raise DataNotFoundError(_missing_message(name, cache, shared_root()) + f" (download failed: {err})") from err
 
 
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _redownload(folder: Path) -> str:
     return f"delete {folder} and download again (`python -m poisoncurv.lab.data`, needs internet)"
 
@@ -234,7 +226,7 @@ def _check_offline(shared: Path, rel: str, verify: bool) -> str:
     """sha256 of the offline file ``shared/rel``; with ``verify``, raise :class:`CorruptDataError` unless it
     is the one listed in :data:`OFFLINE_SHA256`."""
     path = shared / rel
-    digest = _digest(path, "sha256")
+    digest = file_digest(path, "sha256")
     if verify and digest != OFFLINE_SHA256[rel]:
         raise CorruptDataError(f"{path} is corrupt ({path.stat().st_size} bytes, sha256 {digest[:12]}…, expected "
                                f"{OFFLINE_SHA256[rel][:12]}… as listed in {shared / 'README.md'}): restore it from the "
@@ -250,7 +242,7 @@ def _verified_download(raw: Path, verify: bool) -> Path:
         return raw
     for f, md5 in MNIST_MD5.items():
         gz = raw / f"{f}.gz"
-        if gz.exists() and _digest(gz, "md5") != md5:
+        if gz.exists() and file_digest(gz, "md5") != md5:
             raise CorruptDataError(f"{gz} fails its published MD5 ({md5}): {_redownload(raw.parent.parent)}")
     with atomic_target(marker) as tmp:
         tmp.write_text(json.dumps(MNIST_MD5))

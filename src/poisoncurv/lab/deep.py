@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
 from poisoncurv.curvature import input_hessian, top_eigen
-from poisoncurv.curvature.base import check_eval_mode, check_loss, output_hessians
-from poisoncurv.curvature.exact import ExactCurvature, input_jacobian, premise_gap
+from poisoncurv.curvature.base import check_eval_mode
+from poisoncurv.curvature.exact import ExactCurvature, exact_input_curvature, premise_gap
 
 DENSE_MAX = 1024   # form H densely (float64 eigh) up to this input dimension; Lanczos on the factors above it
 EXACT_MAX_CLASSES = 10  # exact Jacobians (C backward passes per input) up to this many classes; Hessian-vector Lanczos above
@@ -114,11 +114,10 @@ Route = tuple[Tensor, Tensor, Tensor, Tensor]
 def _exact_route(model: nn.Module, loss_fn: nn.Module, x: Tensor, u: Tensor, k: int) -> Route:
     """``(top k eigenvalues, eigenvectors (d, k), uᵀHu, per-example input gradients (B, d))`` of the mean
     ``H = mean_b J_bᵀ Λ_b J_b`` at the model's predicted labels, formed in float64 from the exact Jacobians
-    (:func:`~poisoncurv.curvature.exact.input_jacobian`, whose forward pass gives the predictions)."""
-    check_loss(loss_fn)
-    logits, J32 = input_jacobian(model, x)
-    y = logits.argmax(1)
-    J, Lam = J32.double(), (len(x) * output_hessians(loss_fn, logits, y)).double()  # blocks of the mean loss are Λ_b / B
+    (:func:`~poisoncurv.curvature.exact.exact_input_curvature`, whose forward pass gives the predictions)."""
+    ex = exact_input_curvature(model, loss_fn, x, None, check=False)
+    logits, y = ex.outputs, ex.outputs.argmax(1)
+    J, Lam = ex.J.double(), ex.Lam.double()
     u = u.to(J.device)
     d = J.shape[2]
     if d <= DENSE_MAX:

@@ -16,7 +16,6 @@ Keep the values small: scalars and short lists, not feature matrices (the files 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -43,11 +42,6 @@ def derived_path(kind: str, key: str, directory: str | os.PathLike | None = None
     return Path(directory or DERIVED_RESULTS_DIR) / kind / f"{key}.json"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes: a fingerprint of an input for ``inputs``."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _usable(res: Any, kind: str, key: str, version: int, inputs: dict[str, Any], path: Path) -> bool:
     """Whether ``res`` stands for ``(kind, key, version, inputs)``; raises when it names another kind or key."""
     if not isinstance(res, dict) or any(f not in res for f in FIELDS):
@@ -62,7 +56,7 @@ def get(kind: str, key: str, version: int, compute: Callable[[], dict[str, Any]]
         directory: str | os.PathLike | None = None, force: bool | None = None,
         inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The values of ``kind`` for run ``key``: read from :func:`derived_path` when that file was written by code of
-    ``version`` from the same ``inputs`` (JSON-ready, e.g. :func:`file_sha256` of the kept weights), else
+    ``version`` from the same ``inputs`` (JSON-ready, e.g. :func:`~poisoncurv.core.digests.file_digest` of the kept weights), else
     ``compute()`` (a dict of JSON-ready values), written atomically and read back."""
     path = derived_path(kind, key, directory)
     inputs = {} if inputs is None else inputs
