@@ -123,3 +123,15 @@ def test_results_dir_is_followed_and_names_are_checked(tmp_path):
 def test_file_digest_fingerprints_the_bytes(tmp_path):
     (tmp_path / "a").write_bytes(b"abc")
     assert file_digest(tmp_path / "a") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_a_computed_file_carries_its_record_s_provenance(tmp_path):
+    from poisoncurv.core.provenance import RunRecord
+
+    record = RunRecord("smoke", "cpu", 3, "synthetic (test)")
+    derived.get("kind", "k1", 1, lambda: {"v": 1.0}, tmp_path, record=record)
+    prov = json.loads(derived.derived_path("kind", "k1", tmp_path).read_text())["provenance"]
+    assert (prov["profile"], prov["device"], prov["seed"], prov["data_source"]) == ("smoke", "cpu", 3, "synthetic (test)")
+    assert prov["device_name"].startswith("CPU: ") and prov["git_commit"] and prov["wall_time_s"] >= 0
+    derived.get("kind", "k2", 1, lambda: {"v": 1.0}, tmp_path)                      # no record: no provenance
+    assert "provenance" not in json.loads(derived.derived_path("kind", "k2", tmp_path).read_text())

@@ -24,6 +24,7 @@ from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
 from poisoncurv.core.digests import json_key
 from poisoncurv.core.paths import chapter_derived_dir
 from poisoncurv.core.profiles import by_profile
+from poisoncurv.core.provenance import RunRecord
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.spectre import que_scores
 from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors
@@ -38,12 +39,13 @@ AUROC_FOUND = 0.9   # the companion's threshold for "the detector finds the pois
 # The boundary sweep's points as a derived result (poisoncurv.lab.derived, keyed by sweep_key): bump the version
 # whenever boundary_point, kernel_features or the detectors change what they compute, and rerun the chapter.
 BOUNDARY = "ch08-kernel-boundary"
-BOUNDARY_VERSION = 1
+BOUNDARY_VERSION = 2   # 2: the file carries provenance
 
 
 def settings(profile: str) -> dict[str, Any]:
     """Sizes of every sweep in the chapter for ``profile``."""
     return {
+        "profile": profile,
         # known-answer mixtures (as tests/detect): two classes of N(0, I_p), eps of the second shifted
         "syn_p": 20, "syn_n_class": 300, "syn_eps": 0.1,
         "syn_separations": by_profile(profile, smoke=[0.0, 4.0, 8.0], cpu=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
@@ -276,8 +278,9 @@ def boundary_sweep(cfg: dict[str, Any], seed: int, results_dir: str | None = Non
     ``<results_dir or results>/derived/`` (computed and written when absent or of another version)."""
     a = np.array(cfg["amplitudes"], dtype=float)
     if cached:
+        record = RunRecord(cfg["profile"], "cpu", seed, "synthetic kernel-model data (seeded)")
         pts = derived.get(BOUNDARY, sweep_key(cfg, seed), BOUNDARY_VERSION, lambda: {"points": _sweep_points(cfg, seed)},
-                          chapter_derived_dir(results_dir))["points"]
+                          chapter_derived_dir(results_dir), record=record)["points"]
     else:
         pts = _sweep_points(cfg, seed)
 

@@ -22,6 +22,7 @@ from poisoncurv.chapters.deep_runs import ASR_SUCCESS
 from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import GRIDS_DIR, chapter_derived_dir, chapter_lab_dir
+from poisoncurv.core.provenance import RunRecord
 from poisoncurv.detect.clustering import activation_clustering
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.suite import DETECTORS, DetectorScore, score_detectors
@@ -48,9 +49,10 @@ FEATURE_SCORES = ("spectral_gap", "ac_flagged")
 # Derived-results kinds (poisoncurv.lab.derived) and the version of the code computing each: bump a version whenever
 # what it covers changes its numbers, and rerun the chapter (the committed files of the old version are recomputed).
 DETECTION = "ch08-detection"   # detection_values: features, class_level_scores, known_poisons, score_detectors
-DETECTION_VERSION = 2   # 2: the poisoned training sets rebuilt in float32 whatever the default dtype (core.dtypes)
+DETECTION_VERSION = 3   # 2: the poisoned training sets rebuilt in float32 whatever the default dtype (core.dtypes);
+#                         3: the files carry provenance
 SURROGATE = "ch08-surrogate"   # surrogate_values: lab.adaptive's surrogate, its pattern and t'Ht of both triggers
-SURROGATE_VERSION = 1
+SURROGATE_VERSION = 2   # 2: the file carries provenance
 
 
 def grid(profile: str) -> Grid:
@@ -125,7 +127,8 @@ def detect_run(cfg: LabConfig, results_dir: str | None = None, cached: bool = Tr
     if cached:
         inputs = {"weights_sha256": file_digest(cache.model_path(cfg, lab)), "data_source": res["data_source"]}
         d = derived.get(DETECTION, cfg.key(), DETECTION_VERSION, lambda: detection_values(cfg, results_dir),
-                        chapter_derived_dir(results_dir), inputs=inputs)
+                        chapter_derived_dir(results_dir), inputs=inputs,
+                        record=RunRecord(cfg.profile, "cpu", cfg.seed, res["data_source"]))
     else:
         d = detection_values(cfg, results_dir)
     scores = {**{n: _model_score(last, n) for n in MODEL_SCORES if n not in FEATURE_SCORES},
@@ -522,7 +525,7 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
             runs[_label(poisoned[0].config)] = (clean, poisoned)
     first = g.group("adaptive")[0].config
     s = derived.get(SURROGATE, first.key(), SURROGATE_VERSION, lambda: surrogate_values(first),
-                    chapter_derived_dir(results_dir))
+                    chapter_derived_dir(results_dir), record=RunRecord(first.profile, "cpu", first.seed, cnn_mnist.data_source()))
     surrogate = {a: float(s["curv"][a]) for a in ("cross-deterministic", "lowcurv")}
     defended = g.group("adaptive_defence")[0].config
     undefended = replace(defended, kappa=0.0)

@@ -8,8 +8,10 @@ surrogate. :func:`get` loads the file when it holds the same ``kind``, ``key`` (
 (fingerprints of the files it was computed from); otherwise it calls ``compute()`` and writes the file atomically.
 A file of another version or from other inputs, or an unreadable one, is recomputed and replaced; a file that holds
 another kind or key (copied or renamed by hand) is refused with :class:`StaleDerivedError`, never silently reused.
-``force=True`` or ``FORCE=1`` recomputes. The values are returned as read back from the file (non-finite floats are
-stored as strings, ``"inf"``; ``float()`` restores them), so computed and cached values are the same floats.
+``force=True`` or ``FORCE=1`` recomputes. A computed file also carries ``provenance`` (commit, profile, device and
+CPU model, data source, library versions, the computation's wall time) from the caller's ``record``. The values
+are returned as read back from the file (non-finite floats are stored as strings, ``"inf"``; ``float()`` restores
+them), so computed and cached values are the same floats.
 
 Keep the values small: scalars and short lists, not feature matrices (the files are committed with the chapters).
 """
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from poisoncurv.core.paths import DERIVED_RESULTS_DIR
+from poisoncurv.core.provenance import RunRecord
 from poisoncurv.core.results import CorruptResultError, read_json, write_json_atomic
 from poisoncurv.lab.cache import force_from_env
 
@@ -54,10 +59,11 @@ def _usable(res: Any, kind: str, key: str, version: int, inputs: dict[str, Any],
 
 def get(kind: str, key: str, version: int, compute: Callable[[], dict[str, Any]],
         directory: str | os.PathLike | None = None, force: bool | None = None,
-        inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        inputs: dict[str, Any] | None = None, record: RunRecord | None = None) -> dict[str, Any]:
     """The values of ``kind`` for run ``key``: read from :func:`derived_path` when that file was written by code of
     ``version`` from the same ``inputs`` (JSON-ready, e.g. :func:`~poisoncurv.core.digests.file_digest` of the kept weights), else
-    ``compute()`` (a dict of JSON-ready values), written atomically and read back."""
+    ``compute()`` (a dict of JSON-ready values), written atomically and read back, with ``record``'s provenance
+    (its clock started when ``compute`` is called)."""
     path = derived_path(kind, key, directory)
     inputs = {} if inputs is None else inputs
     force = force_from_env() if force is None else force
@@ -68,8 +74,12 @@ def get(kind: str, key: str, version: int, compute: Callable[[], dict[str, Any]]
             res = None
         if _usable(res, kind, key, version, inputs, path):
             return res["values"]
+    started = time.perf_counter()
     values = compute()
     if not isinstance(values, dict):
         raise TypeError(f"compute() must return a dict of JSON-ready values, got {type(values).__name__}")
-    write_json_atomic(path, {"kind": kind, "key": key, "version": version, "inputs": inputs, "values": values})
+    payload = {"kind": kind, "key": key, "version": version, "inputs": inputs, "values": values}
+    if record is not None:
+        payload["provenance"] = replace(record, started=started).finish()
+    write_json_atomic(path, payload)
     return read_json(path)["values"]
