@@ -6,7 +6,7 @@ Each claim has ``id``, ``claim``, ``paper`` (where it sits in the paper, as far 
 ``min`` (value ≥ min) or ``equals``. An optional ``source`` says whose claim it is: ``paper`` (the default)
 or ``companion`` (a finding of this book's own, not a claim of the paper; shown as such in the ledger).
 An optional ``profiles`` list on a check (e.g. ``[cpu]``) marks a finding that only runs of that size can show:
-the smoke runs of the tests skip it; the committed results are always checked against every rule.
+the smoke-profile chapter runs (``make test-smoke``) skip it; the committed results are always checked against every rule.
 """
 
 from __future__ import annotations
