@@ -1,6 +1,9 @@
 """Chapter 6 drivers on the committed cpu-profile lab runs (loaded from results/lab, nothing is trained):
 the chapter's numbers recomputed independently from the run files, and from the kept final weights."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -22,28 +25,27 @@ def test_every_run_is_committed_with_its_kept_weights():
     assert not missing, f"uncommitted cpu runs: {missing}"
     unkept = [r.name for r in grid.runs if r.keep_model and not cache.model_path(r.config).exists()]
     assert not unkept
-    assert sum(r.keep_model for r in grid.runs) == 4 * 3 * 2        # 4 attacks x 3 seeds x (clean, poisoned)
+    assert sum(r.keep_model for r in grid.runs) == 4 * 8 * 2        # 4 attacks x 8 seeds x (clean, poisoned)
 
 
 def test_success_times_recomputed_by_hand(runs):
+    """Success: ASR net of the untriggered rate at least 1/2, accuracy at least 0.2 and under half the untriggered
+    inputs sent to the target, at every evaluation from the success time on (written out here independently)."""
     lag = ex.lag(runs)
     for res in runs.groups(ex.SEED_GROUPS):
         if res["config"]["theta"] == 0:
             continue
-        asr = [row["asr"] for row in res["epochs"]]
-        t = None
-        for i in range(len(asr)):          # the first index from which ASR stays >= 1/2
-            if all(a >= dr.ASR_SUCCESS for a in asr[i:]):
-                t = res["epochs"][i]["epoch"]
-                break
+        ok = [r["asr"] - r["clean_to_target"] >= 0.5 and r["clean_acc"] >= 0.2 and r["clean_to_target"] < 0.5
+              for r in res["epochs"]]
+        t = next((res["epochs"][i]["epoch"] for i in range(len(ok)) if all(ok[i:])), None)
         cell = lag.cell(res["config"]["attack"], "overlap", "trig")
-        assert t in [r.t_success for r in cell if r.seed == res["config"]["seed"]]
+        assert [r.t_success for r in cell if r.seed == res["config"]["seed"]] == [t]
 
 
-def test_every_attack_has_three_seeds_at_one_theta(runs):
+def test_every_attack_has_eight_seeds_at_one_theta(runs):
     s = ex.lag(runs).summary()
     for attack in ex.setting("cpu", "x").attacks:
-        assert s[f"ch6_lag_{dr.slug(attack)}_n_seeds"] == 3
+        assert s[f"ch6_lag_{dr.slug(attack)}_n_seeds"] == 8
 
 
 def test_theta_table_is_the_final_rows(runs):
@@ -63,11 +65,30 @@ def test_measurements_are_consistent(runs):
 
 
 def test_defence_counts_follow_the_definition(runs):
+    """Each defended model against the clean model of its own seed (found here by its configuration)."""
     d = ex.defences(runs)
-    for p in d.points:
-        ok = p.asr <= 0.1 and p.clean_acc >= d.clean_acc[p.attack] - 0.02
-        assert d.counts(p) == ok
+    for c in d.cells:
+        for p in c.points:
+            assert p.counts == (p.asr <= 0.1 and p.clean_acc >= p.clean_model_acc - 0.02)
+    for res in runs.groups(("defence_seeds",)):
+        ref = runs.of(ex.grid("cpu").group("defence_seeds_clean", seed=res["config"]["seed"])[0].config)
+        p = next(p for c in d.grid("cross-stochastic") for p in c.points
+                 if (c.setting, c.augment, p.seed) == (res["config"]["kappa"], res["config"]["augment"], res["config"]["seed"]))
+        assert p.clean_model_acc == ref["epochs"][-1]["clean_acc"]
     assert d.batch_size == 100 and d.kappa_paper(1.0) == 1e4
+    assert all(c.n >= 3 for a in d.attacks for c in d.grid(a) if c.setting in (0.0, 1.0, 10.0))
+
+
+def test_hardware_table_compares_the_retrained_runs(runs):
+    hw = ex.hardware(runs)
+    assert len(hw.rows) == 3 and hw.n_seeds == 8
+    for r in hw.rows:
+        assert "EPYC" in r.cpu_committed and "Xeon" in r.cpu_retrained
+        assert r.committed["asr"] == runs.results[r.key]["epochs"][-1]["asr"]
+        again = json.loads((ex.HARDWARE_DIR / f"{r.key}.json").read_text())
+        assert r.retrained["clean_acc"] == again["epochs"][-1]["clean_acc"] and again["config"] == runs.results[r.key]["config"]
+        sd = np.std([res["epochs"][-1]["clean_acc"] for res in runs.groups(ex.SEED_GROUPS, attack=r.attack, theta=0.01)], ddof=1)
+        assert r.in_seed_sd["clean_acc"] == pytest.approx((r.retrained["clean_acc"] - r.committed["clean_acc"]) / sd)
 
 
 @pytest.mark.skipif(locate("mnist") is None, reason="needs a copy of MNIST to rebuild the poisoned data")

@@ -10,13 +10,15 @@ from poisoncurv.lab.config import profile_config
 from poisoncurv.lab.grid import Grid, Run
 
 
-def rows(t, asr, overlap=None, mass=None, curv=None, acc=None):
+def rows(t, asr, overlap=None, mass=None, curv=None, acc=None, untriggered=None):
     n = len(t)
+    untriggered = untriggered if untriggered is not None else [0.0] * n
     overlap = overlap if overlap is not None else [0.0] * n
     mass = mass if mass is not None else overlap
     curv = curv if curv is not None else [1.0] * n
     acc = acc if acc is not None else [0.98] * n
     return [{"epoch": t[i], "asr": asr[i], "clean_acc": acc[i], "robust_acc": 1 - asr[i], "premise_gap": 1e-15,
+             "clean_to_target": untriggered[i],
              **{f"{p}_{k}": v for p in ("trig", "clean") for k, v in
                 (("overlap", overlap[i]), ("mass", mass[i]), ("curv_u", curv[i]), ("top", [2.0, 1.0]))}}
             for i in range(n)]
@@ -49,25 +51,46 @@ def cfg(**kw):
 def test_lag_rows_and_verdicts():
     clean = rows(T, [0] * 5, curv=[1.0] * 5)
     lagging = rows(T, [0, 0.6, 0.9, 0.9, 0.9], overlap=[0, 0, 0.2, 0.6, 0.7], curv=[1, 2, 20, 30, 30])
-    ch = chapter({"seeds": [(cfg(attack="badnets", theta=0.0, seed=s), clean, None) for s in (0, 1)]
-                  + [(cfg(attack="badnets", theta=0.05, seed=s), lagging, None) for s in (0, 1)]})
+    ch = chapter({"seeds": [(cfg(attack="badnets", theta=0.0, seed=s), clean, None) for s in range(6)]
+                  + [(cfg(attack="badnets", theta=0.05, seed=s), lagging, None) for s in range(6)]})
     lag = dr.lag_result(ch, ["seeds"], "t", "run")
     ov = lag.cell("badnets", "overlap", "trig")
-    assert [(r.t_success, r.t_visible, r.lag) for r in ov] == [(0.5, 1.5, 1.0)] * 2
+    assert [(r.t_success, r.t_visible, r.lag) for r in ov] == [(0.5, 1.5, 1.0)] * 6
     ratio = lag.cell("badnets", "ratio", "trig")
-    assert [r.t_visible for r in ratio] == [1.0, 1.0]          # ratio 20 >= 10 from epoch 1
+    assert [r.t_visible for r in ratio] == [1.0] * 6            # ratio 20 >= 10 from epoch 1
+    assert lag.cell("badnets", "ratio", "trig", threshold=30.0)[0].t_visible == 1.5
+    assert lag.cell("badnets", "overlap", "trig", threshold=0.25)[0].t_visible == 1.5
     s = lag.summary()
     assert s["t_lag_badnets_overlap"] == 1.0 and s["t_verdict_badnets_overlap"] == "lag"
-    assert s["t_lag_badnets_n_success"] == 2 and s["t_n_cells"] == 6
-    assert lag.table().rows[0][4] == "2/2"
+    assert s["t_lag_p_badnets_overlap"] == 2 * 0.5**6 and s["t_lag_later_badnets_overlap"] == 6
+    assert s["t_verdict_panel_badnets_overlap"] == "lag"       # every threshold and rule: visible after success
+    assert s["t_n_cells_lag"] == 6                             # the clean inputs carry the same series here
+    assert s["t_lag_badnets_n_success"] == 6 and s["t_n_cells"] == 6
+    assert lag.table().rows[0][3] == "6/6" and lag.table().rows[0][6] == "6/0/0"
+    assert lag.panel_table().rows[0][3:] == ["L L L", "L L L", "N N N", "lag"]   # overlap never reaches ¾
 
 
-@pytest.mark.parametrize("pairs, expected", [
-    ([(None, None)], "attack fails"), ([(1.0, None), (1.0, None)], "never visible"), ([(1.0, 2.0), (1.0, None)], "lag"),
-    ([(2.0, 1.0), (1.5, 0.5)], "visible first"), ([(1.0, 1.0)], "simultaneous"), ([(1.0, 2.0), (2.0, 1.0)], "mixed")])
-def test_verdict(pairs, expected):
-    cell = [dr.LagRow("a", 0.1, i, "overlap", "trig", s, v) for i, (s, v) in enumerate(pairs)]
-    assert dr.verdict(cell) == expected
+def test_a_definition_that_flips_the_verdict_is_not_robust():
+    """Overlap crosses ½ once before success and settles after it: first crossing says visible first, the
+    settled rule says lag; the panel says it depends on the definition."""
+    clean = rows(T, [0] * 5)
+    flicker = rows(T, [0, 0.2, 0.9, 0.9, 0.9], overlap=[0, 0.6, 0.1, 0.6, 0.6])
+    ch = chapter({"seeds": [(cfg(attack="warp", theta=0.0, seed=s), clean, None) for s in range(6)]
+                  + [(cfg(attack="warp", theta=0.05, seed=s), flicker, None) for s in range(6)]})
+    lag = dr.lag_result(ch, ["seeds"], "t", "run")
+    s = lag.summary()
+    assert s["t_verdict_warp_overlap"] == "lag" and s["t_verdict_first_warp_overlap"] == "visible first"
+    assert s["t_verdict_panel_warp_overlap"] == "depends on definition"
+
+
+def test_collapse_is_not_success():
+    """ASR 1 while the model sends every untriggered input to the target (accuracy 0.1) is not success."""
+    clean = rows(T, [0] * 5)
+    collapse = rows(T, [0, 1.0, 1.0, 1.0, 0.9], acc=[0.1, 0.11, 0.1, 0.9, 0.95], untriggered=[0, 0.99, 1.0, 0.02, 0.01],
+                    overlap=[0, 0.6, 0.6, 0.6, 0.6])
+    ch = chapter({"seeds": [(cfg(attack="warp", theta=0.0), clean, None), (cfg(attack="warp", theta=0.05), collapse, None)]})
+    row = dr.lag_result(ch, ["seeds"], "t", "run").cell("warp", "overlap", "trig")[0]
+    assert (row.t_success, row.t_visible) == (1.5, 0.5)
 
 
 def test_curvature_ratio_and_band():
@@ -81,26 +104,48 @@ def test_curvature_ratio_and_band():
     assert dr.lag_theta(ch, ["seeds"], "warp") == 0.1
 
 
-def test_defence_counts_and_e3():
-    def final(asr, acc):
-        return rows([0.0, 1.0], [0.0, asr], acc=[0.1, acc])
+def _final(asr, acc):
+    return rows([0.0, 1.0], [0.0, asr], acc=[0.1, acc])
+
+
+def test_defence_cells_over_seeds_and_e3():
     base = dict(attack="cross-stochastic", theta=0.05)
-    clean = (cfg(attack="cross-stochastic", theta=0.0), final(0.0, 0.97), None)
-    cells = [(cfg(**base, kappa=k, augment=a), final(asr, acc), None) for k, a, asr, acc in
-             ((0.0, False, 1.0, 0.97), (0.0, True, 0.9, 0.97), (1.0, False, 0.2, 0.96), (1.0, True, 0.05, 0.96),
-              (10.0, True, 0.0, 0.5))]
-    wd = [(cfg(**base, weight_decay=0.05), final(0.5, 0.9), None)]
-    ch = chapter({"theta": [clean], "defence": cells, "weight_decay": wd})
-    d = dr.defence_result(ch, {"cross-stochastic": ("defence", "weight_decay")}, "t", "run")
-    assert d.clean_acc == {"cross-stochastic": 0.97}
+    clean = [(cfg(attack="cross-stochastic", theta=0.0, seed=s), _final(0.0, acc), None) for s, acc in enumerate((0.97, 0.985, 0.96))]
+    table = {(0.0, False): (1.0, 0.97), (0.0, True): (0.9, 0.97), (1.0, False): (0.2, 0.96), (1.0, True): (0.05, 0.96),
+             (10.0, True): (0.0, 0.5)}
+    cells = [(cfg(**base, kappa=k, augment=a, seed=s), _final(asr - 0.01 * s, acc), None)
+             for (k, a), (asr, acc) in table.items() for s in range(3)]
+    wd = [(cfg(**base, weight_decay=0.05), _final(0.05, 0.96), None)]
+    ch = chapter({"theta": clean, "defence": cells, "weight_decay": wd})
+    d = dr.defence_result(ch, {"cross-stochastic": (("defence",), "weight_decay")}, "t", "run")
+    assert d.clean_acc("cross-stochastic") == pytest.approx((0.97 + 0.985 + 0.96) / 3)
     s = d.summary()
-    assert s["t_def_cross_stochastic_aug_alone_counts"] == "no"
-    assert s["t_def_cross_stochastic_n_kappa_aug_counts"] == 1        # κ = 10 collapses accuracy: does not count
-    assert s["t_def_cross_stochastic_e3_holds"] == "yes" and s["t_n_e3_holds"] == 1 == s["t_n_e3_testable"]
-    assert s["t_def_cross_stochastic_attack_works"] == "yes"
-    assert s["t_def_cross_stochastic_best_safe_acc"] == 0.96
+    assert s["t_def_cross_stochastic_aug_alone_counts"] == "does not count"
+    assert s["t_def_cross_stochastic_verdict_kp2p5e03_aug"] == "split"       # κ_paper = 2500: seed 1's clean model is 2.5 points up
+    assert s["t_def_cross_stochastic_n_kappa_aug_counts"] == 0            # κ = 10 collapses accuracy: does not count
+    assert s["t_def_cross_stochastic_e3_holds"] == "inconclusive"
+    assert s["t_def_cross_stochastic_n_works"] == 3 and s["t_def_cross_stochastic_attack_works"] == "yes"
+    assert s["t_def_cross_stochastic_n_wd_seed_counts"] == 1 and s["t_def_cross_stochastic_n_wd_counts"] == 0   # one seed
+    assert s["t_def_cross_stochastic_aug_drop"] == pytest.approx(0.15)   # 0.2 - 0.05 in every seed at κ = 1
+    assert s["t_def_cross_stochastic_aug_drop_lo"] == pytest.approx(0.15)
     assert d.kappa_paper(1.0) == 50**2                               # smoke batch 50
-    assert [p.method for p in d.points].count("early stopping") == 1
+    early = [c for c in d.cells if c.method == "early stopping"]
+    assert len(early) == 1 and early[0].n == 3
+    cost = d.cell("cross-stochastic", 1.0, True).cost()
+    assert cost[0] == pytest.approx((0.01 + 0.025 + 0.0) / 3)
+    row = d.table().rows[1]
+    assert row[:4] == ["cross-stochastic", "off", "2500", 3] and row[-2:] == ["0/3", "does not count"]
+
+
+def test_e3_holds_when_every_seed_agrees():
+    base = dict(attack="warp", theta=0.05)
+    clean = [(cfg(attack="warp", theta=0.0, seed=s), _final(0.0, 0.97), None) for s in range(3)]
+    table = {(0.0, False): (0.95, 0.97), (0.0, True): (0.9, 0.97), (1.0, False): (0.6, 0.97), (1.0, True): (0.05, 0.965)}
+    cells = [(cfg(**base, kappa=k, augment=a, seed=s), _final(asr, acc), None) for (k, a), (asr, acc) in table.items() for s in range(3)]
+    ch = chapter({"theta": clean, "defence": cells, "weight_decay": []})
+    s = dr.defence_result(ch, {"warp": (("defence",), "weight_decay")}, "t", "run").summary()
+    assert s["t_def_warp_e3_holds"] == "yes" and s["t_n_e3_holds"] == 1
+    assert s["t_def_warp_n_kappa_aug_counts"] == 1 and s["t_def_warp_n_kappa_counts"] == 0
 
 
 def test_consistency_worst_cases():
@@ -112,30 +157,34 @@ def test_consistency_worst_cases():
     assert c.n_rows == 5 and c.premise_gap_max == c.premise_gap_q99 == 1e-15 and c.n_premise_above == 0
 
 
-def test_feature_rows_mean_and_near_clone():
-    def feat(tp, tt):
-        e = rows([0.0, 1.0], [0, 1])
+def test_feature_rows_keep_successful_seeds_and_test_the_entk_ordering():
+    def feat(tp, tt, asr=1.0):
+        e = rows([0.0, 1.0], [0, asr])
         e[-1].update(feat_trig_to_poison=tp, feat_trig_to_target=2.0, feat_trig_to_source=1.0, feat_target_to_target=tt,
                      feat_collapse_clean=5.0, feat_collapse_poison=0.1, feat_collapse_trig=0.2)
         return e
-    fin = {"ntk_poison": {"R_median": 0.02}, "ntk_clean": {"R_median": 0.04}}
-    ch = chapter({"seeds": [(cfg(attack="badnets", theta=0.05, seed=0), feat(0.5, 0.8), fin),
-                            (cfg(attack="badnets", theta=0.05, seed=1), feat(0.7, 0.8), fin)]})
-    f = dr.feature_result(ch, ["seeds"], "t", "run")
+
+    def fin(rp):
+        return {"ntk_poison": {"R_median": rp}, "ntk_clean": {"R_median": 0.04}}
+    seeds = [(cfg(attack="badnets", theta=0.05, seed=s), feat(0.5 + 0.2 * (s % 2), 0.8), fin(0.02)) for s in range(6)]
+    failed = (cfg(attack="badnets", theta=0.05, seed=6), feat(9.0, 0.8, asr=0.1), fin(0.08))   # R ratio 2: not counted
+    f = dr.feature_result(chapter({"seeds": seeds + [failed]}), ["seeds"], "t", "run")
     row = f.rows[0]
-    assert row.values["feat_trig_to_poison"] == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
+    assert (row.n_seeds, row.n_runs) == (6, 7)
+    assert row.values["feat_trig_to_poison"] == pytest.approx((0.6, np.std([0.5, 0.7] * 3, ddof=1)))
     assert row.near_clone and row.values["R_ratio"][0] == pytest.approx(0.5)
-    assert f.summary()["t_n_near_clone"] == 1 and f.summary()["t_n_ntk_flatter"] == 1
+    assert row.ntk_ordering() == (6, 0, 2 * 0.5**6, "flatter")
+    s = f.summary()
+    assert s["t_n_near_clone"] == 1 and s["t_n_ntk_flatter"] == 1 and s["t_feat_badnets_n_success"] == 6
+    assert f.ntk_table().rows[0][2] == "6/7" and f.ntk_table().rows[0][-1] == "flatter"
 
 
 def test_a_defence_of_an_attack_that_fails_undefended_is_not_evidence():
-    def final(asr, acc):
-        return rows([0.0, 1.0], [0.0, asr], acc=[0.1, acc])
     base = dict(attack="warp", theta=0.05)
-    clean = (cfg(attack="warp", theta=0.0), final(0.0, 0.97), None)
-    cells = [(cfg(**base, kappa=k, augment=a), final(0.05, 0.97), None) for k in (0.0, 1.0) for a in (False, True)]
+    clean = (cfg(attack="warp", theta=0.0), _final(0.0, 0.97), None)
+    cells = [(cfg(**base, kappa=k, augment=a), _final(0.05, 0.97), None) for k in (0.0, 1.0) for a in (False, True)]
     ch = chapter({"theta": [clean], "defence": cells, "weight_decay": []})
-    s = dr.defence_result(ch, {"warp": ("defence", "weight_decay")}, "t", "run").summary()
+    s = dr.defence_result(ch, {"warp": (("defence",), "weight_decay")}, "t", "run").summary()
     assert s["t_def_warp_attack_works"] == "no" and s["t_def_warp_e3_holds"] == "n/a" and s["t_n_e3_testable"] == 0
 
 

@@ -53,15 +53,33 @@ def reading_only():
 
 
 def test_frontier_rules_on_hand_made_points():
-    none = cx.FrontierPoint("none", "undefended", 0.98, 0.95)
-    pts = (cx.FrontierPoint("A", "1", 0.975, 0.5), cx.FrontierPoint("A", "2", 0.90, 0.05), cx.FrontierPoint("A", "3", 0.95, 0.08),
-           cx.FrontierPoint("B", "1", 0.979, 0.02), cx.FrontierPoint("C", "1", 0.5, 0.6))
+    def point(fam, setting, acc, asr):
+        return cx.FrontierPoint(fam, setting, acc, asr, n_test=2000, n_trig=1800)
+    none = point("none", "undefended", 0.98, 0.95)
+    pts = (point("A", "1", 0.975, 0.5), point("A", "2", 0.90, 0.05), point("A", "3", 0.95, 0.08),
+           point("B", "1", 0.981, 0.02), point("C", "1", 0.5, 0.6))
     f = cx.Frontier("x", none, pts)
     assert f.best_free("A").setting == "1" and f.cheapest_safe("A").setting == "3"
     assert f.best_free("C") is None and f.cheapest_safe("C") is None
     s = f.summary("t")
-    assert s["ch8_t_n_free_safe"] == 1 and s["ch8_t_n_families"] == 3            # only B is safe within 1 point
+    assert s["ch8_t_n_free_safe"] == 1 and s["ch8_t_n_families"] == 3            # only B is safe within 1 point ...
+    assert s["ch8_t_n_free_safe_solid"] == 1 and s["ch8_t_free_call_b"] == "free and safe"   # ... and its interval [-1.0, +0.8] too
     assert s["ch8_t_free_asr_b"] == 0.02 and "ch8_t_safe_acc_c" not in s and s["ch8_t_safe_acc_a"] == 0.95
+
+
+@pytest.mark.parametrize("acc, asr, call", [
+    (0.985, 0.01, "free and safe"),      # a better model: the cost's interval [-1.2, +0.2] is within one point
+    (0.978, 0.02, "within noise"),       # 4 images of 2,000 fewer: the interval [-0.7, +1.1] reaches past one point
+    (0.95, 0.02, "not free"),
+    (0.985, 0.3, "not safe"),
+    (0.985, 0.09, "within noise")])      # ASR 0.09 on 1,800 images: the interval reaches past 0.1
+def test_frontier_calls_carry_the_test_set_interval(acc, asr, call):
+    none = cx.FrontierPoint("none", "undefended", 0.98, 0.95, n_test=2000, n_trig=1800)
+    p = cx.FrontierPoint("A", "1", acc, asr, n_test=2000, n_trig=1800)
+    f = cx.Frontier("x", none, (p,))
+    assert f.call(p) == call
+    c, lo, hi = f.cost(p)
+    assert c == pytest.approx(0.98 - acc) and lo < c < hi
 
 
 def test_nearest_clean_distance_by_hand():

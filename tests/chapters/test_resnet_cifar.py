@@ -62,8 +62,9 @@ def test_smoke_success_times_and_final_rows_by_hand(smoke):
     for res in runs.group("attacks"):
         if res["config"]["theta"] == 0:
             continue
-        asr = [row["asr"] for row in res["epochs"]]
-        t = next((res["epochs"][i]["epoch"] for i in range(len(asr)) if all(a >= dr.ASR_SUCCESS for a in asr[i:])), None)
+        ok = [r["asr"] - r["clean_to_target"] >= 0.5 and r["clean_acc"] >= 0.2 and r["clean_to_target"] < 0.5
+              for r in res["epochs"]]
+        t = next((res["epochs"][i]["epoch"] for i in range(len(ok)) if all(ok[i:])), None)
         assert [r.t_success for r in lag.cell(res["config"]["attack"], "overlap", "trig")] == [t]
     rows = ex.thetas(runs).rows
     assert [(r["attack"], r["theta"], r["asr"]) for r in rows] == [
@@ -78,9 +79,10 @@ def test_smoke_measurements_consistent_and_defence_counts(smoke):
     assert c.rayleigh_excess_max <= 1e-9
     d = ex.defences(smoke["cifar10"])
     clean = next(r for r in smoke["cifar10"].group("attacks", attack="cross-stochastic") if r["config"]["theta"] == 0)
-    assert d.clean_acc["cross-stochastic"] == clean["epochs"][-1]["clean_acc"]   # the attacks' clean reference
-    for p in d.points:
-        assert d.counts(p) == (p.asr <= 0.1 and p.clean_acc >= d.clean_acc[p.attack] - 0.02)
+    assert d.clean_acc("cross-stochastic") == clean["epochs"][-1]["clean_acc"]   # the attacks' clean reference
+    for c in d.cells:
+        for p in c.points:
+            assert p.counts == (p.asr <= 0.1 and p.clean_acc >= d.clean_acc(p.attack) - 0.02)
     assert d.batch_size == 64 and d.kappa_paper(1.0) == 4096
     assert len(ex.provenance(smoke).rows) == len(ex.grid("smoke").runs)
 

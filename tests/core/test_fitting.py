@@ -26,13 +26,3 @@ def test_relative_errors_on_arrays_and_tensors():
     assert rel_err(ref * np.array([1.0, 1.01, 0.98]), ref) == pytest.approx(0.02, rel=1e-9)
     assert rel_err(torch.tensor(ref) * 1.5, torch.tensor(ref)) == pytest.approx(0.5)
     assert rel_norm_err(ref + np.array([0.0, 0.0, 0.4]), ref) == pytest.approx(0.4 / np.sqrt(21), rel=1e-12)
-
-
-def test_settled_time_needs_every_later_sample():
-    from poisoncurv.core.fitting import settled_time
-
-    t = [0.0, 0.5, 1.0, 1.5, 2.0]
-    assert settled_time(t, [False, True, False, True, True]) == 1.5
-    assert settled_time(t, [True] * 5) == 0.0
-    assert settled_time(t, [True, True, True, True, False]) is None
-    assert settled_time([], []) is None

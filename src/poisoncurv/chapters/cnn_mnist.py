@@ -14,8 +14,9 @@ import numpy as np
 
 from poisoncurv.book.tables import Table
 from poisoncurv.chapters import deep_runs as dr
+from poisoncurv.chapters import hardware as hw
 from poisoncurv.chapters.linear_mnist import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapter 5)
-from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
+from poisoncurv.core.paths import GRIDS_DIR, RESULTS_DIR, chapter_lab_dir
 from poisoncurv.lab.attacks import apply_trigger, poison_direction
 from poisoncurv.lab.data import ImageData, to_float
 from poisoncurv.lab.grid import Grid, load_grid
@@ -25,7 +26,9 @@ RUN = "Run: {glue:text}`ch06_cnn_mnist_run`."   # ends every caption of the chap
 GRID = GRIDS_DIR / "ch06.yaml"
 SEED_GROUPS = ("seeds", "seeds_warp")
 THETA_GROUPS = ("theta", "warp_theta")
-DEFENCES = {"cross-stochastic": ("defence", "weight_decay"), "warp": ("defence_warp", "weight_decay_warp")}
+HARDWARE_DIR = RESULTS_DIR / "hardware" / "xeon"   # committed AMD EPYC runs retrained on an Intel Xeon
+DEFENCES = {"cross-stochastic": (("defence", "defence_seeds"), "weight_decay"),
+            "warp": (("defence_warp", "defence_seeds_warp"), "weight_decay_warp")}
 
 
 def grid(profile: str) -> Grid:
@@ -107,6 +110,11 @@ def features(runs: dr.ChapterRuns) -> dr.FeatureResult:
 def defences(runs: dr.ChapterRuns) -> dr.DefenceResult:
     """κ × augmentation, weight decay and early stopping for the stochastic cross and the warp."""
     return dr.defence_result(runs, DEFENCES, TAG, RUN)
+
+
+def hardware(runs: dr.ChapterRuns) -> hw.HardwareResult:
+    """Committed seed runs retrained on another CPU model (``results/hardware/xeon/``) against the seed spread."""
+    return hw.compare(runs, SEED_GROUPS, HARDWARE_DIR, TAG)
 
 
 def provenance(runs: dr.ChapterRuns) -> Table:

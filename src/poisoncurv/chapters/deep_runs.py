@@ -5,16 +5,8 @@ poisoned run's *clean reference* is the run with the same configuration and ``th
 initialisation, same trigger at test time), so curvature ratios compare the two models at the same inputs
 and the same training time.
 
-Definitions used by every table (the companion's own, stated on the pages):
-
-* **success**: ASR ≥ :data:`ASR_SUCCESS` at every evaluation from some time on (the *settled* time);
-* **visible** by a criterion, at a probe set (``trig``: triggered test inputs; ``clean``: clean test inputs),
-  from the settled time of that criterion: ``overlap`` (top-1 overlap² ≥ ½), ``mass`` (share of the poison
-  direction in the top-k eigenspace ≥ ½), ``ratio`` (``uᵀHu`` at least :data:`CURV_RATIO_VISIBLE` times the
-  clean reference's);
-* **lag** = visible − success (epochs): positive when the attack works before the defender can see it;
-* a **defence counts** when ASR ≤ :data:`ASR_DEFENDED` and clean accuracy is within :data:`ACC_DROP_MAX` of the
-  clean model's (``theta = 0``, κ = 0, no augmentation).
+The rules (success net of the untriggered rate, never a collapsed model; visibility by criterion and settle
+rule; sign tests over seeds; when a defence counts) are :mod:`poisoncurv.core.criteria`'s, stated on the pages.
 """
 
 from __future__ import annotations
@@ -29,18 +21,13 @@ from typing import Any
 import numpy as np
 
 from poisoncurv.book.tables import Table
-from poisoncurv.core.fitting import settled_time
+from poisoncurv.core import criteria, stats
+from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CURV_RATIO_VISIBLE  # noqa: F401 (the pages read them here)
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import ADDED_FIELDS, LabConfig, recipe
-from poisoncurv.lab.data import ImageData
+from poisoncurv.lab.data import NUM_CLASSES, ImageData
 from poisoncurv.lab.grid import Grid
 
-ASR_SUCCESS = 0.5          # success: ASR settles at or above one half
-ASR_DEFENDED = 0.1         # a defence counts when ASR <= 0.1 ...
-ACC_DROP_MAX = 0.02        # ... and clean accuracy is within 2 points of the clean model's
-CURV_RATIO_VISIBLE = 10.0  # criterion "ratio": curvature along the poison at least 10x the clean model's
-CRITERIA = {"overlap": r"top-1 overlap$^2 \ge \frac12$", "mass": r"top-$k$ mass $\ge \frac12$",
-            "ratio": r"$u^\top H u \ge 10\times$ clean"}
 PROBE_SETS = {"trig": "triggered inputs", "clean": "clean inputs"}
 Summary = dict[str, float | int | str]
 
@@ -137,17 +124,18 @@ def curvature_ratio(res: dict[str, Any], clean: dict[str, Any], probe: str) -> n
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
-def criterion(res: dict[str, Any], clean: dict[str, Any] | None, name: str, probe: str) -> np.ndarray:
-    """Whether criterion ``name`` holds at each evaluation (``ratio`` needs the clean reference)."""
-    if name == "overlap":
-        return series(res, f"{probe}_overlap") >= 0.5
-    if name == "mass":
-        return series(res, f"{probe}_mass") >= 0.5
+def criterion(res: dict[str, Any], clean: dict[str, Any] | None, name: str, probe: str,
+              threshold: float | None = None) -> np.ndarray:
+    """Whether criterion ``name`` holds at each evaluation at ``threshold`` (default: the criterion's, from
+    :data:`poisoncurv.core.criteria.VISIBILITY`); ``ratio`` needs the clean reference."""
+    if name not in criteria.VISIBILITY:
+        raise ValueError(f"criterion: unknown {name!r}; choose one of {', '.join(criteria.VISIBILITY)}")
+    thr = criteria.VISIBILITY[name][0] if threshold is None else threshold
     if name == "ratio":
         if clean is None:
             raise ValueError(f"criterion 'ratio' needs the clean reference of run {res['key']}")
-        return np.nan_to_num(curvature_ratio(res, clean, probe), nan=0.0) >= CURV_RATIO_VISIBLE
-    raise ValueError(f"criterion: unknown {name!r}; choose one of {', '.join(CRITERIA)}")
+        return np.nan_to_num(curvature_ratio(res, clean, probe), nan=0.0) >= thr
+    return series(res, f"{probe}_{name}") >= thr
 
 
 # ---- consistency of the measurements ------------------------------------------------------------------------
@@ -193,13 +181,16 @@ def consistency(runs: ChapterRuns, tag: str) -> Consistency:
 
 @dataclass(frozen=True)
 class LagRow:
-    """One poisoned run, one criterion at one probe set: times in epochs (``None``: never)."""
+    """One poisoned run, one criterion at one probe set, under one definition (threshold and rule): times in
+    epochs (``None``: never)."""
 
     attack: str
     theta: float
     seed: int
     criterion: str
     probe: str
+    threshold: float
+    rule: str
     t_success: float | None
     t_visible: float | None
 
@@ -208,38 +199,29 @@ class LagRow:
         return None if self.t_success is None or self.t_visible is None else self.t_visible - self.t_success
 
 
+def success_mask(res: dict[str, Any]) -> np.ndarray:
+    """Success at each evaluation (:func:`poisoncurv.core.criteria.succeeds`: net ASR, never a collapsed model)."""
+    return criteria.succeeds(series(res, "asr"), series(res, "clean_to_target"), series(res, "clean_acc"),
+                             NUM_CLASSES[res["config"]["dataset"]])
+
+
 def lag_rows(runs: ChapterRuns, groups: Iterable[str]) -> list[LagRow]:
-    """:class:`LagRow` for every poisoned run of ``groups``, every criterion and probe set."""
+    """:class:`LagRow` for every poisoned run of ``groups``, every criterion and probe set, under every definition
+    of the robustness panel (each criterion's thresholds × the settle rules)."""
     out = []
     for res in runs.groups(groups):
         cfg = res["config"]
         if cfg["theta"] == 0:
             continue
-        clean = runs.clean_of(res)
-        t = times(res)
-        t_s = settled_time(t, series(res, "asr") >= ASR_SUCCESS)
-        for name in CRITERIA:
-            for probe in PROBE_SETS:
-                t_v = settled_time(t, criterion(res, clean, name, probe))
-                out.append(LagRow(cfg["attack"], cfg["theta"], cfg["seed"], name, probe, t_s, t_v))
+        clean, t, ok = runs.clean_of(res), times(res), success_mask(res)
+        for rule in criteria.SETTLE_RULES:
+            t_s = criteria.crossing_time(t, ok, rule)
+            for name, (_, panel) in criteria.VISIBILITY.items():
+                for probe in PROBE_SETS:
+                    for thr in panel:
+                        t_v = criteria.crossing_time(t, criterion(res, clean, name, probe, thr), rule)
+                        out.append(LagRow(cfg["attack"], cfg["theta"], cfg["seed"], name, probe, thr, rule, t_s, t_v))
     return out
-
-
-def verdict(rows: list[LagRow]) -> str:
-    """What a cell's seeds support: ``attack fails`` (no seed succeeds), ``never visible``, ``lag`` (every
-    successful seed is visible later or never), ``visible first``, ``simultaneous``, or ``mixed``."""
-    ok = [r for r in rows if r.t_success is not None]
-    if not ok:
-        return "attack fails"
-    if all(r.t_visible is None for r in ok):
-        return "never visible"
-    if all(r.t_visible is None or r.t_visible > r.t_success for r in ok):
-        return "lag"
-    if all(r.t_visible is not None and r.t_visible < r.t_success for r in ok):
-        return "visible first"
-    if all(r.t_visible == r.t_success for r in ok):
-        return "simultaneous"
-    return "mixed"
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
@@ -254,9 +236,17 @@ def _pm(values: list[float]) -> str:
     return "—" if m is None else f"{m:.2f} ± {s:.2f}"
 
 
+def _p(p: float) -> str:
+    return f"{p:.2g}"
+
+
+VERDICT_CODES = {criteria.LAG: "L", criteria.NEVER: "N", criteria.FIRST: "V", criteria.INCONCLUSIVE: "?",
+                 criteria.FAILS: "F"}
+
+
 @dataclass(frozen=True)
 class LagResult:
-    """The lag table of a chapter: :class:`LagRow` per poisoned seed run, grouped by attack, criterion and set."""
+    """The lag of a chapter: :class:`LagRow` per poisoned seed run, criterion, probe set and definition."""
 
     tag: str
     rows: tuple[LagRow, ...]
@@ -266,51 +256,96 @@ class LagResult:
     def attacks(self) -> list[str]:
         return list(dict.fromkeys(r.attack for r in self.rows))
 
-    def cell(self, attack: str, name: str, probe: str) -> list[LagRow]:
-        return [r for r in self.rows if r.attack == attack and r.criterion == name and r.probe == probe]
+    def cell(self, attack: str, name: str, probe: str, threshold: float | None = None,
+             rule: str = criteria.DEFAULT_RULE) -> list[LagRow]:
+        """The seeds of one cell under one definition (default: the criterion's default threshold and rule)."""
+        thr = criteria.VISIBILITY[name][0] if threshold is None else threshold
+        return [r for r in self.rows if (r.attack, r.criterion, r.probe, r.threshold, r.rule) == (attack, name, probe, thr, rule)]
+
+    def ordering(self, attack: str, name: str, probe: str, threshold: float | None = None,
+                 rule: str = criteria.DEFAULT_RULE) -> criteria.Ordering:
+        return criteria.ordering([(r.t_success, r.t_visible) for r in self.cell(attack, name, probe, threshold, rule)])
+
+    def panel(self, attack: str, name: str, probe: str) -> dict[tuple[float, str], str]:
+        """The cell's verdict under every definition: ``{(threshold, rule): verdict}``."""
+        return {(thr, rule): self.ordering(attack, name, probe, thr, rule).verdict
+                for thr in criteria.VISIBILITY[name][1] for rule in criteria.SETTLE_RULES}
+
+    def robust(self, attack: str, name: str, probe: str) -> str:
+        """The verdict every definition of the panel gives, else ``depends on definition``."""
+        return criteria.robust_verdict(list(self.panel(attack, name, probe).values()))
 
     def summary(self) -> Summary:
-        """Per attack: seeds run and seeds that succeed, and for each criterion the mean lag (``none`` when no seed
-        has one) and the verdict, at the triggered inputs (``<tag>_lag_<attack>_<criterion>``) and at the clean inputs
-        (``<tag>_lag_clean_...``); counts of verdicts over every cell."""
+        """Per attack: seeds run and seeds that succeed; per cell (``<tag>_..._<attack>_<criterion>``, with ``clean_``
+        for the clean inputs) the mean lag under the default definition (``none`` when no seed has one), its sign-test
+        p and verdict, the verdict by first crossing (``..._first``) and across the panel (``..._panel``); counts of
+        panel verdicts over the cells."""
         out: Summary = {}
-        verdicts = []
+        robust = []
         for a in self.attacks:
             base = self.cell(a, "overlap", "trig")
             out[f"{self.tag}_lag_{slug(a)}_n_seeds"] = len(base)
             out[f"{self.tag}_lag_{slug(a)}_n_success"] = sum(r.t_success is not None for r in base)
             out[f"{self.tag}_lag_{slug(a)}_theta"] = base[0].theta
-            for name in CRITERIA:
+            for name in criteria.VISIBILITY:
                 for probe in PROBE_SETS:
-                    cell = self.cell(a, name, probe)
-                    verdicts.append(verdict(cell))
-                    m, _ = _mean_sd([r.lag for r in cell if r.lag is not None])
-                    where = "" if probe == "trig" else "clean_"
-                    out[f"{self.tag}_lag_{where}{slug(a)}_{name}"] = "none" if m is None else m
-                    out[f"{self.tag}_verdict_{where}{slug(a)}_{name}"] = verdicts[-1]
-        for v in ("lag", "never visible", "visible first", "simultaneous", "mixed", "attack fails"):
-            out[f"{self.tag}_n_cells_{v.replace(' ', '_')}"] = verdicts.count(v)
-        out[f"{self.tag}_n_cells"] = len(verdicts)
+                    key = f"{'' if probe == 'trig' else 'clean_'}{slug(a)}_{name}"
+                    o = self.ordering(a, name, probe)
+                    m, _ = _mean_sd([r.lag for r in self.cell(a, name, probe) if r.lag is not None])
+                    robust.append(self.robust(a, name, probe))
+                    out |= {f"{self.tag}_lag_{key}": "none" if m is None else m, f"{self.tag}_verdict_{key}": o.verdict,
+                            f"{self.tag}_lag_p_{key}": o.p, f"{self.tag}_lag_later_{key}": o.n_later,
+                            f"{self.tag}_lag_earlier_{key}": o.n_earlier,
+                            f"{self.tag}_verdict_first_{key}": self.ordering(a, name, probe, rule="first").verdict,
+                            f"{self.tag}_verdict_panel_{key}": robust[-1]}
+        for v in (criteria.LAG, criteria.NEVER, criteria.FIRST, criteria.INCONCLUSIVE, criteria.FAILS, criteria.NOT_ROBUST):
+            out[f"{self.tag}_n_cells_{v.replace(' ', '_')}"] = robust.count(v)
+        out[f"{self.tag}_n_cells"] = len(robust)
         return out
 
     def table(self) -> Table:
         rows = []
         for a in self.attacks:
             for probe in PROBE_SETS:
-                for name in CRITERIA:
+                for name in criteria.VISIBILITY:
                     cell = self.cell(a, name, probe)
+                    o = self.ordering(a, name, probe)
                     ok = [r for r in cell if r.t_success is not None]
                     vis = [r.t_visible for r in ok if r.t_visible is not None]
-                    rows.append([a, cell[0].theta, PROBE_SETS[probe], CRITERIA[name], f"{len(ok)}/{len(cell)}",
-                                 _pm([r.t_success for r in ok]), f"{_pm(vis)} ({len(vis)})" if vis else "never",
-                                 _pm([r.lag for r in ok if r.lag is not None]), verdict(cell)])
+                    rows.append([a, PROBE_SETS[probe], name, f"{o.n_success}/{o.n_seeds}", _pm([r.t_success for r in ok]),
+                                 f"{_pm(vis)} ({len(vis)})" if vis else "never",
+                                 f"{o.n_later}/{o.n_earlier}/{o.n_tied}", _p(o.p), o.verdict, self.robust(a, name, probe)])
         return Table(f"tbl-{self.tag}-lag",
                      r"Success and visibility over training, per attack (at its $\theta$), probe set and criterion, over "
-                     r"seeds: seeds that succeed (ASR settles $\ge \frac12$), when (epochs, mean ± sd over the successful "
-                     r"seeds), when the criterion settles (number of seeds in brackets), the lag (visible − success) and "
-                     r"what the seeds support. " + self.run_label,
-                     ["attack", "θ", "probe set", "criterion", "succeed", "success from", "visible from", "lag", "verdict"],
-                     rows)
+                     r"seeds, under the default definition (overlap or mass $\ge \frac12$, $u^\top Hu \ge 10\times$ the "
+                     r"clean model's; success: ASR net of the untriggered rate $\ge \frac12$, never a collapsed model; both "
+                     r"from the evaluation after which they hold to the end): seeds that succeed, when (epochs, mean ± sd), "
+                     r"when visible (seeds in brackets), seeds visible later or never / earlier / at the same evaluation, the "
+                     r"exact sign-test $p$ of later against earlier, the verdict ($p \le 0.05$, else inconclusive), and the "
+                     r"verdict every definition of the robustness panel gives. " + self.run_label,
+                     ["attack", "probe set", "criterion", "succeed", "success from", "visible from", "later/earlier/tied",
+                      "p", "verdict", "across the panel"], rows)
+
+    def panel_table(self) -> Table:
+        """Every cell's verdict under each threshold and settle rule (codes: L lag, N never visible, V visible first,
+        ? inconclusive, F attack fails)."""
+        rules = list(criteria.SETTLE_RULES)
+        rows = []
+        for a in self.attacks:
+            for probe in PROBE_SETS:
+                for name, (_, thresholds) in criteria.VISIBILITY.items():
+                    pan = self.panel(a, name, probe)
+                    rows.append([a, PROBE_SETS[probe], name, *[" ".join(VERDICT_CODES[pan[(thr, r)]] for r in rules)
+                                                               for thr in thresholds], self.robust(a, name, probe)])
+        return Table(f"tbl-{self.tag}-lag-panel",
+                     r"The robustness panel of the lag: each cell's verdict under three thresholds (overlap and mass: "
+                     r"$\frac14, \frac12, \frac34$; $u^\top Hu$: 3, 10 and 30 times the clean model's) and, within each, "
+                     r"three settle rules for success and visibility alike (first crossing, two evaluations in a row, every "
+                     r"later evaluation). L: lag (success first, sign test $p \le 0.05$), N: never visible in any successful "
+                     r"seed ($p \le 0.05$), V: visible first ($p \le 0.05$), ?: inconclusive, F: no seed succeeds. "
+                     + self.run_label,
+                     ["attack", "probe set", "criterion", "low threshold", "default threshold", "high threshold",
+                      "across the panel"], rows)
 
 
 def lag_result(runs: ChapterRuns, groups: Iterable[str], tag: str, run_label: str) -> LagResult:
@@ -445,18 +480,31 @@ FEATURES = {"feat_trig_to_poison": "trig → poison mean", "feat_trig_to_target"
 
 @dataclass(frozen=True)
 class FeatureRow:
-    """Final feature geometry and eNTK ratios of one attack (mean and sd over seeds), poisoned or clean."""
+    """Final feature geometry and eNTK ratios of one attack (mean and sd over seeds), poisoned or clean. Poisoned
+    rows hold only the seeds whose attack succeeds at the end (``n_seeds`` of ``n_runs``): a failed implant says
+    nothing about the geometry of one that works. ``r_ratios``: ``R_poison / R_clean`` per seed kept."""
 
     attack: str
     theta: float
     n_seeds: int
     values: dict[str, tuple[float | None, float | None]]   # FEATURES keys, R_poison, R_clean, R_ratio
+    n_runs: int = 0
+    r_ratios: tuple[float, ...] = ()
 
     @property
     def near_clone(self) -> bool | None:
         """Triggered inputs sit as close to the poisons' mean as clean target images to their own class mean."""
         a, b = self.values["feat_trig_to_poison"][0], self.values["feat_target_to_target"][0]
         return None if a is None or b is None else a <= b
+
+    def ntk_ordering(self) -> tuple[int, int, float, str]:
+        """Seeds with a flatter (``R_ratio < 1``) and a steeper eNTK around the poisons, the exact sign-test p, and the
+        verdict (``flatter`` / ``steeper`` at p ≤ :data:`~poisoncurv.core.criteria.P_SIGNIFICANT`, else
+        ``inconclusive``)."""
+        flat, steep = sum(r < 1 for r in self.r_ratios), sum(r > 1 for r in self.r_ratios)
+        p = stats.sign_test(flat, steep)
+        verdict = criteria.INCONCLUSIVE if p > criteria.P_SIGNIFICANT else ("flatter" if flat > steep else "steeper")
+        return flat, steep, p, verdict
 
 
 @dataclass(frozen=True)
@@ -478,9 +526,13 @@ class FeatureResult:
             for k in ("R_poison", "R_clean", "R_ratio"):
                 out[f"{s}_{k}"] = r.values[k][0] if r.values[k][0] is not None else "none"
             out[f"{s}_near_clone"] = "yes" if r.near_clone else "no"
+            flat, steep, p, verdict = r.ntk_ordering()
+            out |= {f"{s}_n_success": r.n_seeds, f"{s}_n_runs": r.n_runs, f"{s}_ntk_n_flatter": flat, f"{s}_ntk_n_steeper": steep,
+                    f"{s}_ntk_p": p, f"{s}_ntk_verdict": verdict}
         poisoned = [r for r in self.rows if r.theta > 0]
         out[f"{self.tag}_n_near_clone"] = sum(bool(r.near_clone) for r in poisoned)
-        out[f"{self.tag}_n_ntk_flatter"] = sum(r.values["R_ratio"][0] is not None and r.values["R_ratio"][0] < 1 for r in poisoned)
+        out[f"{self.tag}_n_ntk_flatter"] = sum(r.ntk_ordering()[3] == "flatter" for r in poisoned)
+        out[f"{self.tag}_n_ntk_steeper"] = sum(r.ntk_ordering()[3] == "steeper" for r in poisoned)
         out[f"{self.tag}_n_feature_attacks"] = len(poisoned)
         return out
 
@@ -496,14 +548,20 @@ class FeatureResult:
 
     def ntk_table(self) -> Table:
         """The empirical-NTK ratios of the poisoned runs."""
-        rows = [[r.attack, r.theta, r.n_seeds, *[_fmt(r.values[k]) for k in ("R_poison", "R_clean", "R_ratio")]]
-                for r in self.rows if r.theta > 0]
+        rows = []
+        for r in self.rows:
+            if r.theta > 0:
+                flat, steep, p, verdict = r.ntk_ordering()
+                rows.append([r.attack, r.theta, f"{r.n_seeds}/{r.n_runs}", *[_fmt(r.values[k]) for k in ("R_poison", "R_clean", "R_ratio")],
+                             f"{flat}/{steep}", f"{p:.2g}", verdict])
         return Table(f"tbl-{self.tag}-ntk",
                      r"The eNTK ratio $R=\|\nabla_x k(x,\zeta)\|^2/k(x,\zeta)^2$ of the final model's target logit (median "
                      r"over 16 × 16 pairs; mean ± sd over seeds): triggered inputs against poisons ($R_{\text{poison}}$), "
                      r"clean target-class test against training images ($R_{\text{clean}}$), and their quotient (below 1: "
-                     r"flatter around the poisons, the near-clone direction). " + self.run_label,
-                     ["attack", "θ", "seeds", "R poison", "R clean", "R poison / R clean"], rows)
+                     r"flatter around the poisons, the near-clone direction), over the seeds whose attack succeeds (of all seeds run); "
+                     r"seeds flatter / steeper, the exact sign-test $p$ and what it shows. The two kinds of pair are not at "
+                     r"equal distances. " + self.run_label,
+                     ["attack", "θ", "seeds", "R poison", "R clean", "R poison / R clean", "flatter/steeper", "p", "shows"], rows)
 
 
 def _fmt(v: tuple[float | None, float | None]) -> str:
@@ -522,15 +580,20 @@ def _final_values(res: dict[str, Any]) -> dict[str, float | None]:
 def feature_result(runs: ChapterRuns, groups: Iterable[str], tag: str, run_label: str) -> FeatureResult:
     """:class:`FeatureRow` per attack and θ of the seed groups (clean runs included)."""
     cells: dict[tuple[str, float], list[dict[str, float | None]]] = {}
+    n_runs: dict[tuple[str, float], int] = {}
     for res in runs.groups(groups):
-        cells.setdefault((res["config"]["attack"], res["config"]["theta"]), []).append(_final_values(res))
+        cell = (res["config"]["attack"], res["config"]["theta"])
+        n_runs[cell] = n_runs.get(cell, 0) + 1
+        if cell[1] == 0 or success_mask(res)[-1]:
+            cells.setdefault(cell, []).append(_final_values(res))
     rows = []
     for (attack, theta), vals in cells.items():
         values = {}
         for k in vals[0]:
             xs = [v[k] for v in vals if v[k] is not None and math.isfinite(v[k])]
             values[k] = _mean_sd(xs)
-        rows.append(FeatureRow(attack, theta, len(vals), values))
+        ratios = tuple(float(v["R_ratio"]) for v in vals if v["R_ratio"] is not None and math.isfinite(v["R_ratio"]))
+        rows.append(FeatureRow(attack, theta, len(vals), values, n_runs[(attack, theta)], ratios))
     rows.sort(key=lambda r: (r.attack, r.theta))
     return FeatureResult(tag, tuple(rows), run_label)
 
@@ -539,27 +602,70 @@ def feature_result(runs: ChapterRuns, groups: Iterable[str], tag: str, run_label
 
 @dataclass(frozen=True)
 class DefencePoint:
-    """One defended model (or one evaluation, for early stopping) of one attack."""
+    """One defended model (or one evaluation, for early stopping) of one attack and seed, with the accuracy of the
+    clean model of the same seed."""
 
     attack: str
-    method: str          # "κ", "κ + augmentation", "augmentation", "weight decay", "early stopping"
+    method: str          # "none", "κ", "κ + augmentation", "augmentation", "weight decay", "early stopping"
     setting: float       # κ_lab, weight decay or epoch
     augment: bool
+    seed: int
     clean_acc: float
     asr: float
+    clean_model_acc: float
+    collapsed: bool = False   # :func:`poisoncurv.core.criteria.collapsed`: its ASR means nothing
+
+    @property
+    def counts(self) -> bool:
+        return criteria.defence_counts(self.asr, self.clean_acc, self.clean_model_acc)
+
+
+@dataclass(frozen=True)
+class DefenceCell:
+    """One defence setting of one attack over its seeds."""
+
+    attack: str
+    method: str
+    setting: float
+    augment: bool
+    points: tuple[DefencePoint, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.points)
+
+    @property
+    def asr(self) -> float:
+        return float(np.mean([p.asr for p in self.points]))
+
+    @property
+    def clean_acc(self) -> float:
+        return float(np.mean([p.clean_acc for p in self.points]))
+
+    @property
+    def n_counts(self) -> int:
+        return sum(p.counts for p in self.points)
+
+    @property
+    def n_collapsed(self) -> int:
+        return sum(p.collapsed for p in self.points)
+
+    @property
+    def verdict(self) -> str:
+        return criteria.defence_verdict([p.counts for p in self.points])
+
+    def cost(self) -> tuple[float, float, float]:
+        """Clean accuracy lost against the same seed's clean model: mean and bootstrap interval over seeds."""
+        return stats.mean_ci([p.clean_model_acc - p.clean_acc for p in self.points])
 
 
 @dataclass(frozen=True)
 class DefenceResult:
     tag: str
-    points: tuple[DefencePoint, ...]
-    clean_acc: dict[str, float]          # the clean model's accuracy, by attack (same model: reported once)
+    cells: tuple[DefenceCell, ...]
+    works: dict[str, tuple[int, int]]    # by attack: seeds where the undefended attack succeeds at the end, seeds
     batch_size: int
     run_label: str
-
-    def counts(self, p: DefencePoint) -> bool:
-        """ASR ≤ :data:`ASR_DEFENDED` and clean accuracy within :data:`ACC_DROP_MAX` of the clean model's."""
-        return p.asr <= ASR_DEFENDED and p.clean_acc >= self.clean_acc[p.attack] - ACC_DROP_MAX
 
     def kappa_paper(self, kappa_lab: float) -> float:
         """The paper's κ for a lab κ: ``κ_lab · B²`` (the per-example vs batch-mean gradient convention)."""
@@ -567,40 +673,77 @@ class DefenceResult:
 
     @property
     def attacks(self) -> list[str]:
-        return list(self.clean_acc)
+        return list(self.works)
 
-    def grid(self, attack: str) -> list[DefencePoint]:
-        return [p for p in self.points if p.attack == attack and p.method in ("none", "κ", "augmentation", "κ + augmentation")]
+    def grid(self, attack: str) -> list[DefenceCell]:
+        """The κ × augmentation cells of ``attack`` (κ = 0 included), by augmentation and κ."""
+        cells = [c for c in self.cells if c.attack == attack and c.method in ("none", "κ", "augmentation", "κ + augmentation")]
+        return sorted(cells, key=lambda c: (c.augment, c.setting))
+
+    def cell(self, attack: str, kappa: float, augment: bool) -> DefenceCell | None:
+        return next((c for c in self.grid(attack) if c.setting == kappa and c.augment == augment), None)
+
+    def clean_acc(self, attack: str) -> float:
+        """The clean models' accuracy (mean over the seeds of the undefended cell)."""
+        return float(np.mean([p.clean_model_acc for p in self.cell(attack, 0.0, False).points]))
+
+    def _ktag(self, kappa: float) -> str:
+        kp = self.kappa_paper(kappa)
+        return "k0" if kp == 0 else "kp" + f"{kp:.2g}".replace(".", "p").replace("e+", "e")   # 16384 -> kp1p6e04
+
+    def augmentation_drop(self, attack: str, kappa: float) -> tuple[float, float, float] | None:
+        """ASR without augmentation minus with it at ``kappa``, paired by seed: mean and bootstrap interval
+        (``None`` unless both cells have :data:`~poisoncurv.core.criteria.MIN_SEEDS` common seeds)."""
+        off, on = self.cell(attack, kappa, False), self.cell(attack, kappa, True)
+        if off is None or on is None:
+            return None
+        a, b = {p.seed: p.asr for p in off.points}, {p.seed: p.asr for p in on.points}
+        common = sorted(set(a) & set(b))
+        return stats.mean_ci([a[s] - b[s] for s in common]) if len(common) >= criteria.MIN_SEEDS else None
 
     def summary(self) -> Summary:
-        """Per attack: the undefended ASR and whether the attack works undefended (ASR ≥ :data:`ASR_SUCCESS`; if
-        not, no cell can show a defence), whether augmentation alone counts, how many κ > 0 cells count with and
-        without augmentation, the best clean accuracy among counting cells; and the E3 verdict (``n/a`` where the
-        undefended attack fails): augmentation alone does not count and some κ > 0 with augmentation does."""
+        """Per attack: in how many seeds the undefended attack works; per κ × augmentation cell its mean ASR and
+        accuracy and its verdict over seeds; how many κ > 0 cells count with and without augmentation (verdict
+        ``counts``: every one of at least three seeds), the weight-decay and early-stopping cells that count, the
+        largest augmentation drop in ASR whose interval excludes zero; and E3 (``n/a`` where the undefended attack
+        fails in some seed; ``yes``: augmentation alone does not count and some κ > 0 with it does; ``no``: the
+        opposite holds; ``inconclusive`` otherwise)."""
         out: Summary = {}
         for a in self.attacks:
             s = f"{self.tag}_def_{slug(a)}"
             g = self.grid(a)
-            none = next(p for p in g if p.setting == 0 and not p.augment)
-            aug = next(p for p in g if p.setting == 0 and p.augment)
-            k_aug = [p for p in g if p.setting > 0 and p.augment]
-            k_only = [p for p in g if p.setting > 0 and not p.augment]
-            wd = [p for p in self.points if p.attack == a and p.method == "weight decay"]
-            early = [p for p in self.points if p.attack == a and p.method == "early stopping"]
-            for p in g:
-                kp = self.kappa_paper(p.setting)
-                tag = f"kp{round(math.log10(kp))}" if kp > 0 else "k0"
-                out[f"{s}_asr_{tag}_{'aug' if p.augment else 'noaug'}"] = p.asr
-                out[f"{s}_acc_{tag}_{'aug' if p.augment else 'noaug'}"] = p.clean_acc
-            safe = [p.clean_acc for p in g + wd if self.counts(p)]
-            works = none.asr >= ASR_SUCCESS
-            out |= {f"{s}_asr_undefended": none.asr, f"{s}_attack_works": "yes" if works else "no", f"{s}_asr_aug_alone": aug.asr,
-                    f"{s}_aug_alone_counts": "yes" if self.counts(aug) else "no",
-                    f"{s}_n_kappa_aug_counts": sum(map(self.counts, k_aug)), f"{s}_n_kappa_counts": sum(map(self.counts, k_only)),
-                    f"{s}_n_wd_counts": sum(map(self.counts, wd)), f"{s}_n_early_counts": sum(map(self.counts, early)),
-                    f"{s}_best_safe_acc": max(safe) if safe else "none",
-                    f"{s}_clean_acc": self.clean_acc[a],
-                    f"{s}_e3_holds": "n/a" if not works else ("yes" if not self.counts(aug) and any(map(self.counts, k_aug)) else "no")}
+            for c in g:
+                t = f"{self._ktag(c.setting)}_{'aug' if c.augment else 'noaug'}"
+                out |= {f"{s}_asr_{t}": c.asr, f"{s}_acc_{t}": c.clean_acc, f"{s}_verdict_{t}": c.verdict, f"{s}_n_{t}": c.n}
+            none, aug = self.cell(a, 0.0, False), self.cell(a, 0.0, True)
+            k_aug = [c for c in g if c.setting > 0 and c.augment]
+            k_only = [c for c in g if c.setting > 0 and not c.augment]
+            others = {m: [c for c in self.cells if c.attack == a and c.method == m] for m in ("weight decay", "early stopping")}
+            n_works, n_seeds = self.works[a]
+            works = n_works == n_seeds
+            if not works:
+                e3 = "n/a"
+            elif aug.verdict == criteria.NO_COUNT and any(c.verdict == criteria.COUNTS for c in k_aug):
+                e3 = "yes"
+            elif aug.verdict == criteria.COUNTS or (k_aug and all(c.verdict == criteria.NO_COUNT for c in k_aug)):
+                e3 = "no"
+            else:
+                e3 = "inconclusive"
+            drops = [(k, d) for k in sorted({c.setting for c in k_aug}) if (d := self.augmentation_drop(a, k)) and d[1] > 0]
+            best = max(drops, key=lambda kd: kd[1][0]) if drops else None
+            safe = [c.clean_acc for c in self.cells if c.attack == a and c.verdict == criteria.COUNTS]
+            out |= {f"{s}_asr_undefended": none.asr, f"{s}_n_works": n_works, f"{s}_n_seeds": n_seeds,
+                    f"{s}_attack_works": "yes" if works else "no", f"{s}_asr_aug_alone": aug.asr,
+                    f"{s}_aug_alone_counts": aug.verdict,
+                    f"{s}_n_kappa_aug_counts": sum(c.verdict == criteria.COUNTS for c in k_aug),
+                    f"{s}_n_kappa_counts": sum(c.verdict == criteria.COUNTS for c in k_only),
+                    f"{s}_n_wd_counts": sum(c.verdict == criteria.COUNTS for c in others["weight decay"]),
+                    f"{s}_n_wd_seed_counts": sum(c.n_counts for c in others["weight decay"]),
+                    f"{s}_n_early_counts": sum(c.verdict == criteria.COUNTS for c in others["early stopping"]),
+                    f"{s}_best_safe_acc": max(safe) if safe else "none", f"{s}_clean_acc": self.clean_acc(a),
+                    f"{s}_aug_drop_kappa_paper": self.kappa_paper(best[0]) if best else "none",
+                    f"{s}_aug_drop": best[1][0] if best else "none", f"{s}_aug_drop_lo": best[1][1] if best else "none",
+                    f"{s}_aug_drop_hi": best[1][2] if best else "none", f"{s}_e3_holds": e3}
         out[f"{self.tag}_n_e3_holds"] = sum(out[f"{self.tag}_def_{slug(a)}_e3_holds"] == "yes" for a in self.attacks)
         out[f"{self.tag}_n_e3_testable"] = sum(out[f"{self.tag}_def_{slug(a)}_e3_holds"] != "n/a" for a in self.attacks)
         out[f"{self.tag}_n_defence_attacks"] = len(self.attacks)
@@ -609,39 +752,64 @@ class DefenceResult:
     def table(self) -> Table:
         rows = []
         for a in self.attacks:
-            for p in sorted(self.grid(a), key=lambda p: (p.augment, p.setting)):
-                rows.append([a, "on" if p.augment else "off", p.setting, self.kappa_paper(p.setting), p.clean_acc, p.asr,
-                             "yes" if self.counts(p) else "no"])
+            for c in self.grid(a):
+                m, lo, hi = c.cost()
+                asr = [p.asr for p in c.points]
+                asr_text = f"{c.asr:.3f}" + (f" ({min(asr):.2f}–{max(asr):.2f})" if c.n > 1 else "")
+                if c.n_collapsed:
+                    asr_text = "collapsed" if c.n_collapsed == c.n else f"{asr_text}; {c.n_collapsed} collapsed"
+                cost = f"{100 * m:+.1f}" + (f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if c.n > 1 else "")
+                rows.append([a, "on" if c.augment else "off", f"{self.kappa_paper(c.setting):g}", c.n, f"{c.clean_acc:.3f}", cost, asr_text,
+                             f"{c.n_counts}/{c.n}", c.verdict])
         return Table(f"tbl-{self.tag}-defence",
-                     r"$\kappa$ × augmentation at the end of training: clean accuracy and ASR per cell, with $\kappa$ in the "
-                     r"lab's per-example convention and the paper's ($\kappa_{\text{paper}} = B^2\kappa_{\text{lab}}$, the "
-                     r"stated assumption). A defence counts when ASR $\le 0.1$ and clean accuracy is within 2 points of the "
-                     r"clean model's. " + self.run_label,
-                     ["attack", "augmentation", "κ (lab)", "κ (paper)", "clean acc.", "ASR", "counts"], rows)
+                     r"$\kappa$ × augmentation at the end of training, over seeds: $\kappa_{\text{paper}} = B^2\kappa_{\text{lab}}$ "
+                     r"(the stated assumption), clean accuracy (mean), its cost against the same seed's clean model in "
+                     r"points (mean and 95 % bootstrap interval over seeds), ASR (mean, range over seeds), the seeds in which "
+                     r"the defence counts (ASR $\le 0.1$, clean accuracy within 2 points of the clean model's) and the cell's "
+                     r"verdict (every one of at least three seeds); a collapsed model (accuracy below twice chance, or half the "
+                     r"untriggered inputs sent to the target) has no meaningful ASR. Runs with $\kappa > 0$ also cap the learning rate at "
+                     r"$1/\kappa_{\text{lab}}$ and clip the gradient norm at 10. " + self.run_label,
+                     ["attack", "augm.", "κ paper", "seeds", "clean acc.", "cost (points)", "ASR", "counts", "verdict"], rows)
 
 
-def defence_result(runs: ChapterRuns, grids: dict[str, tuple[str, str]], tag: str, run_label: str) -> DefenceResult:
-    """Points of every defence: ``grids`` maps each attack to its (κ × augmentation group, weight-decay group).
-    Early stopping: every evaluation of the undefended run (κ = 0, no augmentation) of the κ group."""
-    pts, clean_acc, batch = [], {}, None
-    for attack, (kgroup, wgroup) in grids.items():
-        kres = runs.group(kgroup, attack=attack)
+def _seed_cells(points: list[DefencePoint]) -> tuple[DefenceCell, ...]:
+    cells: dict[tuple[str, str, float, bool], list[DefencePoint]] = {}
+    for p in points:
+        cells.setdefault((p.attack, p.method, p.setting, p.augment), []).append(p)
+    return tuple(DefenceCell(*k, tuple(sorted(v, key=lambda p: p.seed))) for k, v in cells.items())
+
+
+def defence_result(runs: ChapterRuns, grids: dict[str, tuple[tuple[str, ...], str]], tag: str, run_label: str) -> DefenceResult:
+    """Cells of every defence over seeds: ``grids`` maps each attack to (its κ × augmentation groups, its
+    weight-decay group); a run in two groups counts once. Every run is judged against the clean model of its own
+    seed. Early stopping: every evaluation of the undefended runs (κ = 0, no augmentation)."""
+    pts, works, batch = [], {}, None
+    for attack, (kgroups, wgroup) in grids.items():
+        kres = list({r["key"]: r for r in runs.groups(kgroups, attack=attack)}.values())
         if not kres:
-            raise ValueError(f"group {kgroup!r} has no runs of attack {attack!r}")
-        ref = runs.clean_model(kres[0])
-        if ref is None:
-            raise ValueError(f"no clean model (theta = 0) for the runs of group {kgroup!r}")
-        clean_acc[attack] = ref["epochs"][-1]["clean_acc"]
+            raise ValueError(f"groups {list(kgroups)} have no runs of attack {attack!r}")
         batch = kres[0]["config"]["batch_size"]
-        for res in kres:
-            c, last = res["config"], res["epochs"][-1]
-            method = {(False, False): "none", (False, True): "augmentation", (True, False): "κ", (True, True): "κ + augmentation"}[
-                (c["kappa"] > 0, c["augment"])]
-            pts.append(DefencePoint(attack, method, c["kappa"], c["augment"], last["clean_acc"], last["asr"]))
-            if c["kappa"] == 0 and not c["augment"]:
-                pts += [DefencePoint(attack, "early stopping", e["epoch"], False, e["clean_acc"], e["asr"])
+        n_works = n_seeds = 0
+        kappa_keys = {r["key"] for r in kres}
+        for res in kres + runs.group(wgroup, attack=attack):
+            ref = runs.clean_model(res)
+            if ref is None:
+                raise ValueError(f"no clean model (theta = 0) for run {res['key']} ({attack}, seed {res['config']['seed']})")
+            c, last, acc0 = res["config"], res["epochs"][-1], ref["epochs"][-1]["clean_acc"]
+            k = NUM_CLASSES[c["dataset"]]
+            if res["key"] in kappa_keys:
+                method = {(False, False): "none", (False, True): "augmentation", (True, False): "κ",
+                          (True, True): "κ + augmentation"}[(c["kappa"] > 0, c["augment"])]
+                setting = c["kappa"]
+            else:
+                method, setting = "weight decay", c["weight_decay"]
+            pts.append(DefencePoint(attack, method, setting, c["augment"], c["seed"], last["clean_acc"], last["asr"], acc0,
+                                    bool(criteria.collapsed(last["clean_acc"], last["clean_to_target"], k))))
+            if method == "none":
+                n_seeds += 1
+                n_works += bool(success_mask(res)[-1])
+                pts += [DefencePoint(attack, "early stopping", e["epoch"], False, c["seed"], e["clean_acc"], e["asr"], acc0,
+                                     bool(criteria.collapsed(e["clean_acc"], e["clean_to_target"], k)))
                         for e in res["epochs"][1:]]
-        for res in runs.group(wgroup, attack=attack):
-            last = res["epochs"][-1]
-            pts.append(DefencePoint(attack, "weight decay", res["config"]["weight_decay"], False, last["clean_acc"], last["asr"]))
-    return DefenceResult(tag, tuple(pts), clean_acc, int(batch or 0), run_label)
+        works[attack] = (n_works, n_seeds)
+    return DefenceResult(tag, _seed_cells(pts), works, int(batch or 0), run_label)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from poisoncurv.book.tables import Table
-from poisoncurv.chapters.deep_runs import ASR_SUCCESS
 from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
+from poisoncurv.core import criteria, stats
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import GRIDS_DIR, chapter_derived_dir, chapter_lab_dir
 from poisoncurv.core.provenance import RunRecord
@@ -33,9 +33,6 @@ from poisoncurv.lab.filtering import DETECTOR_OF, features, known_poisons
 from poisoncurv.lab.grid import Grid, load_grid
 
 GRID = GRIDS_DIR / "ch08.yaml"
-ASR_WORKS = ASR_SUCCESS   # "the attack works": Chapter 6's success threshold (ASR at least 1/2)
-ASR_SAFE = 0.1        # "the defence suppresses the attack"
-ACC_BUDGET = 0.01     # clean-accuracy loss a defence may cost and still count as "free"
 
 MODEL_SCORES = {"trig_overlap": "top-1 overlap² at triggered inputs (trigger known)",
                 "trig_mass": "top-k mass at triggered inputs (trigger known)",
@@ -145,6 +142,24 @@ def model_auroc(clean: list[RunDetection], poisoned: list[RunDetection], name: s
     return float(roc_auc(np.array(v), np.array([False] * len(clean) + [True] * len(poisoned))))
 
 
+def model_test(clean: list[RunDetection], poisoned: list[RunDetection], name: str) -> stats.AurocTest:
+    """:func:`model_auroc` with its sample sizes, exact permutation p and bootstrap interval."""
+    return stats.auroc_test([r.scores[name] for r in clean], [r.scores[name] for r in poisoned])
+
+
+def model_cells(test: stats.AurocTest) -> list[Any]:
+    """Table cells of a model-level test: AUROC, its design and p, interval, and what it shows."""
+    return [test.auroc, f"{test.n_pos} v {test.n_neg}", f"{test.p:.2g}", f"[{test.lo:.2f}, {test.hi:.2f}]",
+            criteria.separation(test)]
+
+
+MODEL_COLUMNS = ["AUROC", "poisoned v clean", "p", "95 % interval", "shows"]
+MODEL_CAPTION = (r"$p$: the exact one-sided permutation p of the AUROC (the share of all ways to call that many of the models "
+                 r"poisoned that rank at least as well; its floor is $1/\binom{n_p + n_c}{n_p}$, 0.05 for 3 v 3); the interval "
+                 r"resamples models within each side. A score *separates* when $p \le 0.05$ and *does not separate* only when "
+                 r"its interval lies below 0.75; otherwise the design shows neither.")
+
+
 def sample_auroc(poisoned: list[RunDetection], name: str) -> np.ndarray:
     """Sample-level detector ``name``'s AUROC on each poisoned run ``(runs,)``."""
     return np.array([r.samples[name].auroc for r in poisoned])
@@ -163,6 +178,9 @@ class CNNDetection:
     def model_auroc(self, attack: str, name: str) -> float:
         return model_auroc(*self.runs[attack], name)
 
+    def model_test(self, attack: str, name: str) -> stats.AurocTest:
+        return model_test(*self.runs[attack], name)
+
     def summary(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {}
         means = []
@@ -173,7 +191,11 @@ class CNNDetection:
                 out[f"ch8_cnn_auroc_{glue_key(name)}_{k}"] = means[-1]
             out[f"ch8_cnn_asr_{k}"] = float(np.mean([r.asr for r in poisoned]))
             for name in MODEL_SCORES:
-                out[f"ch8_cnn_model_auroc_{name}_{k}"] = self.model_auroc(a, name)
+                t = self.model_test(a, name)
+                out[f"ch8_cnn_model_auroc_{name}_{k}"] = t.auroc
+                out[f"ch8_cnn_model_p_{name}_{k}"] = t.p
+                out[f"ch8_cnn_model_shows_{name}_{k}"] = criteria.separation(t)
+            out[f"ch8_cnn_n_clean_{k}"], out[f"ch8_cnn_n_poisoned_{k}"] = len(self.runs[a][0]), len(self.runs[a][1])
         out["ch8_cnn_n_cells_found"] = sum(m >= AUROC_FOUND for m in means)
         out["ch8_cnn_n_cells"] = len(means)
         out["ch8_cnn_n_models"] = sum(len(p) for _, p in self.runs.values())
@@ -193,13 +215,13 @@ class CNNDetection:
                      ["attack", "detector", "AUROC", "TPR", "FPR", "models"], rows)
 
     def model_table(self) -> Table:
-        rows = [[a, text, self.model_auroc(a, name), len(c), len(p)]
-                for a, (c, p) in self.runs.items() for name, text in MODEL_SCORES.items()]
+        rows = [[a, text, *model_cells(self.model_test(a, name))]
+                for a in self.runs for name, text in MODEL_SCORES.items()]
         return Table("tbl-ch8-cnn-models",
                      r"Model-level detection on Chapter 6's CNNs: ROC-AUC of each final-model score for poisoned against clean "
-                     r"models (the clean models are the $\theta = 0$ runs of the same seeds, measured with the same trigger). "
-                     r"With three models a side the AUROC takes steps of 1/9. " + RUN,
-                     ["attack", "score", "AUROC", "clean models", "poisoned models"], rows)
+                     r"models (the clean models are the $\theta = 0$ runs of the same seeds, measured with the same trigger; "
+                     r"every attack's clean models are the same trainings). " + MODEL_CAPTION + " " + RUN,
+                     ["attack", "score", *MODEL_COLUMNS], rows)
 
 
 def _split(runs: list[RunDetection]) -> tuple[list[RunDetection], list[RunDetection]]:
@@ -248,9 +270,13 @@ class CNNBoundary:
         """Model-level score ``name``'s AUROC over seeds ``(A,)``."""
         return np.array([model_auroc(c, p, name) for c, p in self.runs])
 
+    def model_tests(self, name: str) -> list[stats.AurocTest]:
+        """:func:`model_test` of score ``name`` at each amplitude."""
+        return [model_test(c, p, name) for c, p in self.runs]
+
     def works(self) -> np.ndarray:
-        """Amplitudes at which the attack works (mean ASR ≥ :data:`ASR_WORKS`), bool ``(A,)``."""
-        return self.asr().mean(1) >= ASR_WORKS
+        """Amplitudes at which the attack works (mean ASR ≥ :data:`~poisoncurv.core.criteria.ASR_SUCCESS`), bool ``(A,)``."""
+        return self.asr().mean(1) >= criteria.ASR_SUCCESS
 
     def summary(self) -> dict[str, float | int]:
         works = self.works()
@@ -271,16 +297,22 @@ class CNNBoundary:
             out[f"ch8_amp_auroc_{glue_key(name)}_succ"] = float(au[i_min])
             out[f"ch8_amp_auroc_{glue_key(name)}_min"] = float(au[0])
             found += au[i_min] >= AUROC_FOUND
-            # detector failing while the attack works: the largest amplitude with ASR ≥ ASR_WORKS and AUROC < AUROC_FOUND
+            # detector failing while the attack works: the largest amplitude with ASR ≥ criteria.ASR_SUCCESS and AUROC < AUROC_FOUND
             blind = works & (au < AUROC_FOUND)
             out[f"ch8_amp_blind_{glue_key(name)}"] = float(self.a[blind].max()) if blind.any() else 0.0
         out["ch8_amp_n_found_succ"] = int(found)
         for name in MODEL_SCORES:
-            m = self.model_auroc(name)
+            tests = self.model_tests(name)
+            m, p = np.array([t.auroc for t in tests]), np.array([t.p for t in tests])
             out[f"ch8_amp_model_{name}_succ"] = float(m[i_min])
+            out[f"ch8_amp_model_p_{name}_succ"] = float(p[i_min])
             if works.any():
                 out[f"ch8_amp_model_{name}_min_works"] = float(m[works].min())
                 out[f"ch8_amp_model_{name}_max_works"] = float(m[works].max())
+                out[f"ch8_amp_model_p_{name}_max_works"] = float(p[works].max())
+                out[f"ch8_amp_model_n_separates_{name}"] = sum(criteria.separation(t) == "separates" for t, w in zip(tests, works) if w)
+        out["ch8_amp_n_works"] = int(works.sum())
+        out["ch8_amp_n_clean"], out["ch8_amp_n_poisoned"] = len(self.runs[0][0]), len(self.runs[0][1])
         # the clean models' accuracy across seeds (θ = 0: the same training at every amplitude)
         out["ch8_amp_clean_acc_sd"] = float(np.std([r.clean_acc for r in self.runs[0][0]]))
         return out
@@ -291,12 +323,13 @@ class CNNBoundary:
             rows.append([float(a), float(self.trigger_norm[i]), f"{self.asr()[i].mean():.3f} ± {self.asr()[i].std():.3f}",
                          float(self.clean_asr()[i].mean()),
                          *[float(self.auroc(n)[i].mean()) for n in DETECTORS],
-                         *[float(self.model_auroc(n)[i]) for n in ("trig_curv_u", "clean_outlier", "spectral_gap")]])
+                         *[self.model_tests(n)[i].text() for n in ("trig_curv_u", "clean_outlier", "spectral_gap")]])
         return Table("tbl-ch8-amplitude",
                      r"The deterministic cross on the MNIST CNN from far to near its source: amplitude $a$, the poison's distance "
                      r"$3a$ from its source, the ASR of the poisoned models ($\theta = 1\,\%$, mean ± sd over seeds), the trigger's "
                      r"ASR on the clean models, each sample-level detector's ROC-AUC within the target class (mean over seeds), "
-                     r"and three model-level AUROCs over seeds (clean against poisoned models; steps of 1/9). " + RUN,
+                     r"and three model-level AUROCs over seeds (poisoned against clean models, with the exact permutation $p$; one set of "
+                     r"clean trainings serves every amplitude). " + RUN,
                      ["a", "distance", "ASR", "ASR (clean model)", *DETECTORS, "uᵀHu (known trigger)", "λ₁/λ₂ (trigger-free)",
                       "σ₁/σ₂ (trigger-free)"], rows)
 
@@ -339,6 +372,8 @@ class FrontierPoint:
     asr: float
     tpr: float = math.nan
     fpr: float = math.nan
+    n_test: int = 0       # clean test images behind clean_acc
+    n_trig: int = 0       # triggered non-target test images behind asr
 
 
 @dataclass(frozen=True)
@@ -353,26 +388,50 @@ class Frontier:
         return list(dict.fromkeys(p.family for p in self.points))
 
     def best_free(self, family: str) -> FrontierPoint | None:
-        """The family's lowest-ASR point within :data:`ACC_BUDGET` of the undefended clean accuracy (``None``: none)."""
-        ok = [p for p in self.points if p.family == family and p.clean_acc >= self.undefended.clean_acc - ACC_BUDGET]
+        """The family's lowest-ASR point within :data:`~poisoncurv.core.criteria.ACC_BUDGET` of the undefended clean
+        accuracy (``None``: none)."""
+        ok = [p for p in self.points if p.family == family and p.clean_acc >= self.undefended.clean_acc - criteria.ACC_BUDGET]
         return min(ok, key=lambda p: p.asr) if ok else None
 
     def cheapest_safe(self, family: str) -> FrontierPoint | None:
-        """The family's highest-accuracy point with ASR ≤ :data:`ASR_SAFE` (``None``: the family never gets there)."""
-        ok = [p for p in self.points if p.family == family and p.asr <= ASR_SAFE]
+        """The family's highest-accuracy point with ASR ≤ :data:`~poisoncurv.core.criteria.ASR_DEFENDED` (``None``: the
+        family never gets there)."""
+        ok = [p for p in self.points if p.family == family and p.asr <= criteria.ASR_DEFENDED]
         return max(ok, key=lambda p: p.clean_acc) if ok else None
+
+    def cost(self, p: FrontierPoint) -> tuple[float, float, float]:
+        """Clean accuracy lost against the undefended model, with Newcombe's 95 % interval over the test images."""
+        u = self.undefended
+        return stats.rate_difference_ci(u.clean_acc, u.n_test, p.clean_acc, p.n_test)
+
+    def call(self, p: FrontierPoint) -> str:
+        """``free and safe`` when the cost's interval lies within :data:`~poisoncurv.core.criteria.ACC_BUDGET` and
+        the ASR's below :data:`~poisoncurv.core.criteria.ASR_DEFENDED`; ``not free`` or ``not safe`` when an interval
+        lies wholly outside; otherwise ``within noise`` (the test set cannot tell)."""
+        _, c_lo, c_hi = self.cost(p)
+        a_lo, a_hi = stats.wilson_ci(p.asr, p.n_trig)
+        if c_hi <= criteria.ACC_BUDGET and a_hi <= criteria.ASR_DEFENDED:
+            return "free and safe"
+        if c_lo > criteria.ACC_BUDGET:
+            return "not free"
+        if a_lo > criteria.ASR_DEFENDED:
+            return "not safe"
+        return "within noise"
 
     def summary(self, tag: str) -> dict[str, float | int]:
         out: dict[str, float | int] = {f"ch8_{tag}_acc_none": self.undefended.clean_acc, f"ch8_{tag}_asr_none": self.undefended.asr}
-        n_free_safe = 0
+        n_free_safe = n_solid = 0
         for fam in self.families():
             free, safe = self.best_free(fam), self.cheapest_safe(fam)
             if free:     # (absent keys, not NaN: a family with no such point has nothing to glue)
                 out[f"ch8_{tag}_free_asr_{glue_key(fam)}"] = free.asr
+                out[f"ch8_{tag}_free_call_{glue_key(fam)}"] = self.call(free)
             if safe:
                 out[f"ch8_{tag}_safe_acc_{glue_key(fam)}"] = safe.clean_acc
-            n_free_safe += bool(free and free.asr <= ASR_SAFE)
+            n_free_safe += bool(free and free.asr <= criteria.ASR_DEFENDED)
+            n_solid += bool(free and self.call(free) == "free and safe")
         out[f"ch8_{tag}_n_free_safe"] = n_free_safe
+        out[f"ch8_{tag}_n_free_safe_solid"] = n_solid
         filters = [p for p in self.points if not math.isnan(p.tpr)]
         if filters:
             out[f"ch8_{tag}_filter_min_tpr"] = min(p.tpr for p in filters)
@@ -383,15 +442,30 @@ class Frontier:
         return out
 
     def table(self, name: str, caption: str) -> Table:
-        rows = [[p.family, p.setting, p.clean_acc, p.asr, *(("–", "–") if math.isnan(p.tpr) else (p.tpr, p.fpr))]
-                for p in (self.undefended, *self.points)]
-        return Table(name, caption + " " + RUN, ["defence", "setting", "clean accuracy", "ASR", "TPR", "FPR"], rows)
+        rows = [[self.undefended.family, self.undefended.setting, self.undefended.clean_acc, "–", self.undefended.asr, "–",
+                 "–", "–"]]
+        for p in self.points:
+            c, lo, hi = self.cost(p)
+            rows.append([p.family, p.setting, p.clean_acc, f"{100 * c:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]", p.asr,
+                         *(("–", "–") if math.isnan(p.tpr) else (p.tpr, p.fpr)), self.call(p)])
+        return Table(name, caption + " Cost: clean accuracy lost against the undefended model, in points, with Newcombe's 95 % "
+                     "interval over the test images (one model each: seed spread is not in it). Call: free and safe when the "
+                     "cost's interval stays within 1 point and the ASR's below 0.1; not free / not safe when an interval lies "
+                     "wholly outside; otherwise within noise. " + RUN,
+                     ["defence", "setting", "clean accuracy", "cost (points)", "ASR", "TPR", "FPR", "call"], rows)
 
 
-def _point(family: str, setting: str, res: dict[str, Any]) -> FrontierPoint:
-    last = res["epochs"][-1]
-    f = res.get("filter")
-    return FrontierPoint(family, setting, last["clean_acc"], last["asr"], *((f["tpr"], f["fpr"]) if f else ()))
+def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] | None = None) -> FrontierPoint:
+    """The point of run ``res`` at its last evaluation (or at ``row``, one of its evaluations)."""
+    last = row or res["epochs"][-1]
+    f = res.get("filter") or {}
+    return FrontierPoint(family, setting, last["clean_acc"], last["asr"], f.get("tpr", math.nan), f.get("fpr", math.nan),
+                         _n_test(res), res["poison"]["n_trigger_test"])
+
+
+def _n_test(res: dict[str, Any]) -> int:
+    n = res["config"]["n_test"]
+    return int(n) if n else 10_000
 
 
 def filter_points(runs: list, results_dir: str | None) -> list[FrontierPoint]:
@@ -416,8 +490,7 @@ def frontier(profile: str, results_dir: str | None = None) -> Frontier:
     base = g8.group("frontier_base")[0].config
     none = get(base)
     undefended = _point("none", "undefended", none)
-    pts = [FrontierPoint("early stopping", f"epoch {row['epoch']:g}", row["clean_acc"], row["asr"])
-           for row in none["epochs"][1:-1]]
+    pts = [_point("early stopping", f"epoch {row['epoch']:g}", none, row) for row in none["epochs"][1:-1]]
     for r in g6.group("defence"):
         c = r.config
         if c.kappa == 0 and not c.augment:
@@ -466,14 +539,17 @@ class Adaptive:
             out[f"ch8_adv_ratio_trig_{k}"] = float(np.median(self.curv_ratio(label, "trig")))
             out[f"ch8_adv_ratio_clean_{k}"] = float(np.median(self.curv_ratio(label, "clean")))
             for name in MODEL_SCORES:
-                out[f"ch8_adv_model_{name}_{k}"] = model_auroc(clean, poisoned, name)
+                t = model_test(clean, poisoned, name)
+                out[f"ch8_adv_model_{name}_{k}"] = t.auroc
+                out[f"ch8_adv_model_p_{name}_{k}"] = t.p
+            out[f"ch8_adv_n_seeds_{k}"] = len(poisoned)
             for name in DETECTORS:
                 out[f"ch8_adv_auroc_{glue_key(name)}_{k}"] = float(sample_auroc(poisoned, name).mean())
         for attack, v in self.surrogate_curv.items():
             out[f"ch8_adv_surrogate_{glue_key(attack)}"] = v
         out["ch8_adv_surrogate_ratio"] = self.surrogate_curv["cross-deterministic"] / self.surrogate_curv["lowcurv"]
         out["ch8_adv_defended"] = self.defended
-        safe = [p for p in self.defence if p.asr <= ASR_SAFE]
+        safe = [p for p in self.defence if p.asr <= criteria.ASR_DEFENDED]
         if safe:
             out["ch8_adv_kappa_safe_acc"] = max(p.clean_acc for p in safe)
         out["ch8_adv_kappa_min_asr"] = min(p.asr for p in self.defence)
@@ -492,13 +568,14 @@ class Adaptive:
         for label, (clean, poisoned) in self.runs.items():
             rows.append([label, f"{self.asr(label).mean():.3f} (min {self.asr(label).min():.3f})",
                          float(np.median(self.curv_ratio(label, "trig"))), float(np.median(self.curv_ratio(label, "clean"))),
-                         *[model_auroc(clean, poisoned, n) for n in ("trig_curv_u", "trig_overlap", "clean_outlier")],
+                         *[model_test(clean, poisoned, n).text() for n in ("trig_curv_u", "trig_overlap", "clean_outlier")],
                          *[float(sample_auroc(poisoned, n).mean()) for n in DETECTORS]])
         return Table("tbl-ch8-adaptive",
                      r"The adaptive attacker's low-curvature trigger against the cross (both 9 pixels at amplitude $a = 1$, so "
                      r"the same distance 3 from the source), by poison fraction: the ASR (mean over seeds, and the lowest), the "
                      r"median over seeds of $u^\top H u$ of the poisoned model over the clean model's at triggered and at clean "
-                     r"inputs, three model-level AUROCs over seeds (steps of 1/9) and each sample-level detector's AUROC. " + RUN,
+                     r"inputs, three model-level AUROCs over seeds (poisoned against clean models, with the exact permutation $p$) and "
+                     r"each sample-level detector's AUROC. " + RUN,
                      ["trigger", "ASR", "uᵀHu ratio (triggered)", "uᵀHu ratio (clean)", "uᵀHu AUROC", "overlap AUROC",
                       "λ₁/λ₂ AUROC", *DETECTORS], rows)
 

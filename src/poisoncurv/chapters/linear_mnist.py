@@ -14,7 +14,8 @@ import numpy as np
 
 from poisoncurv.book.runtime import round_sig
 from poisoncurv.book.tables import Table
-from poisoncurv.core import fitting
+from poisoncurv.core import criteria
+from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, CURV_RATIO_VISIBLE
 from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
@@ -23,9 +24,6 @@ from poisoncurv.lab.grid import load_grid
 
 Summary = dict[str, float | int | str]
 RUN = "Run: {glue:text}`ch05_linear_mnist_run`."     # ends every caption of the chapter
-ASR_DEFENDED = 0.1        # a defence counts when ASR <= 0.1 ...
-ACC_DROP_MAX = 0.02       # ... and clean accuracy is within 2 points of the clean model's
-CURV_RATIO_VISIBLE = 10.0  # criterion 3: curvature along the trigger at least 10x the clean model's
 MASS_K = 4                # criterion 2: mass of the trigger in the top-4 eigenspace (top 5 eigenvalues are stored)
 
 LOSSES = ("squared", "ce")
@@ -160,7 +158,7 @@ def settled_time(res: dict[str, Any], key: str, threshold: float) -> float | Non
     """The first evaluation time (epochs) from which ``key ≥ threshold`` holds at every later
     measurement (``None`` if it fails at the end): transient crossings do not count."""
     rows = res["epochs"]
-    return fitting.settled_time([r["epoch"] for r in rows], [float(r[key]) >= threshold for r in rows])
+    return criteria.crossing_time([r["epoch"] for r in rows], [float(r[key]) >= threshold for r in rows], "settled")
 
 
 def theta_sweep(profile: str, device: str, seed: int, results_dir: str | None = None,
@@ -211,7 +209,7 @@ def lag_row(res: dict[str, Any], clean: dict[str, Any], asr_success: float) -> d
     """
     last, last_clean = res["epochs"][-1], clean["epochs"][-1]
     R_k = 1.0 / res["poison"]["trigger_norm"] ** 2
-    t_s, t_v = settled_time(res, "asr", asr_success), settled_time(res, "overlap", 0.5)
+    t_s, t_v = settled_time(res, "asr", asr_success), settled_time(res, "overlap", criteria.SHARE_VISIBLE)
     return {
         "theta": res["config"]["theta"], "n_poison": res["poison"]["n_poison"],
         "t_success": t_s, "t_visible": t_v, "lag": None if t_s is None or t_v is None else t_v - t_s,

@@ -167,7 +167,7 @@ def features(runs: dr.ChapterRuns, dataset: str = "cifar10") -> dr.FeatureResult
 
 def defences(runs: dr.ChapterRuns, dataset: str = "cifar10") -> dr.DefenceResult:
     """κ × augmentation (and early stopping) for every attack with a defence group in the profile."""
-    grids = {attack: (name, "weight_decay") for name, attack in DEFENCE_GROUPS.items() if name in runs.grid.groups}
+    grids = {attack: ((name,), "weight_decay") for name, attack in DEFENCE_GROUPS.items() if name in runs.grid.groups}
     return dr.defence_result(runs, grids, _tag(dataset), RUN)
 
 

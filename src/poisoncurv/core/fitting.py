@@ -43,18 +43,6 @@ def rel_norm_err(measured: Any, reference: Any) -> float:
     return float(np.linalg.norm((m - r).ravel()) / np.linalg.norm(r.ravel()))
 
 
-def settled_time(t: Any, ok: Any) -> float | None:
-    """The first time ``t[i]`` from which ``ok`` holds at every later sample (``None`` if it fails at the end):
-    transient crossings do not count. ``t`` and ``ok`` are sequences of one length."""
-    ok = np.asarray(ok, dtype=bool)
-    if len(ok) == 0 or not ok[-1]:
-        return None
-    i = len(ok) - 1
-    while i > 0 and ok[i - 1]:
-        i -= 1
-    return float(np.asarray(t, dtype=float)[i])
-
-
 def _np(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()

@@ -48,6 +48,7 @@ from poisoncurv.core.paths import DATA_DIR, SHARED_DATA_DIR
 from poisoncurv.core.results import atomic_target, ordinary_mode
 
 DATASETS = ("mnist", "cifar10", "cifar100")
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100}
 SOURCES = {
     "download": "canonical download (torchvision)",
     "offline": "exact offline copy (../shared/data)",

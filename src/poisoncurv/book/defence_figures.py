@@ -1,0 +1,61 @@
+"""The two defence figures of the deep chapters (6 and 7), drawn from a :class:`~poisoncurv.chapters.deep_runs.DefenceResult`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from poisoncurv.book.figures import panels
+from poisoncurv.chapters.deep_runs import DefenceCell, DefenceResult
+from poisoncurv.core import criteria
+
+KAPPA_ZERO_AT = 10.0     # where κ = 0 is drawn on the log axis
+METHOD_MARKERS = (("κ", "o"), ("κ + augmentation", "s"), ("augmentation", "D"), ("none", "X"), ("weight decay", "^"),
+                  ("early stopping", "."))
+
+
+def _spread(cells: list[DefenceCell], field: str) -> tuple[np.ndarray, np.ndarray]:
+    """Means ``(n,)`` and the min/max distance from them ``(2, n)`` of ``field`` over each cell's seeds."""
+    vals = [np.array([getattr(p, field) for p in c.points]) for c in cells]
+    mean = np.array([v.mean() for v in vals])
+    return mean, np.array([mean - [v.min() for v in vals], [v.max() for v in vals] - mean])
+
+
+def kappa_grid(defence: DefenceResult) -> Any:
+    """ASR and clean accuracy against κ_paper, augmentation off and on, per attack: mean over seeds with the range
+    of the seeds as bars; a dotted line 2 points below the clean models' accuracy. Returns the figure."""
+    fig, axes = panels(2 * len(defence.attacks), height_in=2.4)
+    axes = np.atleast_1d(axes)
+    for i, attack in enumerate(defence.attacks):
+        for aug, m in ((False, "o-"), (True, "s--")):
+            cells = [c for c in defence.grid(attack) if c.augment == aug]
+            kx = [max(defence.kappa_paper(c.setting), KAPPA_ZERO_AT) for c in cells]
+            label = f"augmentation {'on' if aug else 'off'}"
+            for ax, field in ((axes[2 * i], "asr"), (axes[2 * i + 1], "clean_acc")):
+                mean, err = _spread(cells, field)
+                ax.errorbar(kx, mean, yerr=err, fmt=m, capsize=2, label=label)
+        axes[2 * i].set(xscale="log", ylabel="ASR", title=attack, ylim=(-0.02, 1.02))
+        axes[2 * i + 1].set(xscale="log", ylabel="clean accuracy", title=attack)
+        axes[2 * i + 1].axhline(defence.clean_acc(attack) - criteria.ACC_DROP_MAX, color="k", lw=0.7, ls=":")
+    for ax in axes[-2:]:
+        ax.set_xlabel(rf"$\kappa_{{\mathrm{{paper}}}}$ (0 drawn at {KAPPA_ZERO_AT:g})")
+    axes[0].legend(frameon=False, fontsize=8)
+    return fig
+
+
+def safety_plane(defence: DefenceResult) -> Any:
+    """Every defence cell as (mean ASR, mean clean accuracy) over its seeds, by method; the region where a defence
+    counts shaded. Returns the figure."""
+    fig, axes = panels(len(defence.attacks), height_in=3.0)
+    axes = np.atleast_1d(axes)
+    for ax, attack in zip(axes, defence.attacks):
+        for method, m in METHOD_MARKERS:
+            cells = [c for c in defence.cells if c.attack == attack and c.method == method]
+            if cells:
+                ax.plot([c.asr for c in cells], [c.clean_acc for c in cells], m, label=method, ms=5)
+        acc0 = defence.clean_acc(attack)
+        ax.fill_between([0, criteria.ASR_DEFENDED], acc0 - criteria.ACC_DROP_MAX, 1, color="tab:green", alpha=0.2, lw=0)
+        ax.set(title=attack, xlabel="ASR", ylabel="clean accuracy", xlim=(-0.02, 1.02))
+    axes[0].legend(frameon=False, fontsize=8, loc="lower left")
+    return fig
