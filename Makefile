@@ -18,12 +18,13 @@ export FORCE            # FORCE=1: lab chapters recompute cached runs instead of
 export CHAPTER PROFILE DEVICE SEED GRID EXECUTOR MAX_PARALLEL THREADS SLURM_PARTITION SLURM_GPUS SLURM_TIME
 # (recipes read these from the environment, quoted, never pasted into the shell line; Python validates them)
 
-.PHONY: book test test-fast test-smoke lint rerun sweep gpu-check env clean help
+.PHONY: book test test-fast test-smoke mutants lint rerun sweep gpu-check env clean help
 help:
 	@echo "make book                                   build the HTML book into _build/html"
 	@echo "make test                                   run the whole test suite (what CI runs; every notebook executed once)"
 	@echo "make test-fast                              the unit tests without the slow ones (about two minutes)"
 	@echo "make test-smoke                             every chapter executed in the smoke profile against the ledger"
+	@echo "make mutants                                mutation tests of the code that decides verdicts (tools/mutation.py)"
 	@echo "make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda>"
 	@echo "                                            re-execute one chapter in place (FORCE=1: recompute cached lab runs)"
 	@echo "make sweep GRID=grids/<ch>.yaml PROFILE=<p> EXECUTOR=<local|slurm|debug> [MAX_PARALLEL=n THREADS=k"
@@ -51,16 +52,19 @@ book: $(STAMP)
 # compares their outputs; the smoke-profile runs of tests/book/test_chapters.py cover only chapters nbval cannot
 # execute (committed from a GPU run). `make test-smoke` runs the smoke profile of every chapter.
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(PY) -m pytest tests $$($(PY) -m poisoncurv.book.nbcheck --list) \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=15
 
 test-fast: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider --durations=10
 
 test-smoke: $(STAMP)
 	POISONCURV_SMOKE_ALL=1 $(PY) -m pytest tests/book/test_chapters.py -p no:cacheprovider --durations=10
+
+mutants: $(STAMP)
+	$(PY) tools/mutation.py
 
 rerun: $(STAMP)
 	@test -n "$$CHAPTER" || (echo "usage: make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda> [SEED=n]"; exit 2)
@@ -76,7 +80,7 @@ gpu-check: $(STAMP)
 	PYTHONPATH=$(CURDIR)/src $(PY) benchmarks/gpu_check.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 
 clean:
 	rm -rf _build

@@ -81,6 +81,18 @@ def test_a_definition_that_flips_the_verdict_is_not_robust():
     s = lag.summary()
     assert s["t_verdict_warp_overlap"] == "lag" and s["t_verdict_first_warp_overlap"] == "visible first"
     assert s["t_verdict_panel_warp_overlap"] == "depends on definition"
+    # first crossing at ¼ and ½ says visible first; the other rules, and ¾ (never reached), say success first
+    assert (s["t_panel_first_warp_overlap"], s["t_panel_later_warp_overlap"], s["t_panel_size_warp_overlap"]) == (2, 7, 9)
+
+
+def test_each_seed_is_paired_with_its_own_clean_reference():
+    """Two seeds whose clean references differ: the ratio criterion of each uses its own (10 exactly is visible)."""
+    refs = {0: [1.0] * 5, 1: [4.0] * 5}
+    pois = rows(T, [0, 0.6, 0.9, 0.9, 0.9], curv=[1, 10, 10, 10, 10])
+    ch = chapter({"seeds": [(cfg(attack="badnets", theta=0.0, seed=s), rows(T, [0] * 5, curv=c), None) for s, c in refs.items()]
+                  + [(cfg(attack="badnets", theta=0.05, seed=s), pois, None) for s in refs]})
+    cell = dr.lag_result(ch, ["seeds"], "t", "run").cell("badnets", "ratio", "trig")
+    assert [r.t_visible for r in cell] == [0.5, None]           # 10 / 1 = 10 is visible; 10 / 4 is not
 
 
 def test_collapse_is_not_success():
@@ -135,6 +147,16 @@ def test_defence_cells_over_seeds_and_e3():
     assert cost[0] == pytest.approx((0.01 + 0.025 + 0.0) / 3)
     row = d.table().rows[1]
     assert row[:4] == ["cross-stochastic", "off", "2500", 3] and row[-2:] == ["0/3", "does not count"]
+
+
+def test_e3_fails_when_augmentation_alone_counts():
+    clean = [(cfg(attack="warp", theta=0.0, seed=s), _final(0.0, 0.97), None) for s in range(3)]
+    table = {(0.0, False): (0.95, 0.97), (0.0, True): (0.05, 0.97), (1.0, True): (0.05, 0.965)}
+    cells = [(cfg(attack="warp", theta=0.05, kappa=k, augment=a, seed=s), _final(asr, acc), None)
+             for (k, a), (asr, acc) in table.items() for s in range(3)]
+    s = dr.defence_result(chapter({"theta": clean, "defence": cells, "weight_decay": []}),
+                          {"warp": (("defence",), "weight_decay")}, "t", "run").summary()
+    assert s["t_def_warp_aug_alone_counts"] == "counts" and s["t_def_warp_e3_holds"] == "no"
 
 
 def test_e3_holds_when_every_seed_agrees():

@@ -82,6 +82,15 @@ def test_frontier_calls_carry_the_test_set_interval(acc, asr, call):
     assert c == pytest.approx(0.98 - acc) and lo < c < hi
 
 
+def test_model_test_ranks_poisoned_above_clean():
+    from types import SimpleNamespace
+    clean = [SimpleNamespace(scores={"s": v}) for v in (0.1, 0.2, 0.3)]
+    poisoned = [SimpleNamespace(scores={"s": v}) for v in (0.25, 0.4, 0.5)]
+    t = cx.model_test(clean, poisoned, "s")
+    assert (t.auroc, t.n_neg, t.n_pos) == (pytest.approx(8 / 9), 3, 3) and t.p == pytest.approx(0.1)
+    assert cx.model_cells(t)[1:3] == ["3 v 3", "0.1"] and cx.model_cells(t)[-1] == "not shown at this sample size"
+
+
 def test_nearest_clean_distance_by_hand():
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0], [10.0, 10.0]])
     # nearest others: 1, sqrt(9+9) = 4.24 (1 to 2), 1, sqrt(49+36) = 9.22; torch's median is the lower middle value

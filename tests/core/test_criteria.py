@@ -31,6 +31,15 @@ def test_success_is_net_of_the_untriggered_rate_and_never_collapsed():
     # 0.2: too low; 0.6-0.05: success; 1.0 with 99.7 % untriggered: collapsed; 0.9-0.45 < 0.5; acc 0.19 < 2/10
     np.testing.assert_array_equal(cr.succeeds(asr, untrig, acc, 10), [False, True, False, False, False])
     np.testing.assert_array_equal(cr.collapsed([0.21, 0.19, 0.9], [0.0, 0.0, 0.5], 10), [False, True, True])
+    # at the boundaries: accuracy exactly twice chance is not collapse, an untriggered rate of exactly ½ is
+    np.testing.assert_array_equal(cr.collapsed([0.2, 0.9], [0.0, 0.4999], 10), [False, False])
+    np.testing.assert_array_equal(cr.succeeds([0.5, 0.5], [0.0, 0.0], [0.9, 0.9], 10), [True, True])   # net ASR exactly ½
+
+
+def test_defence_verdict_needs_three_seeds():
+    assert cr.defence_verdict([True, True]) == "too few seeds"
+    assert cr.defence_verdict([True] * 3) == "counts" and cr.defence_verdict([False] * 3) == "does not count"
+    assert cr.defence_verdict([True, False, True]) == "split"
 
 
 def test_defence_counts():

@@ -278,7 +278,8 @@ class LagResult:
     def summary(self) -> Summary:
         """Per attack: seeds run and seeds that succeed; per cell (``<tag>_..._<attack>_<criterion>``, with ``clean_``
         for the clean inputs) the mean lag under the default definition (``none`` when no seed has one), its sign-test
-        p and verdict, the verdict by first crossing (``..._first``) and across the panel (``..._panel``); counts of
+        p and verdict, the verdict by first crossing (``..._first``) and across the panel (``..._panel``), and how many
+        of the panel's definitions say visible first (``panel_first``) and success first (``panel_later``); counts of
         panel verdicts over the cells."""
         out: Summary = {}
         robust = []
@@ -293,6 +294,10 @@ class LagResult:
                     o = self.ordering(a, name, probe)
                     m, _ = _mean_sd([r.lag for r in self.cell(a, name, probe) if r.lag is not None])
                     robust.append(self.robust(a, name, probe))
+                    pan = list(self.panel(a, name, probe).values())
+                    out[f"{self.tag}_panel_first_{key}"] = sum(v == criteria.FIRST for v in pan)
+                    out[f"{self.tag}_panel_later_{key}"] = sum(v in (criteria.LAG, criteria.NEVER) for v in pan)
+                    out[f"{self.tag}_panel_size_{key}"] = len(pan)
                     out |= {f"{self.tag}_lag_{key}": "none" if m is None else m, f"{self.tag}_verdict_{key}": o.verdict,
                             f"{self.tag}_lag_p_{key}": o.p, f"{self.tag}_lag_later_{key}": o.n_later,
                             f"{self.tag}_lag_earlier_{key}": o.n_earlier,
