@@ -14,7 +14,8 @@ T = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
     ([0, 1, 1, 0, 1, 1], 0.5, 0.5, 2.0),
     ([0, 1, 0, 1, 0, 1], 0.5, None, 2.5),
     ([0, 0, 0, 0, 0, 0], None, None, None),
-    ([1, 1, 1, 1, 1, 0], 0.0, 0.0, None)])
+    ([1, 1, 1, 1, 1, 0], 0.0, 0.0, None),
+    ([1, 1, 1, 1, 1, 1], 0.0, 0.0, 0.0)])
 def test_crossing_rules(ok, first, two, settled):
     got = [cr.crossing_time(T, ok, r) for r in ("first", "two", "settled")]
     assert got == [first, two, settled]
@@ -79,3 +80,5 @@ def test_separation_needs_p_or_a_narrow_interval():
     assert cr.separation(stats.AurocTest(1.0, 3, 3, 0.05, 1.0, 1.0)) == "separates"
     assert cr.separation(stats.AurocTest(0.889, 3, 3, 0.10, 0.6, 1.0)) == "not shown at this sample size"
     assert cr.separation(stats.AurocTest(0.45, 30, 30, 0.7, 0.3, 0.6)) == "does not separate"
+    # a point estimate below 0.75 is not absence while the interval reaches useful detection
+    assert cr.separation(stats.AurocTest(0.6, 8, 8, 0.3, 0.3, 0.85)) == "not shown at this sample size"

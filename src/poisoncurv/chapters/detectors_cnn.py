@@ -538,6 +538,10 @@ class Adaptive:
             out[f"ch8_adv_acc_{k}"] = float(np.mean([r.clean_acc for r in poisoned]))
             out[f"ch8_adv_ratio_trig_{k}"] = float(np.median(self.curv_ratio(label, "trig")))
             out[f"ch8_adv_ratio_clean_{k}"] = float(np.median(self.curv_ratio(label, "clean")))
+            for where in ("trig", "clean"):     # absolute uᵀHu (the ratios divide by clean models' values near zero)
+                out[f"ch8_adv_curv_{where}_{k}"] = float(np.median([r.final[f"{where}_curv_u"] for r in poisoned]))
+                out[f"ch8_adv_curv_{where}_clean_model_{k}"] = float(np.median([r.final[f"{where}_curv_u"] for r in clean]))
+            out[f"ch8_adv_clean_overlap_max_{k}"] = float(max(r.final["clean_overlap"] for r in poisoned))
             for name in MODEL_SCORES:
                 t = model_test(clean, poisoned, name)
                 out[f"ch8_adv_model_{name}_{k}"] = t.auroc
