@@ -283,6 +283,55 @@ def test_cli_reports_a_corrupt_results_file_in_one_line(tmp_path, monkeypatch, c
     assert cli(args + ["--force"]) == 0 and json.loads(path.read_text())["config"]["epochs"] == 1
 
 
+ROW_DAMAGE = [("asr missing", lambda r: r["epochs"][1].pop("asr"), "epochs[1]: asr is missing"),
+              ("text for a number", lambda r: r["epochs"][2].update(clean_acc="high"), "epochs[2]: clean_acc is 'high', expected a number"),
+              ("null for a number", lambda r: r["epochs"][0].update(epoch=None), "epochs[0]: epoch is None"),
+              ("list with text", lambda r: r["epochs"][1].update(hess_top=[1.0, "x"]), "hess_top is [1.0, 'x'], expected a list"),
+              ("bool as a number", lambda r: r["epochs"][1].update(overlap=True), "overlap is True"),
+              ("a row not a mapping", lambda r: r["epochs"].append(3), "epochs[5]: is int"),
+              ("no rows", lambda r: r.update(epochs=[]), "epochs is [], not a list")]
+
+
+@pytest.mark.parametrize("what,damage,named", ROW_DAMAGE, ids=[d[0] for d in ROW_DAMAGE])
+def test_a_bad_evaluation_row_names_the_file_the_row_and_the_field(tmp_path, what, damage, named, capsys):
+    cfg, small = _small_run()
+    res = cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
+    path = cache.result_path(cfg, tmp_path / "res")
+    assert len(res["epochs"]) == 5 and cache.get(cfg, tmp_path / "res", data=small) == json.loads(path.read_text())
+    damage(res)
+    path.write_text(json.dumps(res))
+    with pytest.raises(cache.StaleResultError) as err:
+        cache.get(cfg, tmp_path / "res", data=small)
+    msg = str(err.value)
+    assert str(path) in msg and named in msg and "--force" in msg and "\n" not in msg, msg
+    assert cache.get(cfg, tmp_path / "res", data=small, force=True, checkpoint_dir=tmp_path / "ck")["epochs"][1]["asr"] >= 0
+
+
+def test_non_finite_values_and_nulls_where_allowed_pass(tmp_path):
+    cfg, small = _small_run()
+    res = cache.get(cfg, tmp_path, data=small, checkpoint_dir=tmp_path / "ck")
+    res["epochs"][1].update(overlap="nan", hess_top=["inf", 1.0], train_loss=None, extra_field="kept")
+    cache.write_json_atomic(cache.result_path(cfg, tmp_path), res)
+    assert cache.get(cfg, tmp_path, data=small)["epochs"][1]["overlap"] == "nan"
+
+
+def test_cli_reports_a_bad_evaluation_row_in_one_line(tmp_path, monkeypatch, capsys):
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    args = ["--profile", "smoke", "--theta", "0.1", "--results-dir", str(tmp_path / "res"), "--quiet",
+            "--set", "epochs=1", "--set", "n_train=60", "--set", "n_test=30", "--set", "n_eval=20"]
+    assert cli(args) == 0
+    (path,) = (tmp_path / "res").glob("*.json")
+    res = json.loads(path.read_text())
+    res["epochs"][-1]["asr"] = "n/a"
+    path.write_text(json.dumps(res))
+    capsys.readouterr()
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and "asr is 'n/a'" in err and "--force" in err, err
+
+
 @pytest.mark.parametrize("damage", ["truncate", "foreign"])
 def test_unreadable_checkpoint_is_discarded_and_the_run_starts_over(tmp_path, damage):
     small = synthetic(n_train=100, n_test=50)

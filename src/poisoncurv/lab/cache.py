@@ -3,8 +3,9 @@
 :func:`get` loads the file when it exists (committed with the chapters, so re-executing a chapter
 is fast and gives the same numbers) and otherwise trains and writes it atomically. ``force=True``
 or the environment variable ``FORCE=1`` recomputes. A file written under another schema version,
-for another configuration, or from another data source than the one this machine would use is
-reported with :class:`StaleResultError`, never silently reused.
+for another configuration, from another data source than the one this machine would use, or with an
+evaluation row that does not match the row schema (:data:`poisoncurv.lab.train.ROW_SCHEMA`, checked row by row
+on every read) is reported with :class:`StaleResultError`, never silently reused.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, valida
 from poisoncurv.lab.data import SOURCES, ImageData, locate, to_float
 from poisoncurv.lab.deep import Probe, make_probe
 from poisoncurv.lab.filtering import filter_poisons
-from poisoncurv.lab.train import build_model, checkpoint_path, prepare, train
+from poisoncurv.lab.train import build_model, checkpoint_path, prepare, row_problem, train
 
 
 class StaleResultError(RuntimeError):
@@ -78,6 +79,18 @@ def check_cached(res: Any, cfg: LabConfig, path: Path, data_source: str | None) 
     if data_source is not None and res.get("data_source") != data_source:
         raise StaleResultError(f"{path} was computed from '{res.get('data_source')}' but this machine reads "
                                f"'{data_source}': {how}, or point POISONCURV_SHARED_DATA / POISONCURV_DATA at the same data")
+    check_rows(res["epochs"], cfg.measure, path)
+
+
+def check_rows(rows: Any, measure: str, path: Path) -> None:
+    """Raise :class:`StaleResultError` naming ``path``, the row and the field unless ``rows`` is a non-empty list of
+    evaluation rows of a ``measure`` run (:data:`~poisoncurv.lab.train.ROW_SCHEMA`)."""
+    if not isinstance(rows, list) or not rows:
+        raise StaleResultError(f"{path}: epochs is {repr(rows)[:40]}, not a list of evaluation rows: {HOW}")
+    for i, row in enumerate(rows):
+        problem = row_problem(row, measure)
+        if problem is not None:
+            raise StaleResultError(f"{path}: evaluation row epochs[{i}]: {problem} (a {measure!r} run): {HOW}")
 
 
 def model_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> Path:

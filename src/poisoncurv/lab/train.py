@@ -222,6 +222,51 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, 
     return out
 
 
+_NUMBER = frozenset((int, float))
+_NONFINITE = ("nan", "inf", "-inf")  # non-finite floats as results files write them (poisoncurv.core.results)
+_MISSING = object()
+LIST = "a list of numbers"
+# The kinds of value in an evaluation row: the Python types each takes (bool is not a number here).
+ROW_KINDS: dict[str, frozenset[type]] = {"a number": _NUMBER, "a number or null": _NUMBER | {type(None)},
+                                         "true or false": frozenset((bool,)), LIST: frozenset((list,))}
+_COMMON_ROW = {"epoch": "a number", "train_loss": "a number or null", "penalty": "a number or null",
+               **dict.fromkeys(("clean_acc", "asr", "clean_to_target", "trigger_shift2"), "a number")}
+_CURVATURE = {"top": LIST, **dict.fromkeys(("overlap", "mass", "curv_u", "fisher_top"), "a number")}
+# The fields of one evaluation row (the epoch, the losses and what evaluate measures) and their kinds, by cfg.measure.
+ROW_SCHEMA: dict[str, dict[str, str]] = {
+    "basic": {**_COMMON_ROW, "hess_top": LIST, "overlap": "a number", "curv_along_poison": "a number",
+              "fisher_top": "a number", "visible": "true or false"},
+    "deep": {**_COMMON_ROW, "robust_acc": "a number", "premise_gap": "a number",
+             **{f"{at}_{k}": kind for at in ("clean", "trig") for k, kind in _CURVATURE.items()},
+             **dict.fromkeys(("feat_sigma_w", "feat_trig_to_target", "feat_trig_to_source", "feat_target_to_target",
+                              "feat_collapse_clean", "feat_collapse_trig", "feat_trig_to_poison", "feat_poison_to_target",
+                              "feat_collapse_poison"), "a number or null")},
+}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether ``value`` is of ``kind`` (a key of :data:`ROW_KINDS`); non-finite floats written as text count as numbers."""
+    if kind == LIST:
+        return isinstance(value, list) and all(_fits(v, "a number") for v in value)
+    return type(value) in ROW_KINDS[kind] or (kind != "true or false" and isinstance(value, str) and value in _NONFINITE)
+
+
+def row_problem(row: Any, measure: str) -> str | None:
+    """What is wrong with evaluation row ``row`` of a ``measure`` run against :data:`ROW_SCHEMA` (``"<field> is
+    missing"``, ``"<field> is <value>, expected <kind>"``), or ``None``. Extra fields are allowed."""
+    if not isinstance(row, dict):
+        return f"is {type(row).__name__}, not a mapping of fields"
+    for field, kind in ROW_SCHEMA[measure].items():
+        value = row.get(field, _MISSING)
+        if type(value) in ROW_KINDS[kind] and (kind != LIST or set(map(type, value)) <= _NUMBER):
+            continue  # the common case without a call: this runs on every read of a cached result
+        if value is _MISSING:
+            return f"{field} is missing"
+        if not _fits(value, kind):
+            return f"{field} is {repr(value)[:40]}, expected {kind}"
+    return None
+
+
 def prepare(cfg: LabConfig, data: ImageData | None = None) -> tuple[ImageData, Poisoned]:
     """Load (or take) the data, take the profile's subset and poison it."""
     data = (data or load(cfg.dataset)).subset(cfg.n_train, cfg.n_test, cfg.seed)
