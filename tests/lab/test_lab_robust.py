@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -343,13 +344,52 @@ def test_unreadable_checkpoint_is_discarded_and_the_run_starts_over(tmp_path, da
         ckpt.write_bytes(ckpt.read_bytes()[:200])
     else:
         torch.save({"model": {"weight": torch.zeros(3)}}, ckpt)
-    with pytest.warns(UserWarning, match=f"checkpoint {ckpt} is unreadable .*starting the run over"):
+    fault = "is unreadable" if damage == "truncate" else "carries no run key and schema version"
+    with pytest.warns(UserWarning, match=f"checkpoint {ckpt} {fault}.*starting the run over"):
         again = train(cfg, data=small, checkpoint_dir=tmp_path / "b", progress=False)
     assert again["epochs"] == whole["epochs"] and not ckpt.exists()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a good checkpoint resumes without a warning
         assert train(cfg, data=small, checkpoint_dir=tmp_path / "c", progress=False, max_epochs=1) is None
         assert train(cfg, data=small, checkpoint_dir=tmp_path / "c", progress=False)["epochs"] == whole["epochs"]
+
+
+def _other_rows(tmp_path, cfg, small, state):
+    """The rows of the same run measured twice per epoch instead of once: another run's rows, as many epochs."""
+    other = replace(cfg, evals_per_epoch=2)
+    train(other, data=small, checkpoint_dir=tmp_path / "other", progress=False, max_epochs=1)
+    state["rows"] = torch.load(checkpoint_path(other, tmp_path / "other"), weights_only=True)["rows"]
+
+
+CKPT_FAULTS = [
+    ("more epochs than configured", lambda t, c, d, s: s.update(completed_epochs=3), "claims 3 completed epochs; the run has 2"),
+    ("negative epochs", lambda t, c, d, s: s.update(completed_epochs=-1), "claims -1 completed epochs"),
+    ("another run's key", lambda t, c, d, s: s.update(key="0123456789abcdef"), "belongs to run '0123456789abcdef'"),
+    ("another run's rows", _other_rows, "holds evaluation rows that are not this run's (3 rows; after 1 epochs it has 2"),
+    ("a bad row", lambda t, c, d, s: s["rows"][1].pop("asr"), "holds a bad evaluation row (1: asr is missing)"),
+    ("another schema", lambda t, c, d, s: s.update(schema_version=99), "has schema version 99"),
+    ("an older checkpoint", lambda t, c, d, s: [s.pop("key"), s.pop("schema_version")], "carries no run key and schema version"),
+]
+
+
+@pytest.mark.parametrize("what,fault,named", CKPT_FAULTS, ids=[f[0] for f in CKPT_FAULTS])
+def test_a_checkpoint_that_is_not_this_runs_is_discarded_with_one_warning(tmp_path, what, fault, named):
+    small = synthetic(n_train=100, n_test=50)
+    cfg = profile_config("smoke", n_train=None, n_test=None, n_eval=20, epochs=2, evals_per_epoch=1, batch_size=50)
+    whole = train(cfg, data=small, checkpoint_dir=tmp_path / "a", progress=False)
+    assert train(cfg, data=small, checkpoint_dir=tmp_path / "b", progress=False, max_epochs=1) is None
+    ckpt = checkpoint_path(cfg, tmp_path / "b")
+    state = torch.load(ckpt, weights_only=True)
+    assert state["key"] == cfg.key() and state["schema_version"] == train_mod.CHECKPOINT_VERSION
+    fault(tmp_path, cfg, small, state)
+    torch.save(state, ckpt)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        again = train(cfg, data=small, checkpoint_dir=tmp_path / "b", progress=False)
+    assert len(seen) == 1, [str(w.message) for w in seen]
+    msg = str(seen[0].message)
+    assert msg.startswith(f"checkpoint {ckpt} {named}") and msg.endswith("; discarding it and starting the run over"), msg
+    assert again["epochs"] == whole["epochs"] and not ckpt.exists()
 
 
 def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):

@@ -296,21 +296,51 @@ def _save_atomic(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _resume(ckpt: Path, device: torch.device, model: nn.Module, opt: torch.optim.Optimizer,
-            sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[list[dict[str, Any]], int, float] | None:
-    """Load checkpoint ``ckpt`` into ``model``, ``opt``, ``sched`` and return ``(rows, completed epochs,
-    wall time so far)``; ``None`` with a warning naming the file if it cannot be read (then the caller
-    discards it and starts the run over)."""
+CHECKPOINT_VERSION = 1  # what a checkpoint holds; one without this version or its run's key is never resumed
+
+
+def _checkpoint_problem(state: Any, cfg: LabConfig, stamps: list[float]) -> str | None:
+    """Why checkpoint contents ``state`` cannot resume run ``cfg``, or ``None``: no key or schema version (an older or
+    foreign file), another schema or run, completed epochs outside ``[0, cfg.epochs]``, or evaluation rows that are not
+    this run's after those epochs (``stamps``: the epochs of all the run's rows, the first at 0)."""
+    if not isinstance(state, dict) or "key" not in state or "schema_version" not in state:
+        return "carries no run key and schema version (an older or foreign file)"
+    if state["schema_version"] != CHECKPOINT_VERSION:
+        return f"has schema version {state['schema_version']!r}, the code writes {CHECKPOINT_VERSION}"
+    if state["key"] != cfg.key():
+        return f"belongs to run {state['key']!r}, not {cfg.key()}"
+    done = state.get("completed_epochs")
+    if type(done) is not int or not 0 <= done <= cfg.epochs:
+        return f"claims {done!r} completed epochs; the run has {cfg.epochs}"
+    expected = stamps[:1 + done * (len(stamps) - 1) // cfg.epochs]
+    rows = state.get("rows")
+    if not isinstance(rows, list) or [r.get("epoch") if isinstance(r, dict) else r for r in rows] != expected:
+        return (f"holds evaluation rows that are not this run's ({len(rows) if isinstance(rows, list) else 0} rows; after "
+                f"{done} epochs it has {len(expected)}, at epochs {expected[0]} to {expected[-1]})")
+    for i, row in enumerate(rows):
+        problem = row_problem(row, cfg.measure)
+        if problem is not None:
+            return f"holds a bad evaluation row ({i}: {problem})"
+    return None
+
+
+def _resume(ckpt: Path, cfg: LabConfig, stamps: list[float], device: torch.device, model: nn.Module,
+            opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[list[dict[str, Any]], int, float] | None:
+    """Load checkpoint ``ckpt`` of run ``cfg`` into ``model``, ``opt``, ``sched`` and return ``(rows, completed epochs,
+    wall time so far)``; ``None`` with one warning naming the file and the fault if it cannot be read or fails
+    :func:`_checkpoint_problem` (then the caller discards it and starts the run over)."""
     try:
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        return list(state["rows"]), int(state["completed_epochs"]), float(state["wall_time_s"])
+        problem = _checkpoint_problem(state, cfg, stamps)
+        if problem is None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            return list(state["rows"]), state["completed_epochs"], float(state["wall_time_s"])
     except Exception as err:  # truncated or foreign files fail in many ways (EOFError, RuntimeError, KeyError, ...)
-        warnings.warn(f"checkpoint {ckpt} is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]}); discarding it and "
-                      f"starting the run over", stacklevel=3)
-        return None
+        problem = f"is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+    warnings.warn(f"checkpoint {ckpt} {problem}; discarding it and starting the run over", stacklevel=3)
+    return None
 
 
 def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = None) -> Path:
@@ -389,20 +419,21 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
         return {"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
                 **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval, probe)}
 
+    marks = sorted({round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)})
+    stamps = [0] + [round(e + m / steps_per_epoch, 6) for e in range(cfg.epochs) for m in marks]  # the rows' epochs, as measure writes them
     ckpt = checkpoint_path(cfg, checkpoint_dir)
     model, opt, sched = setup()
-    resumed = _resume(ckpt, device, model, opt, sched) if ckpt.exists() else None
+    resumed = _resume(ckpt, cfg, stamps, device, model, opt, sched) if ckpt.exists() else None
     if resumed is not None:
         rows, first, prior_time = resumed
     else:
-        if ckpt.exists():  # unreadable: discarded, start over from a fresh model
+        if ckpt.exists():  # unreadable or not this run's: discarded, start over from a fresh model
             ckpt.unlink()
             model, opt, sched = setup()
         rows, first, prior_time = [measure(0, None, None)], 0, 0.0
     forward = TrainForward(model, mode.compiled)
     bar = Progress(cfg.epochs, progress, f"{cfg.model}/{cfg.attack} θ={cfg.theta} κ={cfg.kappa:g}")
     bar.n = first
-    marks = {round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)}
     for epoch in range(first, cfg.epochs):
         if max_epochs is not None and epoch - first >= max_epochs:
             bar.close()
@@ -429,8 +460,9 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
                 rows.append(measure(epoch + (i + 1) / steps_per_epoch, tot_loss / n_since, tot_pen / n_since))
                 tot_loss = tot_pen = 0.0
                 n_since = 0
-        _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "rows": rows,
-                      "completed_epochs": epoch + 1, "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
+        _save_atomic({"schema_version": CHECKPOINT_VERSION, "key": cfg.key(), "model": model.state_dict(),
+                      "opt": opt.state_dict(), "sched": sched.state_dict(), "rows": rows, "completed_epochs": epoch + 1,
+                      "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
         bar.update(f"acc {rows[-1]['clean_acc']:.3f} asr {rows[-1]['asr']:.3f}")
     bar.close()
     model.eval()
