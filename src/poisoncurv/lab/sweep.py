@@ -28,7 +28,7 @@ from poisoncurv.core.results import read_json
 from poisoncurv.lab.cache import StaleResultError, check_cached, get, model_path, result_path
 from poisoncurv.lab.config import LabConfig
 from poisoncurv.lab.data import SOURCES, DataNotFoundError, cache_root, ensure, locate
-from poisoncurv.lab.grid import Grid, Run, load_grid
+from poisoncurv.lab.grid import MAX_RUNS, Grid, Run, load_grid
 
 EXECUTORS = ("local", "slurm", "debug")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 minutes) would kill real runs
@@ -242,9 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", default=None, help="default: results/lab")
     ap.add_argument("--checkpoint-dir", default=None, help="default: <data cache>/checkpoints (shared by the cluster's nodes)")
     ap.add_argument("--log-dir", default=None, help="submitit's files; default: <data cache>/sweeps/<grid>-<profile>")
+    ap.add_argument("--yes", action="store_true", help=f"run a grid of more than {MAX_RUNS:,} runs (refused otherwise)")
     args = ap.parse_args(argv)
     try:
-        grid = load_grid(args.grid, args.profile, check_device=args.executor != "slurm")
+        grid = load_grid(args.grid, args.profile, check_device=args.executor != "slurm", max_runs=None if args.yes else MAX_RUNS)
         outcomes = sweep(grid, args.executor, args.max_parallel, args.threads_per_run, args.results_dir,
                          args.checkpoint_dir, args.log_dir,
                          {"partition": args.slurm_partition, "gpus_per_task": args.slurm_gpus_per_task, "time": args.slurm_time})
