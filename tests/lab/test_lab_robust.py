@@ -453,3 +453,117 @@ def test_kept_weights_and_checkpoint_in_one_folder_are_refused(tmp_path):
     with pytest.raises(ValueError, match="model_dir and checkpoint_dir: both"):
         train(cfg, data=small, checkpoint_dir=tmp_path, model_dir=tmp_path, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+# ---- one line instead of a traceback --------------------------------------------------------------------
+
+SMALL = ["--profile", "smoke", "--quiet", "--theta", "0.1", "--set", "epochs=1", "--set", "n_train=60", "--set", "n_test=30",
+         "--set", "n_eval=20"]
+GRID_ONE = "base: {model: linear, device: cpu}\nprofiles: {smoke: {groups: {g: {axes: {theta: [0.1]}}}}}\n"
+
+
+def _small_cli_config(**kw):
+    """The configuration ``SMALL`` asks the CLI for (with ``kw``)."""
+    return profile_config("smoke", theta=0.1, epochs=1, n_train=60, n_test=30, n_eval=20, **kw)
+
+
+def _kept_model(tmp, damage):
+    """The unfiltered MLP run cached with its weights, then its weights damaged; the CLI asks for its filtered run."""
+    base = _small_cli_config(model="mlp")
+    cache.get(base, tmp / "res", checkpoint_dir=tmp / "ck", keep_model=True)
+    path = cache.model_path(base, tmp / "res")
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        torch.save({"weight": torch.zeros(3)}, path)
+    return cli, [*SMALL, "--model", "mlp", "--set", "filter=spectral", "--results-dir", str(tmp / "res")]
+
+
+def _stale_temporary(tmp):
+    ckpt = checkpoint_path(_small_cli_config())
+    ckpt.parent.mkdir(parents=True)
+    (ckpt.parent / f".{ckpt.stem}.k1ll3d.tmp").write_bytes(b"")        # a kill during a checkpoint write leaves this
+    (ckpt.parent / ".another-run.k1ll3d.tmp").write_bytes(b"")          # another run's: left alone
+    return cli, [*SMALL, "--results-dir", str(tmp / "res")]
+
+
+def _no_slurm(tmp, monkeypatch):
+    (tmp / "empty-bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp / "empty-bin"))
+    (tmp / "g.yaml").write_text(GRID_ONE)
+    return cli, ["sweep", str(tmp / "g.yaml"), "--profile", "smoke", "--executor", "slurm", "--results-dir", str(tmp / "res")]
+
+
+def _log_dir_a_file(tmp):
+    (tmp / "g.yaml").write_text(GRID_ONE)
+    (tmp / "log").write_text("a file")
+    return cli, ["sweep", str(tmp / "g.yaml"), "--profile", "smoke", "--executor", "debug", "--results-dir", str(tmp / "res"),
+                 "--log-dir", str(tmp / "log")]
+
+
+def _no_internet(monkeypatch):
+    import urllib.error
+
+    from torchvision import datasets
+
+    class Offline(datasets.CIFAR100):
+        def __init__(self, *a, **k):
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution\n(no network)")
+
+    monkeypatch.setattr(datasets, "CIFAR100", Offline)
+    return data.main, ["cifar100"]
+
+
+ONE_LINE = [  # case, setup(tmp, monkeypatch) -> (entry point, arguments), exit status, a substring of the one line
+    ("kappa diverges", lambda t, m: (cli, [*SMALL, "--kappa", "1e308", "--results-dir", str(t / "res")]), 2,
+     "kappa=1e+308, lr=1e-308): choose a smaller kappa"),
+    ("results-dir is a file", lambda t, m: (t / "res").write_text("a file") and (cli, [*SMALL, "--results-dir", str(t / "res")]),
+     2, "cannot hold files (File exists): choose another --results-dir"),
+    ("log-dir is a file", lambda t, m: _log_dir_a_file(t), 2, "sweep log folder"),
+    ("slurm absent", _no_slurm, 2, "executor: slurm needs SLURM's sbatch and srun on the PATH"),
+    ("kept model truncated", lambda t, m: _kept_model(t, "truncate"), 2, "the kept weights of run"),
+    ("kept model foreign", lambda t, m: _kept_model(t, "foreign"), 2, "cannot be loaded (RuntimeError"),
+    ("unknown dataset", lambda t, m: (data.main, ["svhn"]), 2, "dataset: unknown 'svhn'"),
+    ("cifar100 without internet", lambda t, m: _no_internet(m), 2, "(download failed: <urlopen error [Errno -3]"),
+    ("negative seed", lambda t, m: (cli, [*SMALL, "--seed", "-1", "--results-dir", str(t / "res")]), 2, "seed: got -1; allowed"),
+    ("seed beyond 2**32", lambda t, m: (cli, [*SMALL, "--seed", str(2**32), "--results-dir", str(t / "res")]), 2,
+     "seed: got 4294967296; allowed: an integer in [0, 2**32)"),
+    ("stale checkpoint temporary", lambda t, m: _stale_temporary(t), 0, "removed 1 temporary file(s) of"),
+]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    if folder.is_file():
+        return {".": folder.read_bytes()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case,setup,status,message", ONE_LINE, ids=[c[0] for c in ONE_LINE])
+def test_hostile_input_is_one_line_and_writes_no_results(tmp_path, monkeypatch, capsys, case, setup, status, message):
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    entry, argv = setup(tmp_path, monkeypatch)
+    before = _files(tmp_path / "res")
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert entry(argv) == status
+    lines = capsys.readouterr().err.splitlines() + [str(w.message) for w in seen if w.category is UserWarning]
+    assert len(lines) == 1 and message in lines[0], lines
+    if status:
+        assert _files(tmp_path / "res") == before, "the results folder changed"
+    else:
+        assert [p.name for p in (tmp_path / "data" / "checkpoints").iterdir()] == [".another-run.k1ll3d.tmp"]
+
+
+def test_force_recomputes_an_unloadable_kept_model_and_its_filtered_run(tmp_path, monkeypatch, capsys):
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    entry, argv = _kept_model(tmp_path, "truncate")
+    assert entry(argv) == 2 and "--force" in capsys.readouterr().err
+    assert entry([*argv, "--force"]) == 0
+    base = _small_cli_config(model="mlp")
+    assert cache.trained_run(base, tmp_path / "res").model is not None
+    assert cache.result_path(replace(base, filter="spectral"), tmp_path / "res").exists()

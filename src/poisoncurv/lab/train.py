@@ -11,7 +11,9 @@ per example (``B`` times smaller when the squared norms are summed rather than a
 corresponds to ``κ / B`` (or ``κ / B²``) here.
 
 Every epoch uses its own seeded generator (order and augmentation), so a run resumed from a
-checkpoint (written atomically after every epoch) replays exactly what an uninterrupted run does.
+checkpoint (written atomically after every epoch) replays exactly what an uninterrupted run does. A checkpoint
+carries its run's key and a schema version and is checked before it is trusted (:func:`_checkpoint_problem`); one
+that fails is discarded with a warning and the run starts over.
 
 On CUDA the training steps (never the measurements, which run the eager float32 model and form
 curvature in float64 in :mod:`poisoncurv.lab.deep`) use bf16 autocast, channels-last memory for the
@@ -343,6 +345,17 @@ def _resume(ckpt: Path, cfg: LabConfig, stamps: list[float], device: torch.devic
     return None
 
 
+def _remove_temporaries(ckpt: Path) -> None:
+    """Delete the temporary files of checkpoint ``ckpt`` (:func:`~poisoncurv.core.results.atomic_target`'s
+    ``.<key>.*.tmp``) that a write killed midway left, with one warning; a run calls it when it starts."""
+    stale = sorted(ckpt.parent.glob(f".{ckpt.stem}.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        warnings.warn(f"removed {len(stale)} temporary file(s) of {ckpt.name} in {ckpt.parent} left by an interrupted "
+                      f"checkpoint write", stacklevel=3)
+
+
 def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = None) -> Path:
     """Where the run's checkpoint lives: ``<checkpoint_dir or data cache/checkpoints>/<config key>.pt``."""
     return Path(checkpoint_dir or cache_root() / "checkpoints") / f"{cfg.key()}.pt"
@@ -422,6 +435,7 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
     marks = sorted({round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)})
     stamps = [0] + [round(e + m / steps_per_epoch, 6) for e in range(cfg.epochs) for m in marks]  # the rows' epochs, as measure writes them
     ckpt = checkpoint_path(cfg, checkpoint_dir)
+    _remove_temporaries(ckpt)
     model, opt, sched = setup()
     resumed = _resume(ckpt, cfg, stamps, device, model, opt, sched) if ckpt.exists() else None
     if resumed is not None:
@@ -455,7 +469,9 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
             sched.step()
             tot_loss, tot_pen, n_since = tot_loss + loss.item(), tot_pen + pen.item(), n_since + 1
             if not math.isfinite(tot_loss + tot_pen):
-                raise FloatingPointError(f"training diverged at epoch {epoch}, step {i} (lr={step_size(cfg)}, kappa={cfg.kappa})")
+                raise FloatingPointError(f"kappa: training diverged at epoch {epoch}, step {i} (loss or penalty not finite with "
+                                         f"kappa={cfg.kappa:g}, lr={step_size(cfg):g}): choose a smaller "
+                                         f"{'kappa' if cfg.kappa > 0 else 'lr (--set lr=...)'}")
             if i + 1 in marks:
                 rows.append(measure(epoch + (i + 1) / steps_per_epoch, tot_loss / n_since, tot_pen / n_since))
                 tot_loss = tot_pen = 0.0
