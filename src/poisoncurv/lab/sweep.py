@@ -142,9 +142,9 @@ def sweep(grid: Grid, executor: str = "local", max_parallel: int | None = None, 
 
     ``max_parallel`` (default :func:`default_parallel`) caps the runs in flight (SLURM: the array's
     parallelism); ``log_dir`` (default ``<data cache>/sweeps/<grid>-<profile>``) holds submitit's files.
-    Before anything is submitted, the results and log folders are checked writable (``ValueError`` naming them) and every
-    data set the runs still to do need is located (or downloaded): a missing one raises
-    :class:`~poisoncurv.lab.data.DataNotFoundError`.
+    Before anything is submitted, every data set the runs still to do need is located (or downloaded: a missing one
+    raises :class:`~poisoncurv.lab.data.DataNotFoundError`), then the results and log folders are checked writable
+    (``ValueError`` naming them).
     """
     if threads_per_run < 1:
         raise ValueError(f"threads-per-run: must be >= 1, got {threads_per_run}")
@@ -173,13 +173,14 @@ def sweep(grid: Grid, executor: str = "local", max_parallel: int | None = None, 
 def _executor(grid: Grid, todo: list[Run], executor: str, max_parallel: int, threads_per_run: int,
               results_dir: str | os.PathLike | None, log_dir: str | os.PathLike | None,
               slurm: dict[str, Any] | None) -> submitit.Executor:
-    """The executor for ``todo`` after the checks that precede any submission, each failing in one line: the results
-    and log folders can hold files, the data sets are present (or downloaded), SLURM is there when asked for."""
+    """The executor for ``todo`` after the checks that precede any submission, each failing in one line: the data sets
+    are present (or downloaded; nothing is created before), the results and log folders can hold files, SLURM is there
+    when asked for."""
+    for dataset in sorted({run.config.dataset for run in todo}):
+        ensure(dataset)
     folder = Path(log_dir or cache_root() / "sweeps" / f"{grid.path.stem}-{grid.profile}")
     check_writable(result_path(todo[0].config, results_dir).parent)
     check_writable(folder, "sweep log folder", "--log-dir")
-    for dataset in sorted({run.config.dataset for run in todo}):
-        ensure(dataset)
     return make_executor(executor, folder, threads_per_run, max_parallel, slurm)
 
 
