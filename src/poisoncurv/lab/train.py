@@ -227,16 +227,16 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, 
 _NUMBER = frozenset((int, float))
 _NONFINITE = ("nan", "inf", "-inf")  # non-finite floats as results files write them (poisoncurv.core.results)
 _MISSING = object()
-LIST = "a list of numbers"
+_LIST = "a list of numbers"
 # The kinds of value in an evaluation row: the Python types each takes (bool is not a number here).
 ROW_KINDS: dict[str, frozenset[type]] = {"a number": _NUMBER, "a number or null": _NUMBER | {type(None)},
-                                         "true or false": frozenset((bool,)), LIST: frozenset((list,))}
+                                         "true or false": frozenset((bool,)), _LIST: frozenset((list,))}
 _COMMON_ROW = {"epoch": "a number", "train_loss": "a number or null", "penalty": "a number or null",
                **dict.fromkeys(("clean_acc", "asr", "clean_to_target", "trigger_shift2"), "a number")}
-_CURVATURE = {"top": LIST, **dict.fromkeys(("overlap", "mass", "curv_u", "fisher_top"), "a number")}
+_CURVATURE = {"top": _LIST, **dict.fromkeys(("overlap", "mass", "curv_u", "fisher_top"), "a number")}
 # The fields of one evaluation row (the epoch, the losses and what evaluate measures) and their kinds, by cfg.measure.
 ROW_SCHEMA: dict[str, dict[str, str]] = {
-    "basic": {**_COMMON_ROW, "hess_top": LIST, "overlap": "a number", "curv_along_poison": "a number",
+    "basic": {**_COMMON_ROW, "hess_top": _LIST, "overlap": "a number", "curv_along_poison": "a number",
               "fisher_top": "a number", "visible": "true or false"},
     "deep": {**_COMMON_ROW, "robust_acc": "a number", "premise_gap": "a number",
              **{f"{at}_{k}": kind for at in ("clean", "trig") for k, kind in _CURVATURE.items()},
@@ -248,7 +248,7 @@ ROW_SCHEMA: dict[str, dict[str, str]] = {
 
 def _fits(value: Any, kind: str) -> bool:
     """Whether ``value`` is of ``kind`` (a key of :data:`ROW_KINDS`); non-finite floats written as text count as numbers."""
-    if kind == LIST:
+    if kind == _LIST:
         return isinstance(value, list) and all(_fits(v, "a number") for v in value)
     return type(value) in ROW_KINDS[kind] or (kind != "true or false" and isinstance(value, str) and value in _NONFINITE)
 
@@ -260,7 +260,7 @@ def row_problem(row: Any, measure: str) -> str | None:
         return f"is {type(row).__name__}, not a mapping of fields"
     for field, kind in ROW_SCHEMA[measure].items():
         value = row.get(field, _MISSING)
-        if type(value) in ROW_KINDS[kind] and (kind != LIST or set(map(type, value)) <= _NUMBER):
+        if type(value) in ROW_KINDS[kind] and (kind != _LIST or set(map(type, value)) <= _NUMBER):
             continue  # the common case without a call: this runs on every read of a cached result
         if value is _MISSING:
             return f"{field} is missing"
