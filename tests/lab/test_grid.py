@@ -1,12 +1,15 @@
 """Grid files: the chapter-5 grid is exactly the committed runs; expansion, exclusions, dedup; bad grids name the field."""
 
 import json
+import time
 
 import pytest
 
 from poisoncurv.chapters import linear_mnist
 from poisoncurv.core.paths import LAB_RESULTS_DIR, REPO_ROOT
 from poisoncurv.core.profiles import PROFILES
+from poisoncurv.lab import grid as grid_mod
+from poisoncurv.lab import sweep as sweep_mod
 from poisoncurv.lab.grid import GridError, load_grid
 
 GRIDS = REPO_ROOT / "grids"
@@ -118,3 +121,70 @@ def test_unknown_profile_and_missing_file(tmp_path):
         load_grid(GRIDS / "ch05.yaml", "huge")
     with pytest.raises(GridError, match="no such grid file"):
         load_grid(tmp_path / "absent.yaml", "smoke")
+
+
+BOMB = """description: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+x1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]
+x2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]
+x3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]
+x4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]
+x5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]
+x6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]
+x7: &a7 [*a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6]
+x8: &a8 [*a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7]
+"""
+REFUSED = [
+    ("alias bomb in description", BOMB.replace("description: &a0", "a: &a0").replace("x8: &a8", "description: &a8")
+     + "profiles: {smoke: {groups: {g: {axes: {theta: [0.1]}}}}}", "values, more than 100000 (an alias bomb?)"),
+    ("recursive alias", "description: &d [1, *d]\nprofiles: {smoke: {groups: {g: {axes: {theta: [0.1]}}}}}", "recursive"),
+    ("a group given twice", "profiles:\n  smoke:\n    groups:\n      g: {axes: {theta: [0.1]}}\n      h: {axes: {theta: [0.2]}}\n"
+     "      g: {axes: {theta: [0.3]}}\n", "key 'g' given twice in one mapping (line 6)"),
+    ("an axis given twice", "profiles: {smoke: {groups: {g: {axes: {theta: [0.1], theta: [0.2]}}}}}", "key 'theta' given twice"),
+    ("a profile given twice", "profiles: {smoke: {groups: {g: {axes: {theta: [0.1]}}}}, smoke: {}}", "key 'smoke' given twice"),
+]
+
+
+@pytest.mark.parametrize("what,text,named", REFUSED, ids=[r[0] for r in REFUSED])
+def test_alias_bombs_and_duplicate_keys_are_refused_in_one_line(tmp_path, what, text, named):
+    start = time.perf_counter()
+    with pytest.raises(GridError) as err:
+        load_grid(write(tmp_path, text), "smoke")
+    assert time.perf_counter() - start < 1.0
+    assert str(err.value).startswith(str(tmp_path / "g.yaml")) and named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_anchors_aliases_and_merge_keys_still_share_definitions(tmp_path):
+    path = write(tmp_path, """
+base: {model: linear, device: cpu}
+profiles:
+  smoke:
+    groups: &groups
+      a: &a {base: {kappa: 0.0}, axes: {loss: &losses [squared, ce], theta: [0.0, 0.1]}}
+      b: {<<: *a, base: {kappa: 1.0}}                # a merged key overridden: not a duplicate
+      c: {axes: {loss: *losses}}
+  cpu: {groups: *groups}
+""")
+    grid = load_grid(path, "smoke")
+    assert len(grid.group("a")) == len(grid.group("b")) == 4 and {r.config.kappa for r in grid.group("b")} == {1.0}
+    assert len(load_grid(path, "cpu").runs) == 4 + 4 + 2
+
+
+def test_runs_are_counted_before_any_is_built(tmp_path, monkeypatch):
+    values = ", ".join(str(i / 1000) for i in range(50))
+    path = write(tmp_path, f"profiles: {{smoke: {{groups: {{a: {{axes: {{theta: [{values}], kappa: [{values}]}}}}, "
+                           f"b: {{axes: {{theta: [0.1]}}}}}}}}}}")
+    monkeypatch.setattr(grid_mod, "make_config", lambda *a, **k: pytest.fail("a configuration was built"))
+    with pytest.raises(GridError, match=r"profiles.smoke.groups: 2,501 runs before exclusions, more than the limit of 2,000: .*--yes"):
+        load_grid(path, "smoke")
+    monkeypatch.undo()
+    assert len(load_grid(path, "smoke", max_runs=None).group("b")) == 1
+
+
+def test_sweep_refuses_a_large_grid_unless_told_yes(tmp_path, monkeypatch, capsys):
+    path = write(tmp_path, "profiles: {smoke: {groups: {a: {axes: {theta: [0.01, 0.1], loss: [ce, squared]}}}}}")
+    monkeypatch.setattr(sweep_mod, "MAX_RUNS", 3)
+    monkeypatch.setattr(sweep_mod, "sweep", lambda grid, *a, **k: [])
+    assert sweep_mod.main([str(path), "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "4 runs before exclusions, more than the limit of 3" in err and "--yes" in err
+    assert sweep_mod.main([str(path), "--profile", "smoke", "--yes"]) == 0

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -283,6 +284,55 @@ def test_cli_reports_a_corrupt_results_file_in_one_line(tmp_path, monkeypatch, c
     assert cli(args + ["--force"]) == 0 and json.loads(path.read_text())["config"]["epochs"] == 1
 
 
+ROW_DAMAGE = [("asr missing", lambda r: r["epochs"][1].pop("asr"), "epochs[1]: asr is missing"),
+              ("text for a number", lambda r: r["epochs"][2].update(clean_acc="high"), "epochs[2]: clean_acc is 'high', expected a number"),
+              ("null for a number", lambda r: r["epochs"][0].update(epoch=None), "epochs[0]: epoch is None"),
+              ("list with text", lambda r: r["epochs"][1].update(hess_top=[1.0, "x"]), "hess_top is [1.0, 'x'], expected a list"),
+              ("bool as a number", lambda r: r["epochs"][1].update(overlap=True), "overlap is True"),
+              ("a row not a mapping", lambda r: r["epochs"].append(3), "epochs[5]: is int"),
+              ("no rows", lambda r: r.update(epochs=[]), "epochs is [], not a list")]
+
+
+@pytest.mark.parametrize("what,damage,named", ROW_DAMAGE, ids=[d[0] for d in ROW_DAMAGE])
+def test_a_bad_evaluation_row_names_the_file_the_row_and_the_field(tmp_path, what, damage, named, capsys):
+    cfg, small = _small_run()
+    res = cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
+    path = cache.result_path(cfg, tmp_path / "res")
+    assert len(res["epochs"]) == 5 and cache.get(cfg, tmp_path / "res", data=small) == json.loads(path.read_text())
+    damage(res)
+    path.write_text(json.dumps(res))
+    with pytest.raises(cache.StaleResultError) as err:
+        cache.get(cfg, tmp_path / "res", data=small)
+    msg = str(err.value)
+    assert str(path) in msg and named in msg and "--force" in msg and "\n" not in msg, msg
+    assert cache.get(cfg, tmp_path / "res", data=small, force=True, checkpoint_dir=tmp_path / "ck")["epochs"][1]["asr"] >= 0
+
+
+def test_non_finite_values_and_nulls_where_allowed_pass(tmp_path):
+    cfg, small = _small_run()
+    res = cache.get(cfg, tmp_path, data=small, checkpoint_dir=tmp_path / "ck")
+    res["epochs"][1].update(overlap="nan", hess_top=["inf", 1.0], train_loss=None, extra_field="kept")
+    cache.write_json_atomic(cache.result_path(cfg, tmp_path), res)
+    assert cache.get(cfg, tmp_path, data=small)["epochs"][1]["overlap"] == "nan"
+
+
+def test_cli_reports_a_bad_evaluation_row_in_one_line(tmp_path, monkeypatch, capsys):
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    args = ["--profile", "smoke", "--theta", "0.1", "--results-dir", str(tmp_path / "res"), "--quiet",
+            "--set", "epochs=1", "--set", "n_train=60", "--set", "n_test=30", "--set", "n_eval=20"]
+    assert cli(args) == 0
+    (path,) = (tmp_path / "res").glob("*.json")
+    res = json.loads(path.read_text())
+    res["epochs"][-1]["asr"] = "n/a"
+    path.write_text(json.dumps(res))
+    capsys.readouterr()
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and "asr is 'n/a'" in err and "--force" in err, err
+
+
 @pytest.mark.parametrize("damage", ["truncate", "foreign"])
 def test_unreadable_checkpoint_is_discarded_and_the_run_starts_over(tmp_path, damage):
     small = synthetic(n_train=100, n_test=50)
@@ -294,13 +344,52 @@ def test_unreadable_checkpoint_is_discarded_and_the_run_starts_over(tmp_path, da
         ckpt.write_bytes(ckpt.read_bytes()[:200])
     else:
         torch.save({"model": {"weight": torch.zeros(3)}}, ckpt)
-    with pytest.warns(UserWarning, match=f"checkpoint {ckpt} is unreadable .*starting the run over"):
+    fault = "is unreadable" if damage == "truncate" else "carries no run key and schema version"
+    with pytest.warns(UserWarning, match=f"checkpoint {ckpt} {fault}.*starting the run over"):
         again = train(cfg, data=small, checkpoint_dir=tmp_path / "b", progress=False)
     assert again["epochs"] == whole["epochs"] and not ckpt.exists()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a good checkpoint resumes without a warning
         assert train(cfg, data=small, checkpoint_dir=tmp_path / "c", progress=False, max_epochs=1) is None
         assert train(cfg, data=small, checkpoint_dir=tmp_path / "c", progress=False)["epochs"] == whole["epochs"]
+
+
+def _other_rows(tmp_path, cfg, small, state):
+    """The rows of the same run measured twice per epoch instead of once: another run's rows, as many epochs."""
+    other = replace(cfg, evals_per_epoch=2)
+    train(other, data=small, checkpoint_dir=tmp_path / "other", progress=False, max_epochs=1)
+    state["rows"] = torch.load(checkpoint_path(other, tmp_path / "other"), weights_only=True)["rows"]
+
+
+CKPT_FAULTS = [
+    ("more epochs than configured", lambda t, c, d, s: s.update(completed_epochs=3), "claims 3 completed epochs; the run has 2"),
+    ("negative epochs", lambda t, c, d, s: s.update(completed_epochs=-1), "claims -1 completed epochs"),
+    ("another run's key", lambda t, c, d, s: s.update(key="0123456789abcdef"), "belongs to run '0123456789abcdef'"),
+    ("another run's rows", _other_rows, "holds evaluation rows that are not this run's (3 rows; after 1 epochs it has 2"),
+    ("a bad row", lambda t, c, d, s: s["rows"][1].pop("asr"), "holds a bad evaluation row (1: asr is missing)"),
+    ("another schema", lambda t, c, d, s: s.update(schema_version=99), "has schema version 99"),
+    ("an older checkpoint", lambda t, c, d, s: [s.pop("key"), s.pop("schema_version")], "carries no run key and schema version"),
+]
+
+
+@pytest.mark.parametrize("what,fault,named", CKPT_FAULTS, ids=[f[0] for f in CKPT_FAULTS])
+def test_a_checkpoint_that_is_not_this_runs_is_discarded_with_one_warning(tmp_path, what, fault, named):
+    small = synthetic(n_train=100, n_test=50)
+    cfg = profile_config("smoke", n_train=None, n_test=None, n_eval=20, epochs=2, evals_per_epoch=1, batch_size=50)
+    whole = train(cfg, data=small, checkpoint_dir=tmp_path / "a", progress=False)
+    assert train(cfg, data=small, checkpoint_dir=tmp_path / "b", progress=False, max_epochs=1) is None
+    ckpt = checkpoint_path(cfg, tmp_path / "b")
+    state = torch.load(ckpt, weights_only=True)
+    assert state["key"] == cfg.key() and state["schema_version"] == train_mod.CHECKPOINT_VERSION
+    fault(tmp_path, cfg, small, state)
+    torch.save(state, ckpt)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        again = train(cfg, data=small, checkpoint_dir=tmp_path / "b", progress=False)
+    assert len(seen) == 1, [str(w.message) for w in seen]
+    msg = str(seen[0].message)
+    assert msg.startswith(f"checkpoint {ckpt} {named}") and msg.endswith("; discarding it and starting the run over"), msg
+    assert again["epochs"] == whole["epochs"] and not ckpt.exists()
 
 
 def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):
@@ -364,3 +453,117 @@ def test_kept_weights_and_checkpoint_in_one_folder_are_refused(tmp_path):
     with pytest.raises(ValueError, match="model_dir and checkpoint_dir: both"):
         train(cfg, data=small, checkpoint_dir=tmp_path, model_dir=tmp_path, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+# ---- one line instead of a traceback --------------------------------------------------------------------
+
+SMALL = ["--profile", "smoke", "--quiet", "--theta", "0.1", "--set", "epochs=1", "--set", "n_train=60", "--set", "n_test=30",
+         "--set", "n_eval=20"]
+GRID_ONE = "base: {model: linear, device: cpu}\nprofiles: {smoke: {groups: {g: {axes: {theta: [0.1]}}}}}\n"
+
+
+def _small_cli_config(**kw):
+    """The configuration ``SMALL`` asks the CLI for (with ``kw``)."""
+    return profile_config("smoke", theta=0.1, epochs=1, n_train=60, n_test=30, n_eval=20, **kw)
+
+
+def _kept_model(tmp, damage):
+    """The unfiltered MLP run cached with its weights, then its weights damaged; the CLI asks for its filtered run."""
+    base = _small_cli_config(model="mlp")
+    cache.get(base, tmp / "res", checkpoint_dir=tmp / "ck", keep_model=True)
+    path = cache.model_path(base, tmp / "res")
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        torch.save({"weight": torch.zeros(3)}, path)
+    return cli, [*SMALL, "--model", "mlp", "--set", "filter=spectral", "--results-dir", str(tmp / "res")]
+
+
+def _stale_temporary(tmp):
+    ckpt = checkpoint_path(_small_cli_config())
+    ckpt.parent.mkdir(parents=True)
+    (ckpt.parent / f".{ckpt.stem}.k1ll3d.tmp").write_bytes(b"")        # a kill during a checkpoint write leaves this
+    (ckpt.parent / ".another-run.k1ll3d.tmp").write_bytes(b"")          # another run's: left alone
+    return cli, [*SMALL, "--results-dir", str(tmp / "res")]
+
+
+def _no_slurm(tmp, monkeypatch):
+    (tmp / "empty-bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp / "empty-bin"))
+    (tmp / "g.yaml").write_text(GRID_ONE)
+    return cli, ["sweep", str(tmp / "g.yaml"), "--profile", "smoke", "--executor", "slurm", "--results-dir", str(tmp / "res")]
+
+
+def _log_dir_a_file(tmp):
+    (tmp / "g.yaml").write_text(GRID_ONE)
+    (tmp / "log").write_text("a file")
+    return cli, ["sweep", str(tmp / "g.yaml"), "--profile", "smoke", "--executor", "debug", "--results-dir", str(tmp / "res"),
+                 "--log-dir", str(tmp / "log")]
+
+
+def _no_internet(monkeypatch):
+    import urllib.error
+
+    from torchvision import datasets
+
+    class Offline(datasets.CIFAR100):
+        def __init__(self, *a, **k):
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution\n(no network)")
+
+    monkeypatch.setattr(datasets, "CIFAR100", Offline)
+    return data.main, ["cifar100"]
+
+
+ONE_LINE = [  # case, setup(tmp, monkeypatch) -> (entry point, arguments), exit status, a substring of the one line
+    ("kappa diverges", lambda t, m: (cli, [*SMALL, "--kappa", "1e308", "--results-dir", str(t / "res")]), 2,
+     "kappa=1e+308, lr=1e-308): choose a smaller kappa"),
+    ("results-dir is a file", lambda t, m: (t / "res").write_text("a file") and (cli, [*SMALL, "--results-dir", str(t / "res")]),
+     2, "cannot hold files (File exists): choose another --results-dir"),
+    ("log-dir is a file", lambda t, m: _log_dir_a_file(t), 2, "sweep log folder"),
+    ("slurm absent", _no_slurm, 2, "executor: slurm needs SLURM's sbatch and srun on the PATH"),
+    ("kept model truncated", lambda t, m: _kept_model(t, "truncate"), 2, "the kept weights of run"),
+    ("kept model foreign", lambda t, m: _kept_model(t, "foreign"), 2, "cannot be loaded (RuntimeError"),
+    ("unknown dataset", lambda t, m: (data.main, ["svhn"]), 2, "dataset: unknown 'svhn'"),
+    ("cifar100 without internet", lambda t, m: _no_internet(m), 2, "(download failed: <urlopen error [Errno -3]"),
+    ("negative seed", lambda t, m: (cli, [*SMALL, "--seed", "-1", "--results-dir", str(t / "res")]), 2, "seed: got -1; allowed"),
+    ("seed beyond 2**32", lambda t, m: (cli, [*SMALL, "--seed", str(2**32), "--results-dir", str(t / "res")]), 2,
+     "seed: got 4294967296; allowed: an integer in [0, 2**32)"),
+    ("stale checkpoint temporary", lambda t, m: _stale_temporary(t), 0, "removed 1 temporary file(s) of"),
+]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    if folder.is_file():
+        return {".": folder.read_bytes()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case,setup,status,message", ONE_LINE, ids=[c[0] for c in ONE_LINE])
+def test_hostile_input_is_one_line_and_writes_no_results(tmp_path, monkeypatch, capsys, case, setup, status, message):
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    entry, argv = setup(tmp_path, monkeypatch)
+    before = _files(tmp_path / "res")
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert entry(argv) == status
+    lines = capsys.readouterr().err.splitlines() + [str(w.message) for w in seen if w.category is UserWarning]
+    assert len(lines) == 1 and message in lines[0], lines
+    if status:
+        assert _files(tmp_path / "res") == before, "the results folder changed"
+    else:
+        assert [p.name for p in (tmp_path / "data" / "checkpoints").iterdir()] == [".another-run.k1ll3d.tmp"]
+
+
+def test_force_recomputes_an_unloadable_kept_model_and_its_filtered_run(tmp_path, monkeypatch, capsys):
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    entry, argv = _kept_model(tmp_path, "truncate")
+    assert entry(argv) == 2 and "--force" in capsys.readouterr().err
+    assert entry([*argv, "--force"]) == 0
+    base = _small_cli_config(model="mlp")
+    assert cache.trained_run(base, tmp_path / "res").model is not None
+    assert cache.result_path(replace(base, filter="spectral"), tmp_path / "res").exists()

@@ -15,6 +15,8 @@ from lab_files import idx_bytes
 
 import poisoncurv
 from poisoncurv.lab.__main__ import main as cli
+from poisoncurv.lab.config import SCHEMA_VERSION
+from poisoncurv.lab.data import SOURCES
 from poisoncurv.lab.grid import load_grid
 from poisoncurv.lab.sweep import RunJob, sweep
 
@@ -224,3 +226,18 @@ def test_bad_grid_fails_before_any_submission(env, capsys):
     assert cli(["sweep", str(bad), "--profile", "smoke", "--executor", "local", "--log-dir", str(tmp / "log")]) == 2
     assert "thetaa" in capsys.readouterr().err
     assert not (tmp / "log").exists()
+
+
+def test_a_cached_file_with_a_bad_row_is_reported_in_the_table(env, capsys):
+    """A results file that passes the top-level checks but not the row schema: one failed line naming it, no abort."""
+    tmp, grid_path = env
+    grid_path.write_text(GRID.replace("[squared, ce], theta: [0.02, 0.1]", "[ce], theta: [0.1]"))
+    cfg = load_grid(grid_path, "smoke").runs[0].config
+    bad = tmp / "res" / f"{cfg.key()}.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "key": cfg.key(), "config": {}, "poison": {},
+                               "data_source": SOURCES["download"], "provenance": {}, "epochs": [{"epoch": 0}]}))
+    assert cli(["sweep", str(grid_path), "--profile", "smoke", "--executor", "debug", "--results-dir", str(tmp / "res"),
+                "--log-dir", str(tmp / "log")]) == 1
+    out = capsys.readouterr().out
+    assert "failed 1 (of 1)" in out and str(bad) in out and "epochs[0]: train_loss is missing" in out and "--force" in out

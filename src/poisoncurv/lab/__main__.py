@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides[field.strip()] = parse_value(field.strip(), value)
         cfg = profile_config(args.profile, **overrides)
         res = get(cfg, args.results_dir, force=args.force, progress=not args.quiet)
-    except (ValueError, DataNotFoundError, StaleResultError, ResultWriteError) as err:
+    except (ValueError, FloatingPointError, DataNotFoundError, StaleResultError, ResultWriteError) as err:
         print(f"poisoncurv.lab: {err}", file=sys.stderr)
         return 2
     print(f"{result_path(cfg, args.results_dir)}  (data: {res['data_source']})")

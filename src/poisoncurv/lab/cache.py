@@ -3,8 +3,9 @@
 :func:`get` loads the file when it exists (committed with the chapters, so re-executing a chapter
 is fast and gives the same numbers) and otherwise trains and writes it atomically. ``force=True``
 or the environment variable ``FORCE=1`` recomputes. A file written under another schema version,
-for another configuration, or from another data source than the one this machine would use is
-reported with :class:`StaleResultError`, never silently reused.
+for another configuration, from another data source than the one this machine would use, or with an
+evaluation row that does not match the row schema (:data:`poisoncurv.lab.train.ROW_SCHEMA`, checked row by row
+on every read) is reported with :class:`StaleResultError`, never silently reused.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, valida
 from poisoncurv.lab.data import SOURCES, ImageData, locate, to_float
 from poisoncurv.lab.deep import Probe, make_probe
 from poisoncurv.lab.filtering import filter_poisons
-from poisoncurv.lab.train import build_model, checkpoint_path, prepare, train
+from poisoncurv.lab.train import build_model, checkpoint_path, prepare, row_problem, train
 
 
 class StaleResultError(RuntimeError):
@@ -38,16 +39,17 @@ class ResultWriteError(RuntimeError):
     """A finished run's results could not be written; its checkpoint is kept, so a second call writes them untrained."""
 
 
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` if needed and write a scratch file in it; ``ValueError`` naming the folder if it cannot hold
-    files (a file in its place, no permission, a read-only or full file system), before any training starts."""
+def check_writable(folder: Path, what: str = "results folder", option: str = "--results-dir") -> None:
+    """Create ``folder`` if needed and write a scratch file in it; ``ValueError`` naming the folder (``what``) and the
+    option that sets it if it cannot hold files (a file in its place, no permission, a read-only or full file system),
+    before any training starts."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".writable-"):
             pass
     except OSError as err:
-        raise ValueError(f"results folder {folder} cannot hold files ({err.strerror or type(err).__name__}): "
-                         f"choose another --results-dir or free space there") from None
+        raise ValueError(f"{what} {folder} cannot hold files ({err.strerror or type(err).__name__}): "
+                         f"choose another {option} or free space there") from None
 
 
 def result_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> Path:
@@ -78,6 +80,18 @@ def check_cached(res: Any, cfg: LabConfig, path: Path, data_source: str | None) 
     if data_source is not None and res.get("data_source") != data_source:
         raise StaleResultError(f"{path} was computed from '{res.get('data_source')}' but this machine reads "
                                f"'{data_source}': {how}, or point POISONCURV_SHARED_DATA / POISONCURV_DATA at the same data")
+    check_rows(res["epochs"], cfg.measure, path)
+
+
+def check_rows(rows: Any, measure: str, path: Path) -> None:
+    """Raise :class:`StaleResultError` naming ``path``, the row and the field unless ``rows`` is a non-empty list of
+    evaluation rows of a ``measure`` run (:data:`~poisoncurv.lab.train.ROW_SCHEMA`)."""
+    if not isinstance(rows, list) or not rows:
+        raise StaleResultError(f"{path}: epochs is {repr(rows)[:40]}, not a list of evaluation rows: {HOW}")
+    for i, row in enumerate(rows):
+        problem = row_problem(row, measure)
+        if problem is not None:
+            raise StaleResultError(f"{path}: evaluation row epochs[{i}]: {problem} (a {measure!r} run): {HOW}")
 
 
 def model_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> Path:
@@ -95,13 +109,12 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
     at all, a cached file is used as it is (its data source is still recorded in it).
     ``keep_model``: also keep the final weights at :func:`model_path` (a cached run without them is
     recomputed; training is deterministic on the CPU, so the numbers are the same).
+    ``force`` (default: :func:`force_from_env`): recompute even if cached; a filtered run's unfiltered run too.
     """
     validate(cfg)
     path = result_path(cfg, results_dir)
     force = force_from_env() if force is None else force
-    if keep_model and not model_path(cfg, results_dir).exists():
-        force = True
-    if path.exists() and not force:
+    if path.exists() and not force and not (keep_model and not model_path(cfg, results_dir).exists()):
         try:
             res = read_json(path)
         except CorruptResultError as err:
@@ -122,7 +135,7 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
         res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
                     remove_checkpoint=False)
     else:
-        res = _filtered(cfg, results_dir, data, checkpoint_dir, progress, model_dir)
+        res = _filtered(cfg, results_dir, data, checkpoint_dir, progress, model_dir, force)
     ckpt = checkpoint_path(cfg, checkpoint_dir)
     try:
         write_json_atomic(path, res)
@@ -135,11 +148,11 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
 
 
 def _filtered(cfg: LabConfig, results_dir: str | os.PathLike | None, data: ImageData | None,
-              checkpoint_dir: str | os.PathLike | None, progress: bool, model_dir: Path | None) -> dict[str, Any]:
-    """Filter-then-retrain (:mod:`poisoncurv.lab.filtering`): the unfiltered run (cached, with its weights), its
-    detector's removals, then ``cfg`` trained on the rest; the results carry the removals under ``filter``."""
+              checkpoint_dir: str | os.PathLike | None, progress: bool, model_dir: Path | None, force: bool) -> dict[str, Any]:
+    """Filter-then-retrain (:mod:`poisoncurv.lab.filtering`): the unfiltered run (cached with its weights unless
+    ``force``), its detector's removals, then ``cfg`` trained on the rest; the results carry the removals under ``filter``."""
     base = replace(cfg, filter="none")
-    get(base, results_dir, data=data, checkpoint_dir=checkpoint_dir, keep_model=True)
+    get(base, results_dir, force=force, data=data, checkpoint_dir=checkpoint_dir, keep_model=True)
     run = trained_run(base, results_dir, data=data)
     outcome = filter_poisons(run.model, run.poisoned, cfg.filter, base.key())
     res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
@@ -160,14 +173,19 @@ class TrainedRun:
 def trained_run(cfg: LabConfig, results_dir: str | os.PathLike | None = None, data: ImageData | None = None) -> TrainedRun:
     """The final weights kept by ``get(cfg, keep_model=True)`` rebuilt into ``cfg``'s model, with the run's
     poisoned training set (:func:`~poisoncurv.lab.train.prepare`, deterministic) and its probe. Raises
-    ``FileNotFoundError`` naming the file and the command when the weights were not kept."""
+    ``FileNotFoundError`` naming the file and the command when the weights were not kept, and :class:`StaleResultError`
+    naming it and how to recompute when they cannot be loaded into the model (truncated, foreign, another model's)."""
     path = model_path(cfg, results_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path}: the final weights of run {cfg.key()} were not kept; rerun it with "
                                 f"get(cfg, keep_model=True) (grids: keep_model: true in its group)")
     data, p = prepare(cfg, data)
     model = build_model(cfg, tuple(p.x_train.shape[1:]), NUM_CLASSES[cfg.dataset]).to(p.x_train.dtype)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as err:  # truncated or foreign files fail in many ways (EOFError, RuntimeError, UnpicklingError, ...)
+        raise StaleResultError(f"{path}: the kept weights of run {cfg.key()} cannot be loaded ({type(err).__name__}: "
+                               f"{' '.join(str(err).split())[:160]}): {HOW}") from None
     model.eval()
     x_test = to_float(data.x_test)
     probe = make_probe(x_test, data.y_test, p.x_trigger, p.y_trigger, p.x_train, p.y_train, p.poison_idx,

@@ -196,6 +196,8 @@ def validate(cfg: LabConfig) -> LabConfig:
         raise ValueError(f"theta: poison fraction must be in [0, 1) (0 = clean reference run), got {cfg.theta!r}")
     if not cfg.kappa >= 0:
         raise ValueError(f"kappa: penalty weight must be a finite number >= 0, got {cfg.kappa!r}")
+    if not 0 <= cfg.seed < 2**32:
+        raise ValueError(f"seed: got {cfg.seed}; allowed: an integer in [0, 2**32)")
     if not 0 <= cfg.target < NUM_CLASSES[cfg.dataset]:
         raise ValueError(f"target: class {cfg.target} outside 0..{NUM_CLASSES[cfg.dataset] - 1}")
     for name in ("epochs", "evals_per_epoch", "batch_size", "n_eval", "top_k", "n_train", "n_test"):

@@ -33,6 +33,7 @@ import math
 import os
 import pickle
 import shutil
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -216,7 +217,8 @@ def _download(name: str, cache: Path) -> None:
         for train in (True, False):
             cls(str(folder), train=train, download=True)
     except Exception as err:  # network errors come in many types (URLError, HTTPError, socket, RuntimeError)
-        raise DataNotFoundError(_missing_message(name, cache, shared_root()) + f" (download failed: {err})") from err
+        raise DataNotFoundError(_missing_message(name, cache, shared_root()) + f" (download failed: "
+                                f"{' '.join(str(err).split())[:200]})") from err
 
 
 def _redownload(folder: Path) -> str:
@@ -426,9 +428,22 @@ def to_float(x: Tensor) -> Tensor:
     return x.float() / 255.0
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """``python -m poisoncurv.lab.data [NAME ...]``: load each data set (all by default), downloading it when no copy
+    is present, and print its sizes and source. An unknown name, or a data set that can be neither found nor
+    downloaded, is one line on stderr and exit status 2 (names are checked before anything is read)."""
+    names = (sys.argv[1:] if argv is None else argv) or list(DATASETS)
+    try:
+        for name in names:
+            check_dataset(name)
+        for name in names:
+            d = load(name)
+            print(f"{name}: {len(d.y_train)} train, {len(d.y_test)} test, source: {d.source}")
+    except (ValueError, DataNotFoundError) as err:
+        print(f"poisoncurv.lab.data: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
 
-    for arg in sys.argv[1:] or DATASETS:
-        d = load(arg)
-        print(f"{arg}: {len(d.y_train)} train, {len(d.y_test)} test, source: {d.source}")
+
+if __name__ == "__main__":
+    raise SystemExit(main())

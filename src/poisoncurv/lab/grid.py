@@ -17,14 +17,20 @@ every run of every profile) and ``profiles`` (one entry per profile that the cha
 
 Fields not given take the profile's sizes and training recipe (:func:`poisoncurv.lab.config.profile_config`).
 Every field name, value type and axis is checked before any configuration is built, and every
-error names the grid file and the field. The runs are deduplicated by configuration key (a run in
-two groups is trained once); :meth:`Grid.group` still returns each group's runs in axis order, so a
-chapter picks the runs it plots from the same definition that a cluster runs.
+error names the grid file and the field. YAML anchors, aliases and merge keys (``<<: *base``) may share
+definitions, but a file whose aliases expand past :data:`MAX_YAML_VALUES` values (an alias bomb) or that gives a
+key twice in one mapping (the second would silently replace the first) is refused, and so is a grid of more than
+:data:`MAX_RUNS` runs, counted before any is built, unless the caller lifts the limit (``sweep --yes``).
+
+The runs are deduplicated by configuration key (a run in two groups is trained once); :meth:`Grid.group` still
+returns each group's runs in axis order, so a chapter picks the runs it plots from the same definition that a
+cluster runs.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import types
@@ -38,6 +44,8 @@ import yaml
 from poisoncurv.core.profiles import PROFILES
 from poisoncurv.lab.config import LabConfig, profile_config
 
+MAX_RUNS = 2000  # runs of one grid and profile, before exclusions; more are refused unless max_runs=None (sweep --yes)
+MAX_YAML_VALUES = 100_000  # values of a grid file once its aliases are expanded (the committed grids: hundreds)
 TOP_KEYS = ("description", "base", "profiles")
 PROFILE_KEYS = ("base", "groups")
 GROUP_KEYS = ("base", "axes", "exclude", "keep_model")
@@ -182,21 +190,73 @@ def _group(where: str, profile: str, name: str, spec: Any, base: dict[str, Any],
     return runs
 
 
+class _Refused(yaml.YAMLError):
+    """Valid YAML that a grid file may not hold (a duplicate key, an alias bomb); the message is one line."""
+
+
+def _expanded(node: yaml.Node, sizes: dict[int, int | None]) -> int:
+    """Values under ``node`` with every alias expanded (a shared node counts once per reference), memoised in ``sizes``
+    by node id, so the count costs one visit per distinct node."""
+    if id(node) in sizes:
+        size = sizes[id(node)]
+        if size is None:
+            raise _Refused("an alias refers to a mapping or list that contains it (a recursive structure)")
+        return size
+    sizes[id(node)] = None
+    children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair] \
+        if isinstance(node, yaml.MappingNode) else []
+    sizes[id(node)] = 1 + sum(_expanded(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+class _GridLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing aliases that expand past :data:`MAX_YAML_VALUES` values before anything is built,
+    and keys given twice in one mapping (merged keys, ``<<: *anchor``, may be overridden)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        size = _expanded(node, {})
+        if size > MAX_YAML_VALUES:
+            raise _Refused(f"its aliases expand to {size:.3g} values, more than {MAX_YAML_VALUES} (an alias bomb?): "
+                           f"write the values out or share fewer")
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _Refused(f"key {key!r} given twice in one mapping (line {key_node.start_mark.line + 1}): the "
+                                   f"second would silently replace the first; rename or merge them")
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_grid_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The parsed YAML of ``path`` with its top-level keys checked."""
+    """The parsed YAML of ``path`` (:class:`_GridLoader`) with its top-level keys checked."""
     path = Path(path)
     if not path.is_file():
         raise GridError(f"{path}: no such grid file (the chapters' grids are in grids/)")
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.load(path.read_text(), Loader=_GridLoader)
+    except _Refused as err:
+        raise GridError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise GridError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     return _mapping(str(path), spec, TOP_KEYS)
 
 
-def load_grid(path: str | os.PathLike, profile: str, check_device: bool = True) -> Grid:
+def _count(spec: Any) -> int:
+    """The runs a group spec expands to before exclusions, from its axes' lengths (0 when malformed: :func:`_group`
+    names the fault)."""
+    axes = spec.get("axes") if isinstance(spec, dict) else None
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in axes.values()) if isinstance(axes, dict) and axes else 0
+
+
+def load_grid(path: str | os.PathLike, profile: str, check_device: bool = True, max_runs: int | None = MAX_RUNS) -> Grid:
     """The :class:`Grid` of ``path`` for ``profile``; raises :class:`GridError` naming the field on any fault
-    (``check_device``: see :func:`make_config`)."""
+    (``check_device``: see :func:`make_config`), or when its groups hold more than ``max_runs`` runs before exclusions
+    (counted before any is built; ``None``: no limit)."""
     if profile not in PROFILES:
         raise GridError(f"profile: unknown {profile!r}; choose one of {', '.join(PROFILES)}")
     spec = read_grid_file(path)
@@ -209,5 +269,9 @@ def load_grid(path: str | os.PathLike, profile: str, check_device: bool = True) 
     groups = _mapping(f"{where}.groups", pspec.get("groups"), None)
     if not groups:
         raise GridError(f"{where}.groups: a profile needs at least one group")
+    total = sum(_count(g) for g in groups.values())
+    if max_runs is not None and total > max_runs:
+        raise GridError(f"{where}.groups: {total:,} runs before exclusions, more than the limit of {max_runs:,}: split the "
+                        f"grid, or pass --yes to the sweep to run them all")
     return Grid(Path(path), profile, str(spec.get("description", "")),
                 {name: _group(f"{where}.groups.{name}", profile, name, g, base, check_device) for name, g in groups.items()})

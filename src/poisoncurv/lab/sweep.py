@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -25,10 +26,10 @@ import submitit
 import torch
 
 from poisoncurv.core.results import read_json
-from poisoncurv.lab.cache import StaleResultError, check_cached, get, model_path, result_path
+from poisoncurv.lab.cache import StaleResultError, check_cached, check_writable, get, model_path, result_path
 from poisoncurv.lab.config import LabConfig
 from poisoncurv.lab.data import SOURCES, DataNotFoundError, cache_root, ensure, locate
-from poisoncurv.lab.grid import Grid, Run, load_grid
+from poisoncurv.lab.grid import MAX_RUNS, Grid, Run, load_grid
 
 EXECUTORS = ("local", "slurm", "debug")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 minutes) would kill real runs
@@ -108,6 +109,9 @@ def make_executor(kind: str, folder: Path, threads_per_run: int, max_parallel: i
     ``gpus_per_task``, ``time`` (minutes or ``HH:MM:SS``), passed as submitit's ``slurm_*`` parameters."""
     if kind not in EXECUTORS:
         raise ValueError(f"executor: unknown {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    if kind == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise ValueError("executor: slurm needs SLURM's sbatch and srun on the PATH, and this machine has none: run the "
+                         "sweep on the cluster's login node, or use --executor local")
     ex = submitit.AutoExecutor(folder=folder, cluster=kind)
     if kind == "slurm":
         params = {f"slurm_{k}": v for k, v in (slurm or {}).items() if v is not None}
@@ -138,8 +142,9 @@ def sweep(grid: Grid, executor: str = "local", max_parallel: int | None = None, 
 
     ``max_parallel`` (default :func:`default_parallel`) caps the runs in flight (SLURM: the array's
     parallelism); ``log_dir`` (default ``<data cache>/sweeps/<grid>-<profile>``) holds submitit's files.
-    Every data set the runs still to do need is located (or downloaded) first: a missing one raises
-    :class:`~poisoncurv.lab.data.DataNotFoundError` before anything is submitted.
+    Before anything is submitted, every data set the runs still to do need is located (or downloaded: a missing one
+    raises :class:`~poisoncurv.lab.data.DataNotFoundError`), then the results and log folders are checked writable
+    (``ValueError`` naming them).
     """
     if threads_per_run < 1:
         raise ValueError(f"threads-per-run: must be >= 1, got {threads_per_run}")
@@ -155,17 +160,28 @@ def sweep(grid: Grid, executor: str = "local", max_parallel: int | None = None, 
             todo.append(run)
         else:
             outcomes[run.config.key()] = Outcome(run, "cached", **summary(res))
+    ex = _executor(grid, todo, executor, max_parallel, threads_per_run, results_dir, log_dir, slurm) if todo else None
     print(f"{grid.path} [{grid.profile}]: {len(runs)} runs, {len(outcomes)} cached, {len(todo)} to run "
           f"({executor}, at most {max_parallel} at once)", file=sys.stderr, flush=True)
-    if todo:
-        for dataset in sorted({run.config.dataset for run in todo}):  # one message, before anything is submitted
-            ensure(dataset)
-        folder = Path(log_dir or cache_root() / "sweeps" / f"{grid.path.stem}-{grid.profile}")
-        ex = make_executor(executor, folder, threads_per_run, max_parallel, slurm)
+    if ex is not None:
         fn = RunJob(None if results_dir is None else str(results_dir),
                     None if checkpoint_dir is None else str(checkpoint_dir), threads_per_run)
         _drive(ex, fn, todo, executor, max_parallel, poll_s, outcomes)
     return [outcomes[run.config.key()] for run in runs]
+
+
+def _executor(grid: Grid, todo: list[Run], executor: str, max_parallel: int, threads_per_run: int,
+              results_dir: str | os.PathLike | None, log_dir: str | os.PathLike | None,
+              slurm: dict[str, Any] | None) -> submitit.Executor:
+    """The executor for ``todo`` after the checks that precede any submission, each failing in one line: the data sets
+    are present (or downloaded; nothing is created before), the results and log folders can hold files, SLURM is there
+    when asked for."""
+    for dataset in sorted({run.config.dataset for run in todo}):
+        ensure(dataset)
+    folder = Path(log_dir or cache_root() / "sweeps" / f"{grid.path.stem}-{grid.profile}")
+    check_writable(result_path(todo[0].config, results_dir).parent)
+    check_writable(folder, "sweep log folder", "--log-dir")
+    return make_executor(executor, folder, threads_per_run, max_parallel, slurm)
 
 
 def _drive(ex: submitit.Executor, fn: RunJob, todo: list[Run], executor: str, max_parallel: int, poll_s: float,
@@ -242,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", default=None, help="default: results/lab")
     ap.add_argument("--checkpoint-dir", default=None, help="default: <data cache>/checkpoints (shared by the cluster's nodes)")
     ap.add_argument("--log-dir", default=None, help="submitit's files; default: <data cache>/sweeps/<grid>-<profile>")
+    ap.add_argument("--yes", action="store_true", help=f"run a grid of more than {MAX_RUNS:,} runs (refused otherwise)")
     args = ap.parse_args(argv)
     try:
-        grid = load_grid(args.grid, args.profile, check_device=args.executor != "slurm")
+        grid = load_grid(args.grid, args.profile, check_device=args.executor != "slurm", max_runs=None if args.yes else MAX_RUNS)
         outcomes = sweep(grid, args.executor, args.max_parallel, args.threads_per_run, args.results_dir,
                          args.checkpoint_dir, args.log_dir,
                          {"partition": args.slurm_partition, "gpus_per_task": args.slurm_gpus_per_task, "time": args.slurm_time})

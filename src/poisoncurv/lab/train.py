@@ -11,7 +11,9 @@ per example (``B`` times smaller when the squared norms are summed rather than a
 corresponds to ``κ / B`` (or ``κ / B²``) here.
 
 Every epoch uses its own seeded generator (order and augmentation), so a run resumed from a
-checkpoint (written atomically after every epoch) replays exactly what an uninterrupted run does.
+checkpoint (written atomically after every epoch) replays exactly what an uninterrupted run does. A checkpoint
+carries its run's key and a schema version and is checked before it is trusted (:func:`_checkpoint_problem`); one
+that fails is discarded with a warning and the run starts over.
 
 On CUDA the training steps (never the measurements, which run the eager float32 model and form
 curvature in float64 in :mod:`poisoncurv.lab.deep`) use bf16 autocast, channels-last memory for the
@@ -222,6 +224,51 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, 
     return out
 
 
+_NUMBER = frozenset((int, float))
+_NONFINITE = ("nan", "inf", "-inf")  # non-finite floats as results files write them (poisoncurv.core.results)
+_MISSING = object()
+_LIST = "a list of numbers"
+# The kinds of value in an evaluation row: the Python types each takes (bool is not a number here).
+ROW_KINDS: dict[str, frozenset[type]] = {"a number": _NUMBER, "a number or null": _NUMBER | {type(None)},
+                                         "true or false": frozenset((bool,)), _LIST: frozenset((list,))}
+_COMMON_ROW = {"epoch": "a number", "train_loss": "a number or null", "penalty": "a number or null",
+               **dict.fromkeys(("clean_acc", "asr", "clean_to_target", "trigger_shift2"), "a number")}
+_CURVATURE = {"top": _LIST, **dict.fromkeys(("overlap", "mass", "curv_u", "fisher_top"), "a number")}
+# The fields of one evaluation row (the epoch, the losses and what evaluate measures) and their kinds, by cfg.measure.
+ROW_SCHEMA: dict[str, dict[str, str]] = {
+    "basic": {**_COMMON_ROW, "hess_top": _LIST, "overlap": "a number", "curv_along_poison": "a number",
+              "fisher_top": "a number", "visible": "true or false"},
+    "deep": {**_COMMON_ROW, "robust_acc": "a number", "premise_gap": "a number",
+             **{f"{at}_{k}": kind for at in ("clean", "trig") for k, kind in _CURVATURE.items()},
+             **dict.fromkeys(("feat_sigma_w", "feat_trig_to_target", "feat_trig_to_source", "feat_target_to_target",
+                              "feat_collapse_clean", "feat_collapse_trig", "feat_trig_to_poison", "feat_poison_to_target",
+                              "feat_collapse_poison"), "a number or null")},
+}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether ``value`` is of ``kind`` (a key of :data:`ROW_KINDS`); non-finite floats written as text count as numbers."""
+    if kind == _LIST:
+        return isinstance(value, list) and all(_fits(v, "a number") for v in value)
+    return type(value) in ROW_KINDS[kind] or (kind != "true or false" and isinstance(value, str) and value in _NONFINITE)
+
+
+def row_problem(row: Any, measure: str) -> str | None:
+    """What is wrong with evaluation row ``row`` of a ``measure`` run against :data:`ROW_SCHEMA` (``"<field> is
+    missing"``, ``"<field> is <value>, expected <kind>"``), or ``None``. Extra fields are allowed."""
+    if not isinstance(row, dict):
+        return f"is {type(row).__name__}, not a mapping of fields"
+    for field, kind in ROW_SCHEMA[measure].items():
+        value = row.get(field, _MISSING)
+        if type(value) in ROW_KINDS[kind] and (kind != _LIST or set(map(type, value)) <= _NUMBER):
+            continue  # the common case without a call: this runs on every read of a cached result
+        if value is _MISSING:
+            return f"{field} is missing"
+        if not _fits(value, kind):
+            return f"{field} is {repr(value)[:40]}, expected {kind}"
+    return None
+
+
 def prepare(cfg: LabConfig, data: ImageData | None = None) -> tuple[ImageData, Poisoned]:
     """Load (or take) the data, take the profile's subset and poison it."""
     data = (data or load(cfg.dataset)).subset(cfg.n_train, cfg.n_test, cfg.seed)
@@ -251,21 +298,62 @@ def _save_atomic(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _resume(ckpt: Path, device: torch.device, model: nn.Module, opt: torch.optim.Optimizer,
-            sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[list[dict[str, Any]], int, float] | None:
-    """Load checkpoint ``ckpt`` into ``model``, ``opt``, ``sched`` and return ``(rows, completed epochs,
-    wall time so far)``; ``None`` with a warning naming the file if it cannot be read (then the caller
-    discards it and starts the run over)."""
+CHECKPOINT_VERSION = 1  # what a checkpoint holds; one without this version or its run's key is never resumed
+
+
+def _checkpoint_problem(state: Any, cfg: LabConfig, stamps: list[float]) -> str | None:
+    """Why checkpoint contents ``state`` cannot resume run ``cfg``, or ``None``: no key or schema version (an older or
+    foreign file), another schema or run, completed epochs outside ``[0, cfg.epochs]``, or evaluation rows that are not
+    this run's after those epochs (``stamps``: the epochs of all the run's rows, the first at 0)."""
+    if not isinstance(state, dict) or "key" not in state or "schema_version" not in state:
+        return "carries no run key and schema version (an older or foreign file)"
+    if state["schema_version"] != CHECKPOINT_VERSION:
+        return f"has schema version {state['schema_version']!r}, the code writes {CHECKPOINT_VERSION}"
+    if state["key"] != cfg.key():
+        return f"belongs to run {state['key']!r}, not {cfg.key()}"
+    done = state.get("completed_epochs")
+    if type(done) is not int or not 0 <= done <= cfg.epochs:
+        return f"claims {done!r} completed epochs; the run has {cfg.epochs}"
+    expected = stamps[:1 + done * (len(stamps) - 1) // cfg.epochs]
+    rows = state.get("rows")
+    if not isinstance(rows, list) or [r.get("epoch") if isinstance(r, dict) else r for r in rows] != expected:
+        return (f"holds evaluation rows that are not this run's ({len(rows) if isinstance(rows, list) else 0} rows; after "
+                f"{done} epochs it has {len(expected)}, at epochs {expected[0]} to {expected[-1]})")
+    for i, row in enumerate(rows):
+        problem = row_problem(row, cfg.measure)
+        if problem is not None:
+            return f"holds a bad evaluation row ({i}: {problem})"
+    return None
+
+
+def _resume(ckpt: Path, cfg: LabConfig, stamps: list[float], device: torch.device, model: nn.Module,
+            opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[list[dict[str, Any]], int, float] | None:
+    """Load checkpoint ``ckpt`` of run ``cfg`` into ``model``, ``opt``, ``sched`` and return ``(rows, completed epochs,
+    wall time so far)``; ``None`` with one warning naming the file and the fault if it cannot be read or fails
+    :func:`_checkpoint_problem` (then the caller discards it and starts the run over)."""
     try:
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        return list(state["rows"]), int(state["completed_epochs"]), float(state["wall_time_s"])
+        problem = _checkpoint_problem(state, cfg, stamps)
+        if problem is None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            return list(state["rows"]), state["completed_epochs"], float(state["wall_time_s"])
     except Exception as err:  # truncated or foreign files fail in many ways (EOFError, RuntimeError, KeyError, ...)
-        warnings.warn(f"checkpoint {ckpt} is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]}); discarding it and "
-                      f"starting the run over", stacklevel=3)
-        return None
+        problem = f"is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+    warnings.warn(f"checkpoint {ckpt} {problem}; discarding it and starting the run over", stacklevel=3)
+    return None
+
+
+def _remove_temporaries(ckpt: Path) -> None:
+    """Delete the temporary files of checkpoint ``ckpt`` (:func:`~poisoncurv.core.results.atomic_target`'s
+    ``.<key>.*.tmp``) that a write killed midway left, with one warning; a run calls it when it starts."""
+    stale = sorted(ckpt.parent.glob(f".{ckpt.stem}.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        warnings.warn(f"removed {len(stale)} temporary file(s) of {ckpt.name} in {ckpt.parent} left by an interrupted "
+                      f"checkpoint write", stacklevel=3)
 
 
 def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = None) -> Path:
@@ -344,20 +432,22 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
         return {"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
                 **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval, probe)}
 
+    marks = sorted({round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)})
+    stamps = [0] + [round(e + m / steps_per_epoch, 6) for e in range(cfg.epochs) for m in marks]  # the rows' epochs, as measure writes them
     ckpt = checkpoint_path(cfg, checkpoint_dir)
+    _remove_temporaries(ckpt)
     model, opt, sched = setup()
-    resumed = _resume(ckpt, device, model, opt, sched) if ckpt.exists() else None
+    resumed = _resume(ckpt, cfg, stamps, device, model, opt, sched) if ckpt.exists() else None
     if resumed is not None:
         rows, first, prior_time = resumed
     else:
-        if ckpt.exists():  # unreadable: discarded, start over from a fresh model
+        if ckpt.exists():  # unreadable or not this run's: discarded, start over from a fresh model
             ckpt.unlink()
             model, opt, sched = setup()
         rows, first, prior_time = [measure(0, None, None)], 0, 0.0
     forward = TrainForward(model, mode.compiled)
     bar = Progress(cfg.epochs, progress, f"{cfg.model}/{cfg.attack} θ={cfg.theta} κ={cfg.kappa:g}")
     bar.n = first
-    marks = {round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)}
     for epoch in range(first, cfg.epochs):
         if max_epochs is not None and epoch - first >= max_epochs:
             bar.close()
@@ -379,13 +469,16 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
             sched.step()
             tot_loss, tot_pen, n_since = tot_loss + loss.item(), tot_pen + pen.item(), n_since + 1
             if not math.isfinite(tot_loss + tot_pen):
-                raise FloatingPointError(f"training diverged at epoch {epoch}, step {i} (lr={step_size(cfg)}, kappa={cfg.kappa})")
+                raise FloatingPointError(f"kappa: training diverged at epoch {epoch}, step {i} (loss or penalty not finite with "
+                                         f"kappa={cfg.kappa:g}, lr={step_size(cfg):g}): choose a smaller "
+                                         f"{'kappa' if cfg.kappa > 0 else 'lr (--set lr=...)'}")
             if i + 1 in marks:
                 rows.append(measure(epoch + (i + 1) / steps_per_epoch, tot_loss / n_since, tot_pen / n_since))
                 tot_loss = tot_pen = 0.0
                 n_since = 0
-        _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "rows": rows,
-                      "completed_epochs": epoch + 1, "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
+        _save_atomic({"schema_version": CHECKPOINT_VERSION, "key": cfg.key(), "model": model.state_dict(),
+                      "opt": opt.state_dict(), "sched": sched.state_dict(), "rows": rows, "completed_epochs": epoch + 1,
+                      "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
         bar.update(f"acc {rows[-1]['clean_acc']:.3f} asr {rows[-1]['asr']:.3f}")
     bar.close()
     model.eval()
