@@ -14,13 +14,17 @@ THREADS ?= 1
 SLURM_PARTITION ?=
 SLURM_GPUS ?=
 SLURM_TIME ?= 240
+PAGES   ?=
 export FORCE            # FORCE=1: lab chapters recompute cached runs instead of loading results/lab/
-export CHAPTER PROFILE DEVICE SEED GRID EXECUTOR MAX_PARALLEL THREADS SLURM_PARTITION SLURM_GPUS SLURM_TIME
+export CHAPTER PROFILE DEVICE SEED GRID EXECUTOR MAX_PARALLEL THREADS SLURM_PARTITION SLURM_GPUS SLURM_TIME PAGES
 # (recipes read these from the environment, quoted, never pasted into the shell line; Python validates them)
 
-.PHONY: book test test-fast test-smoke mutants lint rerun sweep gpu-check env clean help
+.PHONY: book pages-check test test-fast test-smoke mutants lint rerun sweep gpu-check env clean help
 help:
 	@echo "make book                                   build the HTML book into _build/html"
+	@echo "make pages-check [PAGES='ch0*.html']        the built book as a reader sees it, in headless Chromium at 1280 and"
+	@echo "                                            390 px: overflowing tables/equations/code/figures, raw roles, Python"
+	@echo "                                            literals and 817.0-style floats in the text -> _build/pages-check.txt"
 	@echo "make test                                   run the whole test suite (what CI runs; every notebook executed once)"
 	@echo "make test-fast                              the unit tests without the slow ones (about two minutes)"
 	@echo "make test-smoke                             every chapter executed in the smoke profile against the ledger"
@@ -46,6 +50,14 @@ $(STAMP): requirements.txt benchmarks/requirements.txt pyproject.toml
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build book --all --config $(CURDIR)/_config.yml --toc $(CURDIR)/_toc.yml --path-output . --warningiserror --keep-going
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
+
+# Checks the book `make book` built (it does not rebuild it) and is not part of `make test`: it needs Chromium.
+# Standard library only, so it runs without .venv. Exit status 1 when it finds anything (report: _build/pages-check.txt).
+pages-check:
+	@test -f _build/html/index.html || { echo "pages-check: no built book in _build/html: run \`make book\` first"; exit 2; }
+	@test -n "$$CHROMIUM" || command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  { echo "pages-check: needs Chromium (on Debian: sudo apt-get install chromium; or CHROMIUM=/path/to/chrome)"; exit 2; }
+	$(PYTHON) tools/pages_check.py --html _build/html $${PAGES:+--pages "$$PAGES"}
 
 # --durations: the 15 slowest tests are printed, to watch the suite against its 10-minute target.
 # Every notebook is executed once: nbval re-executes the committed chapters (cpu profile, from the cached runs) and
