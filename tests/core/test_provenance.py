@@ -25,3 +25,9 @@ def test_git_commit_is_dirty_for_code_but_not_for_results(tmp_path):
 
 def test_git_commit_outside_a_repository(tmp_path):
     assert git_commit(tmp_path) == "unknown"
+
+
+def test_short_commit_keeps_the_dirty_mark():
+    from poisoncurv.core.provenance import short_commit
+    assert short_commit("0123456789abcdef") == "01234567"
+    assert short_commit("0123456789abcdef+dirty") == "01234567+dirty"

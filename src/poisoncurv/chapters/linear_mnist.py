@@ -17,6 +17,7 @@ from poisoncurv.book.tables import Table
 from poisoncurv.core import criteria
 from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, CURV_RATIO_VISIBLE
 from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
+from poisoncurv.core.provenance import short_commit
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
 from poisoncurv.lab.data import SOURCES, ImageData, load, locate
@@ -104,7 +105,7 @@ def provenance_table(results: dict[str, dict[str, Any]]) -> Table:
     for name in seen.values():
         r = results[name]
         p = r["provenance"]
-        rows.append([name, p["git_commit"][:8], r["config"]["profile"], p["device_name"].removeprefix("CPU: "),
+        rows.append([name, short_commit(p["git_commit"]), r["config"]["profile"], p["device_name"].removeprefix("CPU: "),
                      r["data_source"], float(p["wall_time_s"])])
     return Table("tbl-ch5-provenance", f"Provenance of the {len(rows)} lab runs behind this chapter, as each run file "
                  f"records it (device: the CPU it trained on; wall time: the training of that run, in seconds). {RUN}",

@@ -28,6 +28,11 @@ def git_commit(root: Path = REPO_ROOT) -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def short_commit(commit: str) -> str:
+    """The first 8 characters of a recorded commit, keeping its ``+dirty`` mark (a table must not hide it)."""
+    return commit[:8] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def library_versions() -> dict[str, str]:
     """Versions of Python and the numerical libraries a result depends on (read from the installed packages'
     metadata, without importing them: matplotlib's import alone costs about a second)."""
