@@ -167,6 +167,7 @@ def test_e3_holds_when_every_seed_agrees():
     ch = chapter({"theta": clean, "defence": cells, "weight_decay": []})
     s = dr.defence_result(ch, {"warp": (("defence",), "weight_decay")}, "t", "run").summary()
     assert s["t_def_warp_e3_holds"] == "yes" and s["t_n_e3_holds"] == 1
+    assert s["t_def_warp_first_counts_aug"] == "2.5·10³" and s["t_def_warp_first_counts_noaug"] == "none"   # κ_lab 1, B = 50
     assert s["t_def_warp_n_kappa_aug_counts"] == 1 and s["t_def_warp_n_kappa_counts"] == 0
 
 
@@ -220,3 +221,8 @@ def test_clean_model_matches_files_written_before_a_field_existed():
     assert ch.clean_model(ch.results[poisoned.key()]) is old
     assert ch.clean_model({**ch.results[poisoned.key()], "config": {**ch.results[poisoned.key()]["config"],
                                                                      "filter": "ac"}}) is None
+
+
+@pytest.mark.parametrize("x, text", [(30000, "3·10⁴"), (1e5, "10⁵"), (2500, "2.5·10³"), (163.84, "1.64·10²"), (0.01, "10⁻²")])
+def test_powers_text(x, text):
+    assert dr.powers_text(x) == text

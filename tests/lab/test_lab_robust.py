@@ -268,7 +268,8 @@ def test_corrupt_results_file_names_it_and_force(tmp_path, content, hint, capsys
     assert json.loads(path.read_text())["key"] == fresh["key"] == cfg.key()
 
 
-def test_cli_reports_a_corrupt_results_file_in_one_line(tmp_path, monkeypatch, capsys):
+def _one_cli_run(tmp_path, monkeypatch):
+    """A one-epoch smoke run through the CLI on a tiny fake MNIST: its arguments and its results file."""
     write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
     monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
@@ -276,6 +277,11 @@ def test_cli_reports_a_corrupt_results_file_in_one_line(tmp_path, monkeypatch, c
             "--set", "epochs=1", "--set", "n_train=60", "--set", "n_test=30", "--set", "n_eval=20"]
     assert cli(args) == 0
     (path,) = (tmp_path / "res").glob("*.json")
+    return args, path
+
+
+def test_cli_reports_a_corrupt_results_file_in_one_line(tmp_path, monkeypatch, capsys):
+    args, path = _one_cli_run(tmp_path, monkeypatch)
     path.write_text(path.read_text()[:100])
     capsys.readouterr()
     assert cli(args) == 2
@@ -317,13 +323,7 @@ def test_non_finite_values_and_nulls_where_allowed_pass(tmp_path):
 
 
 def test_cli_reports_a_bad_evaluation_row_in_one_line(tmp_path, monkeypatch, capsys):
-    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
-    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
-    args = ["--profile", "smoke", "--theta", "0.1", "--results-dir", str(tmp_path / "res"), "--quiet",
-            "--set", "epochs=1", "--set", "n_train=60", "--set", "n_test=30", "--set", "n_eval=20"]
-    assert cli(args) == 0
-    (path,) = (tmp_path / "res").glob("*.json")
+    args, path = _one_cli_run(tmp_path, monkeypatch)
     res = json.loads(path.read_text())
     res["epochs"][-1]["asr"] = "n/a"
     path.write_text(json.dumps(res))

@@ -699,6 +699,11 @@ class DefenceResult:
         kp = self.kappa_paper(kappa)
         return "k0" if kp == 0 else "kp" + f"{kp:.2g}".replace(".", "p").replace("e+", "e")   # 16384 -> kp1p6e04
 
+    def first_counting(self, attack: str, augment: bool) -> str:
+        """The smallest κ_paper whose κ > 0 cell counts (:func:`powers_text`), or ``none``."""
+        ks = [c.setting for c in self.grid(attack) if c.augment == augment and c.setting > 0 and c.verdict == criteria.COUNTS]
+        return powers_text(self.kappa_paper(min(ks))) if ks else "none"
+
     def augmentation_drop(self, attack: str, kappa: float) -> tuple[float, float, float] | None:
         """ASR without augmentation minus with it at ``kappa``, paired by seed: mean and bootstrap interval
         (``None`` unless both cells have :data:`~poisoncurv.core.criteria.MIN_SEEDS` common seeds)."""
@@ -751,7 +756,8 @@ class DefenceResult:
                     f"{s}_best_safe_acc": max(safe) if safe else "none", f"{s}_clean_acc": self.clean_acc(a),
                     f"{s}_aug_drop_kappa_paper": self.kappa_paper(best[0]) if best else "none",
                     f"{s}_aug_drop": best[1][0] if best else "none", f"{s}_aug_drop_lo": best[1][1] if best else "none",
-                    f"{s}_aug_drop_hi": best[1][2] if best else "none", f"{s}_e3_holds": e3}
+                    f"{s}_aug_drop_hi": best[1][2] if best else "none", f"{s}_e3_holds": e3,
+                    f"{s}_first_counts_aug": self.first_counting(a, True), f"{s}_first_counts_noaug": self.first_counting(a, False)}
         out[f"{self.tag}_n_e3_holds"] = sum(out[f"{self.tag}_def_{slug(a)}_e3_holds"] == "yes" for a in self.attacks)
         out[f"{self.tag}_n_e3_testable"] = sum(out[f"{self.tag}_def_{slug(a)}_e3_holds"] != "n/a" for a in self.attacks)
         out[f"{self.tag}_n_defence_attacks"] = len(self.attacks)
@@ -778,6 +784,17 @@ class DefenceResult:
                      r"untriggered inputs sent to the target) has no meaningful ASR. Runs with $\kappa > 0$ also cap the learning rate at "
                      r"$1/\kappa_{\text{lab}}$ and clip the gradient norm at 10. " + self.run_label,
                      ["attack", "augm.", "κ paper", "seeds", "clean acc.", "cost (points)", "ASR", "counts", "verdict"], rows)
+
+
+SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def powers_text(x: float) -> str:
+    """A positive number as prose writes a power of ten: ``30000`` → ``3·10⁴``, ``1e5`` → ``10⁵``, ``2500`` → ``2.5·10³``."""
+    e = math.floor(math.log10(x))
+    m = round(x / 10**e, 2)
+    mant = "" if m == 1 else f"{m:g}·"
+    return f"{mant}10{str(e).translate(SUPERSCRIPTS)}"
 
 
 def _seed_cells(points: list[DefencePoint]) -> tuple[DefenceCell, ...]:
