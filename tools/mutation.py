@@ -37,6 +37,7 @@ CNN8 = ("tests/chapters/test_detectors_cnn.py::test_frontier_rules_on_hand_made_
         "tests/chapters/test_detectors_cnn.py::test_frontier_calls_carry_the_test_set_interval",
         "tests/chapters/test_detectors_cnn.py::test_model_test_ranks_poisoned_above_clean")
 LAB_DEEP = ("tests/lab/test_lab_deep.py",)
+CACHE = ("tests/lab/test_lab_robust.py",)
 EXACT = ("tests/curvature/test_exact.py",)
 
 MUTANTS = (
@@ -93,6 +94,10 @@ MUTANTS = (
     Mutant("lab/deep.py", "proj = (vecs.T @ u.to(vecs.device)) ** 2", "proj = (vecs.T @ u.to(vecs.device)).abs()", LAB_DEEP,
            "overlap not squared"),
     Mutant("lab/deep.py", '"overlap": float(proj[0])', '"overlap": float(proj[-1])', LAB_DEEP, "overlap of the last eigenvector"),
+    Mutant("lab/cache.py", 'if res.get("key") != cfg.key():', "if False:", CACHE, "a cached file of another run is used"),
+    Mutant("lab/cache.py", 'if data_source is not None and res.get("data_source") != data_source:', "if False:", CACHE,
+           "a cached file from other data is used"),
+    Mutant("lab/cache.py", '    check_rows(res["epochs"], cfg.measure, path)\n', "", CACHE, "evaluation rows not checked"),
     Mutant("curvature/exact.py", "W = conv.weight.detach().flip(2, 3).transpose(0, 1)", "W = conv.weight.detach().transpose(0, 1)",
            EXACT, "first convolution's kernel not flipped"),
 )

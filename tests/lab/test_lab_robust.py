@@ -567,3 +567,15 @@ def test_force_recomputes_an_unloadable_kept_model_and_its_filtered_run(tmp_path
     base = _small_cli_config(model="mlp")
     assert cache.trained_run(base, tmp_path / "res").model is not None
     assert cache.result_path(replace(base, filter="spectral"), tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("edit,hint", [(lambda r: r.update(key="0123456789abcdef"), "holds configuration 0123456789abcdef"),
+                                       (lambda r: r.update(data_source="another copy"), "was computed from 'another copy'")])
+def test_a_results_file_of_another_run_or_data_is_refused(tmp_path, edit, hint):
+    """A file under this run's name that holds another configuration, or numbers from other data, is never used."""
+    cfg, small = _small_run()
+    res = cache.get(cfg, tmp_path, data=small, checkpoint_dir=tmp_path / "ck")
+    edit(res)
+    cache.write_json_atomic(cache.result_path(cfg, tmp_path), res)
+    with pytest.raises(cache.StaleResultError, match=hint):
+        cache.get(cfg, tmp_path, data=small)
