@@ -86,7 +86,7 @@ def test_hardware_table_compares_the_retrained_runs(runs):
         assert "EPYC" in r.cpu_committed and "Xeon" in r.cpu_retrained
         assert r.committed["asr"] == runs.results[r.key]["epochs"][-1]["asr"]
         again = json.loads((ex.HARDWARE_DIR / f"{r.key}.json").read_text())
-        assert r.retrained["clean_acc"] == again["epochs"][-1]["clean_acc"] and again["config"] == runs.results[r.key]["config"]
+        assert r.retrained["clean_acc"] == again["epochs"][-1]["clean_acc"] and again["key"] == runs.results[r.key]["key"] == r.key
         sd = np.std([res["epochs"][-1]["clean_acc"] for res in runs.groups(ex.SEED_GROUPS, attack=r.attack, theta=0.01)], ddof=1)
         assert r.in_seed_sd["clean_acc"] == pytest.approx((r.retrained["clean_acc"] - r.committed["clean_acc"]) / sd)
 

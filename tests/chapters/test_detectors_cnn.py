@@ -256,7 +256,7 @@ def test_adaptive_from_the_cache_and_its_surrogate_recomputed(one_surrogate):
     assert np.array_equal(run.poisoned.direction.reshape(28, 28).numpy() > 0, adv.pattern > 0)
     assert set(adv.runs) == {"cross θ=1%", "lowcurv θ=1%", "lowcurv θ=2%", "lowcurv θ=5%"}
     clean, poisoned = adv.runs["lowcurv θ=5%"]
-    assert [r.config.theta for r in poisoned] == [0.05] * 3 and [r.config.theta for r in clean] == [0.0] * 3
+    assert [r.config.theta for r in poisoned] == [0.05] * 8 and [r.config.theta for r in clean] == [0.0] * 8
     r = poisoned[0]
     ref = next(c for c in clean if c.config.seed == r.config.seed)
     assert adv.curv_ratio("lowcurv θ=5%")[0] == pytest.approx(r.final["trig_curv_u"] / ref.final["trig_curv_u"])
