@@ -12,13 +12,13 @@ from poisoncurv.core import stats
 
 def brute_permutation_p(neg, pos):
     allv = np.concatenate([neg, pos])
-    obs = stats._auroc(np.asarray(neg, float), np.asarray(pos, float))
+    obs = stats.auroc(np.asarray(neg, float), np.asarray(pos, float))
     hits = total = 0
     for idx in itertools.combinations(range(len(allv)), len(pos)):
         m = np.zeros(len(allv), bool)
         m[list(idx)] = True
         total += 1
-        hits += stats._auroc(allv[~m], allv[m]) >= obs - 1e-12
+        hits += stats.auroc(allv[~m], allv[m]) >= obs - 1e-12
     return hits / total
 
 

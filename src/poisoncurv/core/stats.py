@@ -68,7 +68,8 @@ def sign_test(n_plus: int, n_minus: int) -> float:
     return 1.0 if n == 0 else float(binomtest(n_plus, n, 0.5).pvalue)
 
 
-def _auroc(neg: np.ndarray, pos: np.ndarray) -> float:
+def auroc(neg: np.ndarray, pos: np.ndarray) -> float:
+    """Mann-Whitney AUROC of scores ``pos`` over ``neg`` (1-d float arrays), ties counted one half (average ranks)."""
     ranks = rankdata(np.concatenate([neg, pos]), method="average")
     return float((ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
@@ -139,7 +140,7 @@ def auroc_test(neg: Any, pos: Any, seed: int = BOOT_SEED) -> AurocTest:
     """:class:`AurocTest` of the scores of poisoned models ``pos`` against clean models ``neg``."""
     neg, pos = _scores(neg, "neg"), _scores(pos, "pos")
     lo, hi = bootstrap_auroc_ci(neg, pos, seed=seed)
-    return AurocTest(_auroc(neg, pos), len(neg), len(pos), permutation_p(neg, pos), lo, hi)
+    return AurocTest(auroc(neg, pos), len(neg), len(pos), permutation_p(neg, pos), lo, hi)
 
 
 def mean_ci(values: Any, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> tuple[float, float, float]:

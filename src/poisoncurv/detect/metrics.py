@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
+
+from poisoncurv.core import stats
 
 
 def _truth(is_poison: Any, n: int) -> np.ndarray:
@@ -33,9 +34,7 @@ def roc_auc(scores: Any, is_poison: Any) -> float:
     if s.ndim != 1 or not np.isfinite(s).all():
         raise ValueError(f"scores must be a finite 1-d array, got shape {s.shape}")
     t = _truth(is_poison, len(s))
-    ranks = rankdata(s, method="average")
-    n_pos, n_neg = int(t.sum()), int((~t).sum())
-    return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return stats.auroc(s[~t], s[t])
 
 
 def model_auroc(clean_scores: Any, poisoned_scores: Any) -> float:
