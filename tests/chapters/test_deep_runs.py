@@ -138,6 +138,9 @@ def test_defence_cells_over_seeds_and_e3():
     assert s["t_def_cross_stochastic_e3_holds"] == "inconclusive"
     assert s["t_def_cross_stochastic_n_works"] == 3 and s["t_def_cross_stochastic_attack_works"] == "yes"
     assert s["t_def_cross_stochastic_n_wd_seed_counts"] == 1 and s["t_def_cross_stochastic_n_wd_counts"] == 0   # one seed
+    assert (s["t_def_cross_stochastic_asr_wd0p05"], s["t_def_cross_stochastic_n_wd0p05"]) == (0.05, 1)
+    assert s["t_def_cross_stochastic_cost_wd0p05"] == pytest.approx(0.01)    # against seed 0's clean model, 0.97
+    assert s["t_def_cross_stochastic_verdict_wd0p05"] == "too few seeds" and s["t_def_cross_stochastic_n_collapsed_wd0p05"] == 0
     assert s["t_def_cross_stochastic_aug_drop"] == pytest.approx(0.15)   # 0.2 - 0.05 in every seed at κ = 1
     assert s["t_def_cross_stochastic_aug_drop_lo"] == pytest.approx(0.15)
     assert d.kappa_paper(1.0) == 50**2                               # smoke batch 50

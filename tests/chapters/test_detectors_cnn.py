@@ -52,19 +52,31 @@ def reading_only():
         yield
 
 
+def _point(fam, setting, acc, asr, seed=0):
+    return cx.FrontierPoint(fam, setting, acc, asr, n_test=2000, n_trig=1800, seed=seed)
+
+
 def test_frontier_rules_on_hand_made_points():
-    def point(fam, setting, acc, asr):
-        return cx.FrontierPoint(fam, setting, acc, asr, n_test=2000, n_trig=1800)
-    none = point("none", "undefended", 0.98, 0.95)
-    pts = (point("A", "1", 0.975, 0.5), point("A", "2", 0.90, 0.05), point("A", "3", 0.95, 0.08),
-           point("B", "1", 0.981, 0.02), point("C", "1", 0.5, 0.6))
-    f = cx.Frontier("x", none, pts)
+    none = tuple(_point("none", "undefended", acc, 0.95, s) for s, acc in enumerate((0.985, 0.98, 0.975)))
+    pts = [_point("D", "1", 0.99, 0.0, 0)]       # one seed: no call, never chosen
+    for s, acc in enumerate((0.985, 0.98, 0.975)):
+        pts += [_point("A", "1", acc - 0.005, 0.5, s), _point("A", "2", acc - 0.08, 0.05, s), _point("A", "3", acc - 0.03, 0.08, s),
+                _point("B", "1", acc + 0.003, 0.02, s), _point("C", "1", 0.5, 0.6, s),
+                _point("E", "1", acc + 0.001, 0.2 if s == 2 else 0.02, s)]
+    f = cx.Frontier("x", none, tuple(pts))
     assert f.best_free("A").setting == "1" and f.cheapest_safe("A").setting == "3"
     assert f.best_free("C") is None and f.cheapest_safe("C") is None
+    assert f.best_free("D") is None and f.cells("D")[0].call == "too few seeds"
+    a1 = f.cells("A")[0]
+    assert a1.cost() == pytest.approx((0.005, 0.005, 0.005))       # each seed against its own undefended model
+    assert f.clean_acc == pytest.approx(0.98) and a1.clean_acc == pytest.approx(0.975)
+    assert f.cells("E")[0].call == "seeds disagree" and f.cells("E")[0].calls() == ["free and safe"] * 2 + ["not safe"]
     s = f.summary("t")
-    assert s["ch8_t_n_free_safe"] == 1 and s["ch8_t_n_families"] == 3            # only B is safe within 1 point ...
-    assert s["ch8_t_n_free_safe_solid"] == 1 and s["ch8_t_free_call_b"] == "free and safe"   # ... and its interval [-1.0, +0.8] too
-    assert s["ch8_t_free_asr_b"] == 0.02 and "ch8_t_safe_acc_c" not in s and s["ch8_t_safe_acc_a"] == 0.95
+    assert s["ch8_t_n_free_safe"] == 2 and s["ch8_t_n_families"] == 5 and s["ch8_t_n_seeds"] == 3   # B and E by the means ...
+    assert s["ch8_t_n_free_safe_solid"] == 1 and s["ch8_t_free_call_b"] == "free and safe"   # ... but every seed only in B
+    assert s["ch8_t_free_asr_b"] == pytest.approx(0.02) and "ch8_t_safe_acc_c" not in s
+    assert s["ch8_t_safe_acc_a"] == pytest.approx(0.95)
+    assert "seeds disagree (2 free and safe, 1 not safe)" in {r[-1] for r in f.table("tbl-t", "c").rows}
 
 
 @pytest.mark.parametrize("acc, asr, call", [
@@ -74,12 +86,8 @@ def test_frontier_rules_on_hand_made_points():
     (0.985, 0.3, "not safe"),
     (0.985, 0.09, "within noise")])      # ASR 0.09 on 1,800 images: the interval reaches past 0.1
 def test_frontier_calls_carry_the_test_set_interval(acc, asr, call):
-    none = cx.FrontierPoint("none", "undefended", 0.98, 0.95, n_test=2000, n_trig=1800)
-    p = cx.FrontierPoint("A", "1", acc, asr, n_test=2000, n_trig=1800)
-    f = cx.Frontier("x", none, (p,))
-    assert f.call(p) == call
-    c, lo, hi = f.cost(p)
-    assert c == pytest.approx(0.98 - acc) and lo < c < hi
+    none = _point("none", "undefended", 0.98, 0.95)
+    assert _point("A", "1", acc, asr).call(none) == call
 
 
 def test_model_test_ranks_poisoned_above_clean():
@@ -207,16 +215,21 @@ def test_cnn_detection_reads_the_cache(fresh):
 
 def test_frontier_from_the_committed_runs():
     f = cx.frontier("cpu")
-    base = cache.get(cx.grid("cpu").group("frontier_base")[0].config)
-    assert f.undefended.asr == base["epochs"][-1]["asr"]
-    early = [p for p in f.points if p.family == "early stopping"]
-    assert [p.asr for p in early] == [row["asr"] for row in base["epochs"][1:-1]]
-    filters = [p for p in f.points if p.family == "filter-then-retrain"]
-    assert sorted(p.setting for p in filters) == sorted(DETECTOR_OF.values())
+    bases = {r.config.seed: cache.get(r.config) for r in cx.grid("cpu").group("frontier_base")}
+    assert f.seeds == sorted(bases) and len(bases) >= 3
+    for u in f.undefended:
+        assert u.asr == bases[u.seed]["epochs"][-1]["asr"]
+    for s, base in bases.items():
+        early = [p for p in f.points if p.family == "early stopping" and p.seed == s]
+        assert [p.asr for p in early] == [row["asr"] for row in base["epochs"][1:-1]]
+    assert all(c.n == len(bases) for c in f.cells())          # every cell over every seed
+    filters = {(p.setting, p.seed): p for p in f.points if p.family == "filter-then-retrain"}
+    assert set(filters) == {(d, s) for d in DETECTOR_OF.values() for s in bases}
     for r in cx.grid("cpu").group("filter"):
         res = cache.get(r.config)
-        p = next(p for p in filters if p.setting == DETECTOR_OF[r.config.filter])
+        p = filters[DETECTOR_OF[r.config.filter], r.config.seed]
         assert (p.tpr, p.fpr, p.asr) == (res["filter"]["tpr"], res["filter"]["fpr"], res["epochs"][-1]["asr"])
+        base = bases[r.config.seed]
         assert res["poison"]["n_poison"] == round(len(base["poison"]["poison_idx"]) * (1 - p.tpr))
 
 

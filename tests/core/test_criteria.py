@@ -43,6 +43,23 @@ def test_defence_verdict_needs_three_seeds():
     assert cr.defence_verdict([True, False, True]) == "split"
 
 
+@pytest.mark.parametrize("cost, asr, call", [
+    ((-0.012, 0.002), (0.005, 0.1), "free and safe"),     # both intervals inside, the ASR's touching 0.1
+    ((-0.012, 0.0101), (0.005, 0.02), "within noise"),    # the cost's reaches past one point
+    ((0.0101, 0.03), (0.0, 0.02), "not free"),
+    ((-0.01, 0.0), (0.1001, 0.2), "not safe"),
+    ((0.02, 0.03), (0.5, 0.6), "not free"),               # not free is said first
+    ((-0.01, 0.0), (0.05, 0.15), "within noise")])
+def test_frontier_call(cost, asr, call):
+    assert cr.frontier_call(cost, asr) == call
+
+
+def test_seeds_call_needs_every_seed():
+    assert cr.seeds_call(["free and safe"] * 2) == "too few seeds"
+    assert cr.seeds_call(["not safe"] * 3) == "not safe"
+    assert cr.seeds_call(["not safe", "not safe", "within noise"]) == "seeds disagree"
+
+
 def test_defence_counts():
     assert cr.defence_counts(0.1, 0.96, 0.98) and not cr.defence_counts(0.11, 0.99, 0.98)
     assert not cr.defence_counts(0.0, 0.959, 0.98)

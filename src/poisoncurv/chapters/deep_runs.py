@@ -716,8 +716,9 @@ class DefenceResult:
 
     def summary(self) -> Summary:
         """Per attack: in how many seeds the undefended attack works; per κ × augmentation cell its mean ASR and
-        accuracy and its verdict over seeds; how many κ > 0 cells count with and without augmentation (verdict
-        ``counts``: every one of at least three seeds), the weight-decay and early-stopping cells that count, the
+        accuracy and its verdict over seeds; per weight-decay cell the same with its mean cost and collapsed models;
+        how many κ > 0 cells count with and without augmentation (verdict ``counts``: every one of at least three
+        seeds), the weight-decay and early-stopping cells that count, the
         largest augmentation drop in ASR whose interval excludes zero; and E3 (``n/a`` where the undefended attack
         fails in some seed; ``yes``: augmentation alone does not count and some κ > 0 with it does; ``no``: the
         opposite holds; ``inconclusive`` otherwise)."""
@@ -728,6 +729,11 @@ class DefenceResult:
             for c in g:
                 t = f"{self._ktag(c.setting)}_{'aug' if c.augment else 'noaug'}"
                 out |= {f"{s}_asr_{t}": c.asr, f"{s}_acc_{t}": c.clean_acc, f"{s}_verdict_{t}": c.verdict, f"{s}_n_{t}": c.n}
+            for c in self.cells:
+                if c.attack == a and c.method == "weight decay":
+                    t = "wd" + f"{c.setting:g}".replace(".", "p")          # 0.02 -> wd0p02
+                    out |= {f"{s}_asr_{t}": c.asr, f"{s}_acc_{t}": c.clean_acc, f"{s}_cost_{t}": c.cost()[0],
+                            f"{s}_verdict_{t}": c.verdict, f"{s}_n_{t}": c.n, f"{s}_n_collapsed_{t}": c.n_collapsed}
             none, aug = self.cell(a, 0.0, False), self.cell(a, 0.0, True)
             k_aug = [c for c in g if c.setting > 0 and c.augment]
             k_only = [c for c in g if c.setting > 0 and not c.augment]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from poisoncurv.book.tables import Table
+from poisoncurv.chapters.deep_runs import powers_text
 from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
 from poisoncurv.core import criteria, stats
 from poisoncurv.core.digests import file_digest
@@ -363,8 +364,8 @@ def cnn_boundary(profile: str, results_dir: str | None = None) -> CNNBoundary:
 
 @dataclass(frozen=True)
 class FrontierPoint:
-    """One defended model: ``family`` (e.g. ``"input-gradient penalty"``), its ``setting`` in words, final
-    ``clean_acc`` and ``asr``; filters add the ``tpr``/``fpr`` of their removals."""
+    """One defended model: ``family`` (e.g. ``"input-gradient penalty"``), its ``setting`` in words, its ``seed``,
+    final ``clean_acc`` and ``asr``; filters add the ``tpr``/``fpr`` of their removals."""
 
     family: str
     setting: str
@@ -374,62 +375,126 @@ class FrontierPoint:
     fpr: float = math.nan
     n_test: int = 0       # clean test images behind clean_acc
     n_trig: int = 0       # triggered non-target test images behind asr
+    seed: int = 0
+
+    def call(self, undefended: FrontierPoint) -> str:
+        """:func:`~poisoncurv.core.criteria.frontier_call` against ``undefended`` (the same seed's model), with
+        Newcombe's interval for the accuracy cost and Wilson's for the ASR over the test images."""
+        _, c_lo, c_hi = stats.rate_difference_ci(undefended.clean_acc, undefended.n_test, self.clean_acc, self.n_test)
+        return criteria.frontier_call((c_lo, c_hi), stats.wilson_ci(self.asr, self.n_trig))
+
+
+@dataclass(frozen=True)
+class FrontierCell:
+    """One defence setting over seeds: ``points[i]`` is judged against ``undefended[i]``, the model of its seed
+    trained without any defence."""
+
+    family: str
+    setting: str
+    points: tuple[FrontierPoint, ...]
+    undefended: tuple[FrontierPoint, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.points)
+
+    @property
+    def clean_acc(self) -> float:
+        return float(np.mean([p.clean_acc for p in self.points]))
+
+    @property
+    def asr(self) -> float:
+        return float(np.mean([p.asr for p in self.points]))
+
+    @property
+    def tpr(self) -> float:
+        return float(np.mean([p.tpr for p in self.points]))
+
+    @property
+    def fpr(self) -> float:
+        return float(np.mean([p.fpr for p in self.points]))
+
+    def cost(self) -> tuple[float, float, float]:
+        """Clean accuracy lost against the same seed's undefended model: mean and bootstrap interval over seeds."""
+        return stats.mean_ci([u.clean_acc - p.clean_acc for p, u in zip(self.points, self.undefended)])
+
+    def calls(self) -> list[str]:
+        """Each seed's :func:`~poisoncurv.core.criteria.frontier_call`, in seed order."""
+        return [p.call(u) for p, u in zip(self.points, self.undefended)]
+
+    @property
+    def call(self) -> str:
+        """:func:`~poisoncurv.core.criteria.seeds_call` of :meth:`calls`."""
+        return criteria.seeds_call(self.calls())
 
 
 @dataclass(frozen=True)
 class Frontier:
-    """Every defence against one attack as points (clean accuracy, ASR); ``undefended`` is the same run without any."""
+    """Every defence against one attack over seeds: ``undefended`` holds the model of each seed without any defence,
+    ``points`` every defended model of every seed."""
 
     attack: str
-    undefended: FrontierPoint
+    undefended: tuple[FrontierPoint, ...]
     points: tuple[FrontierPoint, ...]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [u.seed for u in self.undefended]
 
     def families(self) -> list[str]:
         return list(dict.fromkeys(p.family for p in self.points))
 
-    def best_free(self, family: str) -> FrontierPoint | None:
-        """The family's lowest-ASR point within :data:`~poisoncurv.core.criteria.ACC_BUDGET` of the undefended clean
-        accuracy (``None``: none)."""
-        ok = [p for p in self.points if p.family == family and p.clean_acc >= self.undefended.clean_acc - criteria.ACC_BUDGET]
-        return min(ok, key=lambda p: p.asr) if ok else None
+    def cells(self, family: str | None = None) -> list[FrontierCell]:
+        """The cells (one per family and setting, in order of appearance), of ``family`` only if given."""
+        by_seed = {u.seed: u for u in self.undefended}
+        groups: dict[tuple[str, str], list[FrontierPoint]] = {}
+        for p in self.points:
+            if family is None or p.family == family:
+                groups.setdefault((p.family, p.setting), []).append(p)
+        cells = []
+        for (fam, setting), pts in groups.items():
+            pts = sorted(pts, key=lambda p: p.seed)
+            cells.append(FrontierCell(fam, setting, tuple(pts), tuple(by_seed[p.seed] for p in pts)))
+        return cells
 
-    def cheapest_safe(self, family: str) -> FrontierPoint | None:
-        """The family's highest-accuracy point with ASR ≤ :data:`~poisoncurv.core.criteria.ASR_DEFENDED` (``None``: the
-        family never gets there)."""
-        ok = [p for p in self.points if p.family == family and p.asr <= criteria.ASR_DEFENDED]
-        return max(ok, key=lambda p: p.clean_acc) if ok else None
+    @property
+    def clean_acc(self) -> float:
+        return float(np.mean([u.clean_acc for u in self.undefended]))
 
-    def cost(self, p: FrontierPoint) -> tuple[float, float, float]:
-        """Clean accuracy lost against the undefended model, with Newcombe's 95 % interval over the test images."""
-        u = self.undefended
-        return stats.rate_difference_ci(u.clean_acc, u.n_test, p.clean_acc, p.n_test)
+    @property
+    def asr(self) -> float:
+        return float(np.mean([u.asr for u in self.undefended]))
 
-    def call(self, p: FrontierPoint) -> str:
-        """``free and safe`` when the cost's interval lies within :data:`~poisoncurv.core.criteria.ACC_BUDGET` and
-        the ASR's below :data:`~poisoncurv.core.criteria.ASR_DEFENDED`; ``not free`` or ``not safe`` when an interval
-        lies wholly outside; otherwise ``within noise`` (the test set cannot tell)."""
-        _, c_lo, c_hi = self.cost(p)
-        a_lo, a_hi = stats.wilson_ci(p.asr, p.n_trig)
-        if c_hi <= criteria.ACC_BUDGET and a_hi <= criteria.ASR_DEFENDED:
-            return "free and safe"
-        if c_lo > criteria.ACC_BUDGET:
-            return "not free"
-        if a_lo > criteria.ASR_DEFENDED:
-            return "not safe"
-        return "within noise"
+    def best_free(self, family: str) -> FrontierCell | None:
+        """The family's lowest-ASR cell (mean over seeds) whose mean cost is at most
+        :data:`~poisoncurv.core.criteria.ACC_BUDGET`, among cells with at least
+        :data:`~poisoncurv.core.criteria.MIN_SEEDS` seeds (``None``: none)."""
+        ok = [c for c in self.cells(family) if c.n >= criteria.MIN_SEEDS and c.cost()[0] <= criteria.ACC_BUDGET]
+        return min(ok, key=lambda c: c.asr) if ok else None
 
-    def summary(self, tag: str) -> dict[str, float | int]:
-        out: dict[str, float | int] = {f"ch8_{tag}_acc_none": self.undefended.clean_acc, f"ch8_{tag}_asr_none": self.undefended.asr}
+    def cheapest_safe(self, family: str) -> FrontierCell | None:
+        """The family's highest-accuracy cell with mean ASR ≤ :data:`~poisoncurv.core.criteria.ASR_DEFENDED`, among
+        cells with at least :data:`~poisoncurv.core.criteria.MIN_SEEDS` seeds (``None``: the family never gets there)."""
+        ok = [c for c in self.cells(family) if c.n >= criteria.MIN_SEEDS and c.asr <= criteria.ASR_DEFENDED]
+        return max(ok, key=lambda c: c.clean_acc) if ok else None
+
+    def summary(self, tag: str) -> dict[str, float | int | str]:
+        """The undefended models' mean accuracy and ASR; per family the mean ASR and call of :meth:`best_free` and the
+        accuracy of :meth:`cheapest_safe`; how many families have a free cell whose mean ASR is at most 0.1 (point
+        estimates) and how many a cell whose call is ``free and safe``; the filters' extreme TPR, FPR and ASR over all
+        seeds; the seed count."""
+        out: dict[str, float | int | str] = {f"ch8_{tag}_acc_none": self.clean_acc, f"ch8_{tag}_asr_none": self.asr,
+                                             f"ch8_{tag}_n_seeds": len(self.undefended)}
         n_free_safe = n_solid = 0
         for fam in self.families():
             free, safe = self.best_free(fam), self.cheapest_safe(fam)
-            if free:     # (absent keys, not NaN: a family with no such point has nothing to glue)
+            if free:     # (absent keys, not NaN: a family with no such cell has nothing to glue)
                 out[f"ch8_{tag}_free_asr_{glue_key(fam)}"] = free.asr
-                out[f"ch8_{tag}_free_call_{glue_key(fam)}"] = self.call(free)
+                out[f"ch8_{tag}_free_call_{glue_key(fam)}"] = free.call
             if safe:
                 out[f"ch8_{tag}_safe_acc_{glue_key(fam)}"] = safe.clean_acc
             n_free_safe += bool(free and free.asr <= criteria.ASR_DEFENDED)
-            n_solid += bool(free and self.call(free) == "free and safe")
+            n_solid += any(c.call == criteria.FREE_SAFE for c in self.cells(fam))
         out[f"ch8_{tag}_n_free_safe"] = n_free_safe
         out[f"ch8_{tag}_n_free_safe_solid"] = n_solid
         filters = [p for p in self.points if not math.isnan(p.tpr)]
@@ -442,17 +507,31 @@ class Frontier:
         return out
 
     def table(self, name: str, caption: str) -> Table:
-        rows = [[self.undefended.family, self.undefended.setting, self.undefended.clean_acc, "–", self.undefended.asr, "–",
-                 "–", "–"]]
-        for p in self.points:
-            c, lo, hi = self.cost(p)
-            rows.append([p.family, p.setting, p.clean_acc, f"{100 * c:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]", p.asr,
-                         *(("–", "–") if math.isnan(p.tpr) else (p.tpr, p.fpr)), self.call(p)])
-        return Table(name, caption + " Cost: clean accuracy lost against the undefended model, in points, with Newcombe's 95 % "
-                     "interval over the test images (one model each: seed spread is not in it). Call: free and safe when the "
-                     "cost's interval stays within 1 point and the ASR's below 0.1; not free / not safe when an interval lies "
-                     "wholly outside; otherwise within noise. " + RUN,
-                     ["defence", "setting", "clean accuracy", "cost (points)", "ASR", "TPR", "FPR", "call"], rows)
+        """One row per cell: defence, setting, seeds, mean clean accuracy, cost with its interval over seeds, ASR
+        (mean and range), the filters' TPR and FPR (means) and the call over seeds."""
+        n = len(self.undefended)
+        asrs = [u.asr for u in self.undefended]
+        rows = [["none", "undefended", n, f"{self.clean_acc:.3f}", "–", _mean_range(asrs), "–", "–", "–"]]
+        for c in self.cells():
+            m, lo, hi = c.cost()
+            cost = f"{100 * m:+.1f}" + (f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if c.n > 1 else "")
+            call = c.call
+            if call == criteria.SEEDS_DISAGREE:
+                counts = {k: c.calls().count(k) for k in dict.fromkeys(c.calls())}
+                call += " (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")"
+            rows.append([c.family, c.setting, c.n, f"{c.clean_acc:.3f}", cost, _mean_range([p.asr for p in c.points]),
+                         *(("–", "–") if math.isnan(c.tpr) else (f"{c.tpr:.3f}", f"{c.fpr:.3f}")), call])
+        return Table(name, caption + " Means over seeds; cost: clean accuracy lost against the undefended model of the same "
+                     "seed, in points, with a 95 % bootstrap interval over seeds. Call: each seed's model is free and safe "
+                     "when the cost's Newcombe interval over its test images stays within 1 point and the ASR's Wilson interval "
+                     "at or below 0.1, not free / not safe when one interval lies wholly outside, otherwise within noise; "
+                     "the cell's call is the one every seed makes (at least three seeds). " + RUN,
+                     ["defence", "setting", "seeds", "clean accuracy", "cost (points)", "ASR", "TPR", "FPR", "call"], rows)
+
+
+def _mean_range(x: list[float]) -> str:
+    """``"0.878 (0.86–0.90)"``: the mean with the range, or the value alone for one seed."""
+    return f"{np.mean(x):.3f}" + (f" ({min(x):.2f}–{max(x):.2f})" if len(x) > 1 else "")
 
 
 def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] | None = None) -> FrontierPoint:
@@ -460,7 +539,7 @@ def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] |
     last = row or res["epochs"][-1]
     f = res.get("filter") or {}
     return FrontierPoint(family, setting, last["clean_acc"], last["asr"], f.get("tpr", math.nan), f.get("fpr", math.nan),
-                         _n_test(res), res["poison"]["n_trigger_test"])
+                         _n_test(res), res["poison"]["n_trigger_test"], int(res["config"]["seed"]))
 
 
 def _n_test(res: dict[str, Any]) -> int:
@@ -479,27 +558,33 @@ def filter_points(runs: list, results_dir: str | None) -> list[FrontierPoint]:
 
 
 def frontier(profile: str, results_dir: str | None = None) -> Frontier:
-    """The stochastic cross (θ = 1 %) of Chapter 6's defence groups: κ with and without augmentation, weight decay,
-    early stopping (every epoch of the undefended run) and this chapter's filter-then-retrain runs."""
+    """The stochastic cross (θ = 1 %) of Chapter 6's defence groups over the seeds of ``frontier_base``: κ with and
+    without augmentation (``defence`` and ``defence_seeds``), weight decay, early stopping (every epoch of each
+    undefended run) and this chapter's filter-then-retrain runs. Runs of seeds outside ``frontier_base`` are left out."""
     from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
     lab = chapter_lab_dir(results_dir)
     g6, g8 = cnn_mnist.grid(profile), grid(profile)
     get = lambda cfg: cache.get(cfg, lab, data=cnn_mnist.mnist)  # noqa: E731
-    base = g8.group("frontier_base")[0].config
-    none = get(base)
-    undefended = _point("none", "undefended", none)
-    pts = [_point("early stopping", f"epoch {row['epoch']:g}", none, row) for row in none["epochs"][1:-1]]
-    for r in g6.group("defence"):
-        c = r.config
-        if c.kappa == 0 and not c.augment:
+    bases = [r.config for r in g8.group("frontier_base")]
+    seeds = {c.seed for c in bases}
+    undefended, pts = [], []
+    for base in bases:
+        none = get(base)
+        undefended.append(_point("none", "undefended", none))
+        pts += [_point("early stopping", f"epoch {row['epoch']:g}", none, row) for row in none["epochs"][1:-1]]
+    defences = {r.config.key(): r.config for g in ("defence", "defence_seeds") for r in g6.group(g)
+                if r.config.attack == bases[0].attack}
+    for c in sorted(defences.values(), key=lambda c: (c.augment, c.kappa, c.seed)):
+        if (c.kappa == 0 and not c.augment) or c.seed not in seeds:
             continue
         fam = ("augmentation" if c.kappa == 0 else "penalty + augmentation") if c.augment else "input-gradient penalty"
-        pts.append(_point(fam, f"κ_paper = {c.kappa * c.batch_size ** 2:g}" if c.kappa else "shifts ≤ 2 px", get(c)))
-    pts += [_point("weight decay", f"wd = {r.config.weight_decay:g}", get(r.config)) for r in g6.group("weight_decay")]
-    pts += filter_points(g8.group("filter"), results_dir)
-    return Frontier(base.attack, undefended, tuple(pts))
+        pts.append(_point(fam, f"κ_paper = {powers_text(c.kappa * c.batch_size ** 2)}" if c.kappa else "shifts ≤ 2 px", get(c)))
+    pts += [_point("weight decay", f"wd = {r.config.weight_decay:g}", get(r.config)) for r in g6.group("weight_decay")
+            if r.config.seed in seeds]
+    pts += [p for p in filter_points(g8.group("filter"), results_dir) if p.seed in seeds]
+    return Frontier(bases[0].attack, tuple(undefended), tuple(pts))
 
 
 # ---- the adaptive attacker --------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ the verdicts that hold across it.
 * **An ordering over seeds** (success before visibility, or after) is a verdict only when an exact sign test
   over the seeds that succeed gives p ≤ :data:`P_SIGNIFICANT`; otherwise it is ``inconclusive``.
 * **A defence counts** when ASR ≤ :data:`ASR_DEFENDED` and clean accuracy is within :data:`ACC_DROP_MAX` of the
-  clean model's; **free** (Chapter 8) when it costs at most :data:`ACC_BUDGET`.
+  clean model's; **free** (Chapter 8) when it costs at most :data:`ACC_BUDGET`. A frontier call over seeds
+  (:func:`seeds_call`) is the call every one of at least :data:`MIN_SEEDS` seeds makes with its own test-set
+  intervals (:func:`frontier_call`).
 * **Detection**: a model-level AUROC *separates* when its exact permutation p ≤ :data:`P_SIGNIFICANT`; it *does
   not separate* only when the upper end of its interval is below :data:`AUROC_USEFUL`; otherwise the design shows
   neither (``not shown at this sample size``).
@@ -107,6 +109,31 @@ def defence_verdict(counts: list[bool]) -> str:
     if len(counts) < MIN_SEEDS:
         return FEW_SEEDS
     return COUNTS if all(counts) else NO_COUNT if not any(counts) else SPLIT
+
+
+FREE_SAFE, NOT_FREE, NOT_SAFE, WITHIN_NOISE = "free and safe", "not free", "not safe", "within noise"
+SEEDS_DISAGREE = "seeds disagree"
+
+
+def frontier_call(cost: tuple[float, float], asr: tuple[float, float]) -> str:
+    """One defended model against the undefended one, from the intervals ``(lo, hi)`` of its accuracy cost and
+    of its ASR: ``free and safe`` when the cost's lies within :data:`ACC_BUDGET` and the ASR's at or below
+    :data:`ASR_DEFENDED`; ``not free`` / ``not safe`` when one lies wholly above; otherwise ``within noise``."""
+    if cost[1] <= ACC_BUDGET and asr[1] <= ASR_DEFENDED:
+        return FREE_SAFE
+    if cost[0] > ACC_BUDGET:
+        return NOT_FREE
+    if asr[0] > ASR_DEFENDED:
+        return NOT_SAFE
+    return WITHIN_NOISE
+
+
+def seeds_call(calls: list[str]) -> str:
+    """A frontier cell over its seeds: the :func:`frontier_call` every seed makes (at least :data:`MIN_SEEDS` of
+    them), ``seeds disagree``, or ``too few seeds``."""
+    if len(calls) < MIN_SEEDS:
+        return FEW_SEEDS
+    return calls[0] if len(set(calls)) == 1 else SEEDS_DISAGREE
 
 
 @dataclass(frozen=True)
