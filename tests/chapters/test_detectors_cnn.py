@@ -70,6 +70,7 @@ def test_frontier_rules_on_hand_made_points():
     a1 = f.cells("A")[0]
     assert a1.cost() == pytest.approx((0.005, 0.005, 0.005))       # each seed against its own undefended model
     assert f.clean_acc == pytest.approx(0.98) and a1.clean_acc == pytest.approx(0.975)
+    assert f.cells("E")[0].spread("asr") == pytest.approx((0.06, 0.12))                    # mean 0.08 of 0.02, 0.02, 0.2
     assert f.cells("E")[0].call == "seeds disagree" and f.cells("E")[0].calls() == ["free and safe"] * 2 + ["not safe"]
     s = f.summary("t")
     assert s["ch8_t_n_free_safe"] == 2 and s["ch8_t_n_families"] == 5 and s["ch8_t_n_seeds"] == 3   # B and E by the means ...

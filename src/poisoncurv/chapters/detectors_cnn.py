@@ -414,6 +414,11 @@ class FrontierCell:
     def fpr(self) -> float:
         return float(np.mean([p.fpr for p in self.points]))
 
+    def spread(self, field: str) -> tuple[float, float]:
+        """``(mean − min, max − mean)`` of ``field`` (``"clean_acc"`` or ``"asr"``) over the seeds: error bars."""
+        v = [getattr(p, field) for p in self.points]
+        return float(np.mean(v) - min(v)), float(max(v) - np.mean(v))
+
     def cost(self) -> tuple[float, float, float]:
         """Clean accuracy lost against the same seed's undefended model: mean and bootstrap interval over seeds."""
         return stats.mean_ci([u.clean_acc - p.clean_acc for p, u in zip(self.points, self.undefended)])
