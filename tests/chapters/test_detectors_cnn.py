@@ -17,6 +17,7 @@ from poisoncurv.book.claims import committed_values
 from poisoncurv.book.runtime import round_sig
 from poisoncurv.chapters import cnn_mnist
 from poisoncurv.chapters import detectors_cnn as cx
+from poisoncurv.chapters.detectors import glue_key
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import chapter_lab_dir
 from poisoncurv.detect.metrics import roc_auc
@@ -68,7 +69,9 @@ def test_frontier_rules_on_hand_made_points():
     assert f.best_free("C") is None and f.cheapest_safe("C") is None
     assert f.best_free("D") is None and f.cells("D")[0].call == "too few seeds"
     a1 = f.cells("A")[0]
-    assert a1.cost() == pytest.approx((0.005, 0.005, 0.005))       # each seed against its own undefended model
+    seed_costs = [p.cost(u) for p, u in zip(a1.points, f.undefended)]     # each seed against its own undefended model
+    assert [c[0] for c in seed_costs] == pytest.approx([0.005] * 3)
+    assert a1.cost() == pytest.approx((0.005, min(c[1] for c in seed_costs), max(c[2] for c in seed_costs)))
     assert f.clean_acc == pytest.approx(0.98) and a1.clean_acc == pytest.approx(0.975)
     assert f.cells("E")[0].spread("asr") == pytest.approx((0.06, 0.12))                    # mean 0.08 of 0.02, 0.02, 0.2
     assert f.cells("E")[0].call == "seeds disagree" and f.cells("E")[0].calls() == ["free and safe"] * 2 + ["not safe"]
@@ -76,7 +79,9 @@ def test_frontier_rules_on_hand_made_points():
     assert s["ch8_t_n_free_safe"] == 2 and s["ch8_t_n_families"] == 5 and s["ch8_t_n_seeds"] == 3   # B and E by the means ...
     assert s["ch8_t_n_free_safe_solid"] == 1 and s["ch8_t_free_call_b"] == "free and safe"   # ... but every seed only in B
     assert s["ch8_t_free_asr_b"] == pytest.approx(0.02) and "ch8_t_safe_acc_c" not in s
-    assert s["ch8_t_safe_acc_a"] == pytest.approx(0.95)
+    assert s["ch8_t_safe_acc_a"] == pytest.approx(0.95) and s["ch8_t_safe_setting_a"] == "3"
+    assert s["ch8_t_free_setting_a"] == "1" and s["ch8_t_free_cost_a"] == pytest.approx(0.005)
+    assert s["ch8_t_solid_settings_b"] == "1" and s["ch8_t_solid_settings_e"] == "none"
     assert "seeds disagree (2 free and safe, 1 not safe)" in {r[-1] for r in f.table("tbl-t", "c").rows}
 
 
@@ -87,8 +92,10 @@ def test_frontier_rules_on_hand_made_points():
     (0.985, 0.3, "not safe"),
     (0.985, 0.09, "within noise")])      # ASR 0.09 on 1,800 images: the interval reaches past 0.1
 def test_frontier_calls_carry_the_test_set_interval(acc, asr, call):
-    none = _point("none", "undefended", 0.98, 0.95)
-    assert _point("A", "1", acc, asr).call(none) == call
+    none, p = _point("none", "undefended", 0.98, 0.95), _point("A", "1", acc, asr)
+    assert p.call(none) == call
+    c, lo, hi = p.cost(none)
+    assert c == pytest.approx(0.98 - acc) and lo < c < hi
 
 
 def test_model_test_ranks_poisoned_above_clean():
@@ -232,6 +239,10 @@ def test_frontier_from_the_committed_runs():
         assert (p.tpr, p.fpr, p.asr) == (res["filter"]["tpr"], res["filter"]["fpr"], res["epochs"][-1]["asr"])
         base = bases[r.config.seed]
         assert res["poison"]["n_poison"] == round(len(base["poison"]["poison_idx"]) * (1 - p.tpr))
+    s = f.summary("fr")
+    for name in DETECTOR_OF.values():
+        asr = [filters[name, seed].asr for seed in bases]
+        assert s[f"ch8_fr_filter_asr_max_{glue_key(name)}"] == max(asr)
 
 
 @pytest.fixture

@@ -377,11 +377,19 @@ class FrontierPoint:
     n_trig: int = 0       # triggered non-target test images behind asr
     seed: int = 0
 
+    def cost(self, undefended: FrontierPoint) -> tuple[float, float, float]:
+        """Clean accuracy lost against ``undefended`` (the same seed's model), with Newcombe's 95 % interval over the
+        test images."""
+        return stats.rate_difference_ci(undefended.clean_acc, undefended.n_test, self.clean_acc, self.n_test)
+
+    def asr_interval(self) -> tuple[float, float]:
+        """Wilson's 95 % interval of the ASR over the triggered test images."""
+        return stats.wilson_ci(self.asr, self.n_trig)
+
     def call(self, undefended: FrontierPoint) -> str:
-        """:func:`~poisoncurv.core.criteria.frontier_call` against ``undefended`` (the same seed's model), with
-        Newcombe's interval for the accuracy cost and Wilson's for the ASR over the test images."""
-        _, c_lo, c_hi = stats.rate_difference_ci(undefended.clean_acc, undefended.n_test, self.clean_acc, self.n_test)
-        return criteria.frontier_call((c_lo, c_hi), stats.wilson_ci(self.asr, self.n_trig))
+        """:func:`~poisoncurv.core.criteria.frontier_call` against ``undefended`` from :meth:`cost` and
+        :meth:`asr_interval`."""
+        return criteria.frontier_call(self.cost(undefended)[1:], self.asr_interval())
 
 
 @dataclass(frozen=True)
@@ -420,8 +428,15 @@ class FrontierCell:
         return float(np.mean(v) - min(v)), float(max(v) - np.mean(v))
 
     def cost(self) -> tuple[float, float, float]:
-        """Clean accuracy lost against the same seed's undefended model: mean and bootstrap interval over seeds."""
-        return stats.mean_ci([u.clean_acc - p.clean_acc for p, u in zip(self.points, self.undefended)])
+        """Clean accuracy lost against the same seed's undefended model: the mean over seeds, and the envelope of the
+        seeds' 95 % intervals (the lowest lower end, the highest upper end; :meth:`FrontierPoint.cost`)."""
+        c = np.array([p.cost(u) for p, u in zip(self.points, self.undefended)])
+        return float(c[:, 0].mean()), float(c[:, 1].min()), float(c[:, 2].max())
+
+    def asr_interval(self) -> tuple[float, float]:
+        """The envelope of the seeds' Wilson intervals of the ASR (:meth:`FrontierPoint.asr_interval`)."""
+        a = np.array([p.asr_interval() for p in self.points])
+        return float(a[:, 0].min()), float(a[:, 1].max())
 
     def calls(self) -> list[str]:
         """Each seed's :func:`~poisoncurv.core.criteria.frontier_call`, in seed order."""
@@ -484,10 +499,12 @@ class Frontier:
         return max(ok, key=lambda c: c.clean_acc) if ok else None
 
     def summary(self, tag: str) -> dict[str, float | int | str]:
-        """The undefended models' mean accuracy and ASR; per family the mean ASR and call of :meth:`best_free` and the
-        accuracy of :meth:`cheapest_safe`; how many families have a free cell whose mean ASR is at most 0.1 (point
-        estimates) and how many a cell whose call is ``free and safe``; the filters' extreme TPR, FPR and ASR over all
-        seeds; the seed count."""
+        """The undefended models' mean accuracy and ASR; per family the setting, mean ASR, mean cost and call of
+        :meth:`best_free` and the setting and accuracy of :meth:`cheapest_safe`; how many families have a free cell whose
+        mean ASR is at most 0.1 (point estimates) and how many a cell whose call is ``free and safe`` (and per family
+        the settings of those cells, or ``none``); per filter its
+        call, highest ASR, lowest TPR and mean cost over seeds; the filters' extreme TPR, FPR and ASR over all seeds; the
+        seed count."""
         out: dict[str, float | int | str] = {f"ch8_{tag}_acc_none": self.clean_acc, f"ch8_{tag}_asr_none": self.asr,
                                              f"ch8_{tag}_n_seeds": len(self.undefended)}
         n_free_safe = n_solid = 0
@@ -496,12 +513,21 @@ class Frontier:
             if free:     # (absent keys, not NaN: a family with no such cell has nothing to glue)
                 out[f"ch8_{tag}_free_asr_{glue_key(fam)}"] = free.asr
                 out[f"ch8_{tag}_free_call_{glue_key(fam)}"] = free.call
+                out[f"ch8_{tag}_free_setting_{glue_key(fam)}"] = free.setting
+                out[f"ch8_{tag}_free_cost_{glue_key(fam)}"] = free.cost()[0]
             if safe:
                 out[f"ch8_{tag}_safe_acc_{glue_key(fam)}"] = safe.clean_acc
+                out[f"ch8_{tag}_safe_setting_{glue_key(fam)}"] = safe.setting
+            solid = [c.setting for c in self.cells(fam) if c.call == criteria.FREE_SAFE]
+            out[f"ch8_{tag}_solid_settings_{glue_key(fam)}"] = ", ".join(solid) or "none"
             n_free_safe += bool(free and free.asr <= criteria.ASR_DEFENDED)
-            n_solid += any(c.call == criteria.FREE_SAFE for c in self.cells(fam))
+            n_solid += bool(solid)
         out[f"ch8_{tag}_n_free_safe"] = n_free_safe
         out[f"ch8_{tag}_n_free_safe_solid"] = n_solid
+        for c in self.cells("filter-then-retrain"):
+            k = glue_key(c.setting)
+            out |= {f"ch8_{tag}_filter_call_{k}": c.call, f"ch8_{tag}_filter_asr_max_{k}": max(p.asr for p in c.points),
+                    f"ch8_{tag}_filter_tpr_min_{k}": min(p.tpr for p in c.points), f"ch8_{tag}_filter_cost_{k}": c.cost()[0]}
         filters = [p for p in self.points if not math.isnan(p.tpr)]
         if filters:
             out[f"ch8_{tag}_filter_min_tpr"] = min(p.tpr for p in filters)
@@ -515,28 +541,26 @@ class Frontier:
         """One row per cell: defence, setting, seeds, mean clean accuracy, cost with its interval over seeds, ASR
         (mean and range), the filters' TPR and FPR (means) and the call over seeds."""
         n = len(self.undefended)
-        asrs = [u.asr for u in self.undefended]
-        rows = [["none", "undefended", n, f"{self.clean_acc:.3f}", "–", _mean_range(asrs), "–", "–", "–"]]
+        a_lo, a_hi = np.array([u.asr_interval() for u in self.undefended]).T
+        rows = [["none", "undefended", n, f"{self.clean_acc:.3f}", "–", f"{self.asr:.3f} [{a_lo.min():.3f}, {a_hi.max():.3f}]",
+                 "–", "–", "–"]]
         for c in self.cells():
             m, lo, hi = c.cost()
-            cost = f"{100 * m:+.1f}" + (f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if c.n > 1 else "")
+            cost = f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            a_lo, a_hi = c.asr_interval()
             call = c.call
             if call == criteria.SEEDS_DISAGREE:
                 counts = {k: c.calls().count(k) for k in dict.fromkeys(c.calls())}
                 call += " (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")"
-            rows.append([c.family, c.setting, c.n, f"{c.clean_acc:.3f}", cost, _mean_range([p.asr for p in c.points]),
+            rows.append([c.family, c.setting, c.n, f"{c.clean_acc:.3f}", cost, f"{c.asr:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
                          *(("–", "–") if math.isnan(c.tpr) else (f"{c.tpr:.3f}", f"{c.fpr:.3f}")), call])
-        return Table(name, caption + " Means over seeds; cost: clean accuracy lost against the undefended model of the same "
-                     "seed, in points, with a 95 % bootstrap interval over seeds. Call: each seed's model is free and safe "
-                     "when the cost's Newcombe interval over its test images stays within 1 point and the ASR's Wilson interval "
-                     "at or below 0.1, not free / not safe when one interval lies wholly outside, otherwise within noise; "
-                     "the cell's call is the one every seed makes (at least three seeds). " + RUN,
+        return Table(name, caption + " Means over seeds. Cost: clean accuracy lost against the undefended model of the "
+                     "same seed, in points. In brackets, from the lowest lower end to the highest upper end of the seeds' 95 % "
+                     "intervals over their test images (Newcombe's for the cost, Wilson's for the ASR). Call: a seed's model is "
+                     "free and safe when its cost's interval stays within 1 point and its ASR's at or below 0.1, not free / "
+                     "not safe when one interval lies wholly outside, otherwise within noise; a setting's call is the one "
+                     "every seed makes (at least three seeds). " + RUN,
                      ["defence", "setting", "seeds", "clean accuracy", "cost (points)", "ASR", "TPR", "FPR", "call"], rows)
-
-
-def _mean_range(x: list[float]) -> str:
-    """``"0.878 (0.86–0.90)"``: the mean with the range, or the value alone for one seed."""
-    return f"{np.mean(x):.3f}" + (f" ({min(x):.2f}–{max(x):.2f})" if len(x) > 1 else "")
 
 
 def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] | None = None) -> FrontierPoint:
