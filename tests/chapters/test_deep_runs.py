@@ -149,7 +149,7 @@ def test_defence_cells_over_seeds_and_e3():
     cost = d.cell("cross-stochastic", 1.0, True).cost()
     assert cost[0] == pytest.approx((0.01 + 0.025 + 0.0) / 3)
     row = d.table().rows[1]
-    assert row[:4] == ["cross-stochastic", "off", "2500", 3] and row[-2:] == ["0/3", "does not count"]
+    assert row[:4] == ["cross-stochastic", "off", "2.5·10³", 3] and row[-2:] == ["0/3", "does not count"]
 
 
 def test_e3_fails_when_augmentation_alone_counts():

@@ -716,10 +716,10 @@ class DefenceResult:
 
     def summary(self) -> Summary:
         """Per attack: in how many seeds the undefended attack works; per κ × augmentation cell its mean ASR and
-        accuracy and its verdict over seeds; per weight-decay cell the same with its mean cost and collapsed models;
+        accuracy, its verdict and its collapsed models over seeds; per weight-decay cell the same with its mean cost;
         how many κ > 0 cells count with and without augmentation (verdict ``counts``: every one of at least three
-        seeds), the weight-decay and early-stopping cells that count, the
-        largest augmentation drop in ASR whose interval excludes zero; and E3 (``n/a`` where the undefended attack
+        seeds), the weight-decay and early-stopping cells that count, the largest augmentation drop in ASR whose
+        interval excludes zero; and E3 (``n/a`` where the undefended attack
         fails in some seed; ``yes``: augmentation alone does not count and some κ > 0 with it does; ``no``: the
         opposite holds; ``inconclusive`` otherwise)."""
         out: Summary = {}
@@ -728,7 +728,8 @@ class DefenceResult:
             g = self.grid(a)
             for c in g:
                 t = f"{self._ktag(c.setting)}_{'aug' if c.augment else 'noaug'}"
-                out |= {f"{s}_asr_{t}": c.asr, f"{s}_acc_{t}": c.clean_acc, f"{s}_verdict_{t}": c.verdict, f"{s}_n_{t}": c.n}
+                out |= {f"{s}_asr_{t}": c.asr, f"{s}_acc_{t}": c.clean_acc, f"{s}_verdict_{t}": c.verdict, f"{s}_n_{t}": c.n,
+                        f"{s}_n_collapsed_{t}": c.n_collapsed}
             for c in self.cells:
                 if c.attack == a and c.method == "weight decay":
                     t = "wd" + f"{c.setting:g}".replace(".", "p")          # 0.02 -> wd0p02
@@ -779,7 +780,8 @@ class DefenceResult:
                 if c.n_collapsed:
                     asr_text = "collapsed" if c.n_collapsed == c.n else f"{asr_text}; {c.n_collapsed} collapsed"
                 cost = f"{100 * m:+.1f}" + (f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if c.n > 1 else "")
-                rows.append([a, "on" if c.augment else "off", f"{self.kappa_paper(c.setting):g}", c.n, f"{c.clean_acc:.3f}", cost, asr_text,
+                kp = self.kappa_paper(c.setting)
+                rows.append([a, "on" if c.augment else "off", powers_text(kp) if kp else "0", c.n, f"{c.clean_acc:.3f}", cost, asr_text,
                              f"{c.n_counts}/{c.n}", c.verdict])
         return Table(f"tbl-{self.tag}-defence",
                      r"$\kappa$ × augmentation at the end of training, over seeds: $\kappa_{\text{paper}} = B^2\kappa_{\text{lab}}$ "
