@@ -11,6 +11,7 @@ RESULTS_DIR = Path(os.environ.get("POISONCURV_RESULTS_DIR") or REPO_ROOT / "resu
 LAB_RESULTS_DIR = RESULTS_DIR / "lab"
 DERIVED_RESULTS_DIR = RESULTS_DIR / "derived"      # scalars derived from lab runs (poisoncurv.lab.derived)
 CLAIMS_FILE = REPO_ROOT / "claims.yml"
+CITATION_FILE = REPO_ROOT / "CITATION.cff"               # how to cite the book (and the paper it accompanies)
 GRIDS_DIR = REPO_ROOT / "grids"                    # one grid file of lab runs per experiment chapter
 DATA_DIR = REPO_ROOT / "data"                      # canonical copies and unpacked caches (git-ignored)
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"   # the workplace's offline copies, if present
