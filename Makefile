@@ -46,8 +46,10 @@ $(STAMP): requirements.txt benchmarks/requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # --all: Sphinx skips copying book/_static (the CSS) when no page changed, so an edited stylesheet would stay stale;
-# rendering every page without executing it takes about 15 s.
+# rendering every page without executing it takes about 15 s. First the generated blocks of book/intro.md and
+# book/paper.md (claim count, status table, "Cite this book") are rewritten from claims.yml and CITATION.cff.
 book: $(STAMP)
+	$(PY) -m poisoncurv.book.glance --root $(CURDIR)
 	$(VENV)/bin/jupyter-book build book --all --config $(CURDIR)/_config.yml --toc $(CURDIR)/_toc.yml --path-output . --warningiserror --keep-going
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
