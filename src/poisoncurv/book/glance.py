@@ -30,6 +30,7 @@ from poisoncurv.core.results import read_json
 
 GLANCE_FIELDS = ("short", "scale", "reason", "evidence")
 GLANCE_CLASS = "claims-glance"   # styled by book/_static/claims-glance.css
+STATUS_CLASS = "claims-status"   # paper.md's table, likewise
 
 
 @dataclass(frozen=True)
@@ -201,12 +202,13 @@ def chapter_labels(book_dir: str | Path = BOOK_DIR) -> dict[str, str]:
 # ---- generated blocks of the Markdown pages ------------------------------------------------------------------------
 
 def paper_table(claims: Sequence[dict[str, Any]]) -> str:
-    """``book/paper.md``'s table of the paper's claims: id, claim, status in this book, the chapters that test it."""
-    rows = ["| id | claim | status in this book | where the book tests it |", "| --- | --- | --- | --- |"]
+    """``book/paper.md``'s table of the paper's claims: the claim (with its id), its status in this book, the chapters
+    that test it (in a ``claims-status`` container, which narrow screens set in a smaller type)."""
+    rows = ["| claim | status in this book | where the book tests it |", "| --- | --- | --- |"]
     for c in paper_claims(claims):
         chapters = ", ".join(f"{{doc}}`{ch}`" for ch in claim_chapters(c))
-        rows.append(f"| {c['id']} | {escape_cell(' '.join(c['claim'].split()))} | {c['status']} | {chapters} |")
-    return "\n".join(rows)
+        rows.append(f"| **{c['id']}** {escape_cell(' '.join(c['claim'].split()))} | {c['status']} | {chapters} |")
+    return "\n".join([f"::::{{container}} {STATUS_CLASS}", *rows, "::::"])
 
 
 def intro_summary(claims: Sequence[dict[str, Any]]) -> str:
