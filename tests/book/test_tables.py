@@ -1,6 +1,6 @@
 import pytest
 
-from poisoncurv.book.tables import Table, escape_cell, format_value
+from poisoncurv.book.tables import Table, break_hints, escape_cell, format_value
 
 
 def test_table_markdown_is_a_numbered_myst_table_with_escaped_cells():
@@ -25,3 +25,12 @@ def test_bad_tables_are_refused():
         Table("demo", "c", ["a"])
     with pytest.raises(ValueError, match="row 0 has 2 cells for 1 columns"):
         Table("tbl-x", "c", ["a"], [[1, 2]])
+
+
+def test_headers_may_wrap_after_a_slash_between_words_only():
+    assert break_hints("later/earlier/tied") == "later/<wbr>earlier/<wbr>tied"
+    for whole in ("5/2/1", "λ₁/λ₂ (trigger-free)", "R poison / R clean", "$a/\\ell$", "`a/bc/de`", "x/y"):
+        assert break_hints(whole) == whole
+    assert break_hints("flatter/steeper at $a/\\ell$") == "flatter/<wbr>steeper at $a/\\ell$"
+    md = Table("tbl-demo", "c", ["attack", "later/earlier/tied"], [["cross", "5/2/1"]]).markdown().splitlines()
+    assert md[4] == "| attack | later/<wbr>earlier/<wbr>tied |" and md[6] == "| cross | 5/2/1 |"   # cells untouched
