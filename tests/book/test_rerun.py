@@ -183,3 +183,31 @@ def test_makefile_passes_the_chapter_quoted(tmp_path):
     out = subprocess.run(["make", "-s", "-o", ".venv/.installed", "rerun", f"CHAPTER=x; touch {pwned}"], cwd=REPO_ROOT,
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     assert out.returncode != 0 and "not a chapter name" in out.stderr and not pwned.exists()
+
+
+def test_rerun_writes_each_labelled_figure_as_svg_into_the_book(tmp_path):
+    """A chapter's labelled figure cell, run by ``make rerun``, leaves ``book/_static/figures/<label>.svg``; a legend
+    the cell drew at 6 pt is shown at 9 pt."""
+    book, results = tmp_path / "book", tmp_path / "results"
+    book.mkdir()
+    results.mkdir()
+    nb = new_notebook(cells=[
+        new_code_cell('profile = "cpu"\ndevice = "cpu"\nseed = 0\nresults_dir = None', metadata={"tags": ["parameters"]}),
+        new_code_cell("import matplotlib.pyplot as plt\nfrom poisoncurv.book.figures import panels, setup_plots\n"
+                      "from poisoncurv.book.runtime import Chapter\n"
+                      "ch = Chapter('tiny', profile, device, seed, data_source='none', results_dir=results_dir)\n"
+                      "setup_plots()"),
+        new_code_cell("fig, ax = panels(1)\nax.plot([0, 1], label='line')\nleg = ax.legend(fontsize=6)\nplt.show()",
+                      metadata={"mystnb": {"figure": {"name": "fig-tiny-line", "caption": "A line."}}}),
+        new_code_cell("print(leg.get_texts()[0].get_fontsize())"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, book / "tiny.ipynb")
+    rerun_chapter("tiny", "smoke", "cpu", book_dir=book, results_dir=results)
+    svg = book / "_static" / "figures" / "fig-tiny-line.svg"
+    assert svg.read_bytes().startswith(b"<?xml") and b"<svg" in svg.read_bytes()
+    assert [p.name for p in svg.parent.iterdir()] == ["fig-tiny-line.svg"]
+    done = nbformat.read(book / "tiny.ipynb", as_version=4)
+    assert "image/png" in done.cells[2].outputs[0]["data"]
+    assert done.cells[3].outputs[0]["text"] == "9.0\n"
+    assert not (results / "figures").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["book", "results"]

@@ -9,6 +9,9 @@ replaces the chapter by the executed notebook in which
 * papermill's per-cell timestamps and notebook metadata are stripped,
 * the kernelspec is ``python3``.
 
+Each figure the chapter shows from a labelled cell is written as ``book/_static/figures/<label>.svg``
+(:mod:`poisoncurv.book.figures`), staged and moved with the rest.
+
 All or nothing: the chapter and the claims page are executed in a private staging folder
 ``<repo>/.rerun-<pid>-*`` (outside ``book/``, git-ignored) against a copy-on-write view of
 ``results/`` (links to the committed files; new files land in the staging folder). Only when
@@ -34,6 +37,7 @@ from typing import Any
 
 import nbformat
 
+from poisoncurv.book.figures import FIGURES_ENV
 from poisoncurv.core.paths import BOOK_DIR, RESULTS_DIR
 from poisoncurv.core.profiles import check_profile, resolve_device
 from poisoncurv.core.results import atomic_target, write_json_atomic
@@ -147,17 +151,24 @@ def _written(view: Path, results_dir: Path) -> list[tuple[Path, Path]]:
 
 
 @contextmanager
-def _results_env(view: Path) -> Iterator[None]:
-    """Point ``POISONCURV_RESULTS_DIR`` (read by :mod:`poisoncurv.core.paths` in the kernel) at ``view``."""
-    old = os.environ.get("POISONCURV_RESULTS_DIR")
-    os.environ["POISONCURV_RESULTS_DIR"] = str(view)
+def _env(name: str, value: Path) -> Iterator[None]:
+    """Set the environment variable ``name`` to ``value`` (the kernel papermill starts inherits it), then restore it."""
+    old = os.environ.get(name)
+    os.environ[name] = str(value)
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop("POISONCURV_RESULTS_DIR", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["POISONCURV_RESULTS_DIR"] = old
+            os.environ[name] = old
+
+
+@contextmanager
+def _results_env(view: Path) -> Iterator[None]:
+    """Point ``POISONCURV_RESULTS_DIR`` (read by :mod:`poisoncurv.core.paths` in the kernel) at ``view``."""
+    with _env("POISONCURV_RESULTS_DIR", view):
+        yield
 
 
 def _apply(journal: Path) -> list[Path]:
@@ -199,8 +210,8 @@ def recover(root: Path = BOOK_DIR.parent) -> list[Path]:
 def rerun_chapter(chapter: str, profile: str, device: str, seed: int | None = None,
                   book_dir: Path = BOOK_DIR, results_dir: Path = RESULTS_DIR) -> Path:
     """Re-execute ``chapter`` with ``profile`` and ``device``, then the claims page (which reads the new
-    results), and move them, the chapter's results JSON and new lab runs into place together (module
-    docstring); returns the chapter path."""
+    results), and move them, the chapter's results JSON, new lab runs and figure files into place together
+    (module docstring); returns the chapter path."""
     check_profile(profile)
     resolve_device(device)
     path = chapter_path(chapter, book_dir)
@@ -216,8 +227,12 @@ def rerun_chapter(chapter: str, profile: str, device: str, seed: int | None = No
             if seed is not None:
                 params["seed"] = seed
             params["results_dir"] = str(view)
-            execute(path, stage / path.name, params, cwd=path.parent)
+            figures = stage / "figures"
+            with _env(FIGURES_ENV, figures):
+                execute(path, stage / path.name, params, cwd=path.parent)
             moves.append((stage / path.name, path))
+            moves += [(svg, book_dir / "_static" / "figures" / svg.name) for svg in sorted(figures.glob("*.svg"))
+                      if not svg.name.startswith(".")]       # never a temporary file of an atomic write
         claims = book_dir / f"{CLAIMS_PAGE}.ipynb"
         if claims.exists():
             with _results_env(view):

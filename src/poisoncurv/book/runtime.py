@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poisoncurv.book.figures import FIGURES_ENV, export_figures
 from poisoncurv.book.tables import Table
 from poisoncurv.core.profiles import device_name
 from poisoncurv.core.provenance import RunRecord, provenance_markdown
@@ -37,6 +39,12 @@ class Chapter:
     ``glue`` stores a rounded number under ``key`` both for the page (``{glue:text}`key```) and for the
     machine-readable results file that :meth:`finish` writes when ``results_dir`` is set. The text
     ``<name>_run`` ("cpu profile, device cpu (CPU: ...)") is glued at once, for figure and table captions.
+
+    Each figure a labelled cell shows is also written as ``<figures_dir>/<label>.svg``
+    (:func:`~poisoncurv.book.figures.export_figures`). ``figures_dir`` defaults to ``$POISONCURV_FIGURES_DIR``
+    (``make rerun`` stages the files there and moves them to ``book/_static/figures``), else to
+    ``<results_dir>/figures`` when ``results_dir`` is set; with neither (nbval's re-execution, an interactive
+    session) no file is written.
     """
 
     name: str
@@ -46,10 +54,15 @@ class Chapter:
     data_source: str
     results_dir: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
+    figures_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.record = RunRecord(self.profile, self.device, self.seed, self.data_source)
         quiet_library_warnings()
+        if self.figures_dir is None:
+            self.figures_dir = os.environ.get(FIGURES_ENV) or (
+                str(Path(self.results_dir) / "figures") if self.results_dir is not None else None)
+        export_figures(self.name, self.figures_dir)
         if self.device == "cpu":
             # One thread: floating-point reductions in a fixed order (the committed outputs are
             # reproducible bit for bit), and on a 2-core machine the small solves run faster.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BOOK_DIR = REPO_ROOT / "book"
+FIGURES_DIR = BOOK_DIR / "_static" / "figures"     # every labelled figure as <label>.svg (make rerun writes them)
 RESULTS_DIR = Path(os.environ.get("POISONCURV_RESULTS_DIR") or REPO_ROOT / "results")  # set by make rerun's staging
 LAB_RESULTS_DIR = RESULTS_DIR / "lab"
 DERIVED_RESULTS_DIR = RESULTS_DIR / "derived"      # scalars derived from lab runs (poisoncurv.lab.derived)
