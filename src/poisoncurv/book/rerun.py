@@ -15,7 +15,7 @@ Each figure the chapter shows from a labelled cell is written as ``book/_static/
 All or nothing: the chapter and the claims page are executed in a private staging folder
 ``<repo>/.rerun-<pid>-*`` (outside ``book/``, git-ignored) against a copy-on-write view of
 ``results/`` (links to the committed files; new files land in the staging folder). Only when
-everything succeeded are the chapter, its results JSON, new lab runs and the claims page moved into
+everything succeeded are the chapter, its results JSON, new lab runs, its SVG figures and the claims page moved into
 place, by renames listed first in a journal. A run killed before that leaves the old set
 untouched; one killed during the renames is completed by the next ``make rerun`` or ``make test``
 (:func:`recover`). The staging folder is removed on every other exit path.
@@ -38,7 +38,7 @@ from typing import Any
 import nbformat
 
 from poisoncurv.book.figures import FIGURES_ENV
-from poisoncurv.core.paths import BOOK_DIR, RESULTS_DIR
+from poisoncurv.core.paths import BOOK_DIR, FIGURES_DIR, RESULTS_DIR
 from poisoncurv.core.profiles import check_profile, resolve_device
 from poisoncurv.core.results import atomic_target, write_json_atomic
 
@@ -231,7 +231,8 @@ def rerun_chapter(chapter: str, profile: str, device: str, seed: int | None = No
             with _env(FIGURES_ENV, figures):
                 execute(path, stage / path.name, params, cwd=path.parent)
             moves.append((stage / path.name, path))
-            moves += [(svg, book_dir / "_static" / "figures" / svg.name) for svg in sorted(figures.glob("*.svg"))
+            into = book_dir / FIGURES_DIR.relative_to(BOOK_DIR)
+            moves += [(svg, into / svg.name) for svg in sorted(figures.glob("*.svg"))
                       if not svg.name.startswith(".")]       # never a temporary file of an atomic write
         claims = book_dir / f"{CLAIMS_PAGE}.ipynb"
         if claims.exists():

@@ -21,8 +21,9 @@ from typing import Any
 from docutils import nodes
 
 from poisoncurv.book.figures import alt_text
+from poisoncurv.core.paths import BOOK_DIR, FIGURES_DIR
 
-FIGURES_SUBDIR = "_static/figures"
+FIGURES_SUBDIR = FIGURES_DIR.relative_to(BOOK_DIR).as_posix()      # "_static/figures", inside the book's sources
 
 
 def caption_source(node: nodes.Node) -> str:
