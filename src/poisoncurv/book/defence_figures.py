@@ -40,7 +40,7 @@ def kappa_grid(defence: DefenceResult) -> Any:
         axes[2 * i + 1].axhline(defence.clean_acc(attack) - criteria.ACC_DROP_MAX, color="k", lw=0.7, ls=":")
     for ax in axes[-2:]:
         ax.set_xlabel(rf"$\kappa_{{\mathrm{{paper}}}}$ (0 drawn at {KAPPA_ZERO_AT:g})")
-    axes[0].legend(frameon=False, fontsize=8)
+    axes[0].legend(frameon=False)
     return fig
 
 
@@ -57,5 +57,5 @@ def safety_plane(defence: DefenceResult) -> Any:
         acc0 = defence.clean_acc(attack)
         ax.fill_between([0, criteria.ASR_DEFENDED], acc0 - criteria.ACC_DROP_MAX, 1, color="tab:green", alpha=0.2, lw=0)
         ax.set(title=attack, xlabel="ASR", ylabel="clean accuracy", xlim=(-0.02, 1.02))
-    axes[0].legend(frameon=False, fontsize=8, loc="lower left")
+    axes[0].legend(frameon=False, loc="lower left")
     return fig
