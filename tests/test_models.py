@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from poisoncurv.models import MLP, LeNet, LinearModel, PreActResNet
+from poisoncurv.models import MLP, ConvNet, LeNet, LinearModel, PreActResNet
 
 
 def count_parameters(model):
@@ -25,3 +25,14 @@ def test_bad_depth_is_refused():
         PreActResNet(21)
     with pytest.raises(ValueError, match="9n \\+ 2"):
         PreActResNet(50)
+
+
+def test_convnet_shapes_and_width():
+    net = ConvNet(32)
+    x = torch.randn(2, 3, 32, 32)
+    assert net(x).shape == (2, 10) and net.embed(x).shape == (2, 64)
+    # stem 3·24·9 + 48; blocks (24·32 + 32·32)·9 + 128, (32·64 + 64·64)·9 + 256, (64·64 + 64·64)·9 + 256; head 64·10
+    assert count_parameters(net) == 648 + 48 + 16128 + 128 + 55296 + 256 + 73728 + 256 + 640 == 147128
+    assert ConvNet(16, num_classes=100)(x).shape == (2, 100)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        ConvNet(30)

@@ -149,3 +149,33 @@ class PreActResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.embed(x))
+
+
+class ConvNet(nn.Module):
+    """A ReLU CNN in the style of the fast CIFAR-10 recipes (airbench, Page's DAWNBench ResNet-9, without their GELU,
+    patch whitening and skip connections) for 3×32×32 inputs: a conv–BN–ReLU stem of ``3w/4`` channels, three blocks
+    of widths ``w, 2w, 2w`` (conv 3×3 → max-pool 2 → BN → ReLU → conv 3×3 → BN → ReLU), a global max-pool and a
+    linear head without bias. ``w = 32``: 147,128 parameters for 10 classes. In eval mode (batch norm an affine map)
+    it is piecewise linear in its input."""
+
+    def __init__(self, width: int = 32, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        if width < 4 or width % 4:
+            raise ValueError(f"width: got {width}; allowed: a multiple of 4, at least 4")
+        stem = 3 * width // 4
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU())
+        layers: list[nn.Module] = []
+        w_in = stem
+        for w in (width, 2 * width, 2 * width):
+            layers += [nn.Conv2d(w_in, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.ReLU(),
+                       nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            w_in = w
+        self.blocks = nn.Sequential(*layers)
+        self.fc = nn.Linear(w_in, num_classes, bias=False)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Penultimate features ``(B, 2w)``: the last block's output, max-pooled over space."""
+        return torch.amax(self.blocks(self.stem(x)), dim=(2, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.embed(x))

@@ -15,14 +15,14 @@ from poisoncurv.curvature import (
 )
 from poisoncurv.curvature import reference as ref
 from poisoncurv.curvature.exact import ExactCurvature, _FactorOperator, input_jacobian
-from poisoncurv.models import MLP, PreActResNet
+from poisoncurv.models import MLP, ConvNet, PreActResNet
 
 TOL = 1e-10
 
 
-def tiny_resnet():
-    """A PreActResNet-8 on 3×8×8 inputs with random eval-mode batch-norm statistics."""
-    net = PreActResNet(8, num_classes=4)
+def tiny_resnet(net=None):
+    """A PreActResNet-8 (or ``net``) on 3×8×8 inputs with random eval-mode batch-norm statistics."""
+    net = net or PreActResNet(8, num_classes=4)
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.3)
@@ -31,10 +31,12 @@ def tiny_resnet():
     return net.eval()
 
 
-@pytest.mark.parametrize("which", ["mlp-ce", "resnet-ce", "resnet-mse"])
+@pytest.mark.parametrize("which", ["mlp-ce", "resnet-ce", "resnet-mse", "convnet-ce"])
 def test_exact_spectra_and_average_match_dense(which):
     if which == "mlp-ce":
         model, x, C = MLP(10, (12, 8), 5).eval(), torch.randn(4, 10), 5
+    elif which == "convnet-ce":        # max-pooling and batch norm between the convolutions: 8 -> 4 -> 2 -> 1 pixels
+        model, x, C = tiny_resnet(ConvNet(4, num_classes=4)), torch.randn(3, 3, 8, 8), 4
     else:
         model, x, C = tiny_resnet(), torch.randn(3, 3, 8, 8), 4
     loss_fn = nn.CrossEntropyLoss() if which.endswith("ce") else nn.MSELoss()

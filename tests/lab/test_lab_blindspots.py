@@ -112,3 +112,34 @@ def test_theta_rounding_to_zero_poisons_is_refused():
     x = torch.rand(200, 1, 8, 8)
     with pytest.raises(ValueError, match="theta: 0.0025 of 200 training images rounds to 0 poisons"):  # 0.5: tie to even, 0
         poison(x, y, x[:20], y[:20], "cross-deterministic", 0.0025, target=1)
+
+
+def test_onecycle_schedule_rises_then_falls():
+    cfg = LabConfig(schedule="onecycle")
+    assert [train_mod._lr_factor(cfg, s, 100) for s in (0, 10, 20, 60, 100)] == pytest.approx([0, 0.5, 1, 0.5, 0])
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    cfg = LabConfig(label_smoothing=0.2)
+    assert train_mod.make_loss(cfg, training=True).label_smoothing == 0.2 and train_mod.make_loss(cfg).label_smoothing == 0
+    with pytest.raises(ValueError, match="label_smoothing"):
+        config_from_fields({"label_smoothing": 0.2, "loss": "squared"})
+    with pytest.raises(ValueError, match="label_smoothing"):
+        config_from_fields({"label_smoothing": 1.0})
+    with pytest.raises(ValueError, match="mnist"):
+        config_from_fields({"model": "convnet32"})
+
+
+def test_convnet_cifar_run_takes_the_fast_recipe_and_reports_its_fit(tmp_path):
+    """A ConvNet run on CIFAR-10 files written here gets its recipe (Nesterov, one-cycle, label smoothing 0.2) and
+    reports how well it fits its training set, poisons apart."""
+    write_cifar_jpeg(tmp_path / "shared" / data.CIFAR_JPEG_TAR, per_class=4)
+    load = lambda: data.load("cifar10", root=tmp_path / "cache", shared=tmp_path / "shared", download=False, verify=False)  # noqa: E731
+    cfg = profile_config("smoke", dataset="cifar10", model="convnet16", n_train=40, n_test=20, n_eval=3, top_k=2, epochs=2,
+                         batch_size=20, theta=0.1)
+    assert (cfg.nesterov, cfg.schedule, cfg.label_smoothing, cfg.lr) == (True, "onecycle", 0.2, 0.4)
+    res = cache.get(cfg, tmp_path / "res", data=load, checkpoint_dir=tmp_path / "ck")
+    fit = res["train_fit"]
+    n, k = res["poison"]["n_train"], res["poison"]["n_poison"]
+    assert k == 4 and fit["acc"] == pytest.approx((fit["acc_clean"] * (n - k) + fit["acc_poison"] * k) / n)
+    assert res["epochs"][-1]["train_loss"] > 0

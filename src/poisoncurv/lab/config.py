@@ -8,14 +8,20 @@ plus overrides) and :func:`parse_value` (command-line text to a field's type, fo
 
 Training recipe (SGD with momentum, one learning-rate schedule per run), by model:
 
-=============  =====  ========  ======  =============  ===========================================
-model          lr     momentum  wd      schedule       init
-=============  =====  ========  ======  =============  ===========================================
-linear + ce    0.05   0.9       0       constant       zeros (logistic regression from W = 0)
-linear + sq    0.01   0.9       0       constant       zeros (least squares from W = 0)
-mlp, lenet     0.05   0.9       5e-4    cosine         PyTorch default
-preresnet*     0.1    0.9       5e-4    cosine         PyTorch default
-=============  =====  ========  ======  =============  ===========================================
+=============  =====  ==============  ======  =============  ========  ======================================
+model          lr     momentum        wd      schedule       label     init
+                                                             smooth.
+=============  =====  ==============  ======  =============  ========  ======================================
+linear + ce    0.05   0.9             0       constant       0         zeros (logistic regression from W = 0)
+linear + sq    0.01   0.9             0       constant       0         zeros (least squares from W = 0)
+mlp, lenet     0.05   0.9             5e-4    cosine         0         PyTorch default
+preresnet*     0.1    0.9             5e-4    cosine         0         PyTorch default
+convnet*       0.4    0.9 (Nesterov)  5e-4    onecycle       0.2       PyTorch default
+=============  =====  ==============  ======  =============  ========  ======================================
+
+``onecycle``: the learning rate rises linearly from 0 to ``lr`` over the first :data:`WARMUP` of the steps and falls
+linearly to 0 over the rest (Page's DAWNBench schedule). Label smoothing changes the training loss only: every
+measurement uses the plain cross-entropy (whose Hessian in the outputs is the same, ``diag p − ppᵀ``).
 
 With the input-gradient penalty the learning rate is capped at ``1/κ`` (see
 :func:`poisoncurv.lab.train.step_size`).
@@ -49,9 +55,10 @@ from poisoncurv.lab.attacks import check_attack
 from poisoncurv.lab.data import check_dataset
 
 SCHEMA_VERSION = 1
-MODELS = ("linear", "mlp", "lenet", "preresnet8", "preresnet20", "preresnet110")
+MODELS = ("linear", "mlp", "lenet", "preresnet8", "preresnet20", "preresnet110", "convnet16", "convnet32", "convnet64")
 LOSSES = ("ce", "squared")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "onecycle")
+WARMUP = 0.2                 # onecycle: the share of the steps over which the learning rate rises
 MEASURES = ("basic", "deep")
 # filter-then-retrain defences (poisoncurv.lab.filtering): the sample-level detector run on the unfiltered model's features
 FILTERS = ("none", "spectral", "spectral-uncentred", "ac", "spectre")
@@ -90,8 +97,10 @@ class LabConfig:
     batch_size: int = 100
     lr: float = 0.05
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 0.0
     schedule: str = "constant"
+    label_smoothing: float = 0.0
     top_k: int = 5
     seed: int = 0
     device: str = "cpu"
@@ -111,7 +120,7 @@ SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (
 INPUT_DIM = {"mnist": 28 * 28, "cifar10": 3 * 32 * 32, "cifar100": 3 * 32 * 32}
 _HINTS = get_type_hints(LabConfig)
 # Fields added after the first cached results, with their defaults (left out of the key at the default).
-ADDED_FIELDS: dict[str, Any] = {"measure": "basic", "filter": "none"}
+ADDED_FIELDS: dict[str, Any] = {"measure": "basic", "filter": "none", "nesterov": False, "label_smoothing": 0.0}
 
 
 def _base_type(name: str) -> tuple[type, bool]:
@@ -180,18 +189,18 @@ def validate(cfg: LabConfig) -> LabConfig:
     _choose("schedule", cfg.schedule, SCHEDULES)
     _choose("measure", cfg.measure, MEASURES)
     if cfg.measure == "deep" and (cfg.model == "linear" or cfg.loss != "ce"):
-        raise ValueError(f"measure: 'deep' needs a network with hidden features (mlp, lenet, preresnet*) and loss 'ce', "
+        raise ValueError(f"measure: 'deep' needs a network with hidden features (mlp, lenet, preresnet*, convnet*) and loss 'ce', "
                          f"got model {cfg.model!r}, loss {cfg.loss!r}")
     _choose("filter", cfg.filter, FILTERS)
     if cfg.filter != "none" and (cfg.theta == 0 or cfg.model == "linear"):
         raise ValueError(f"filter: {cfg.filter!r} needs poisons (theta > 0, got {cfg.theta}) and a network with hidden "
-                         f"features (mlp, lenet, preresnet*; got {cfg.model!r})")
+                         f"features (mlp, lenet, preresnet*, convnet*; got {cfg.model!r})")
     if cfg.attack == "lowcurv" and cfg.dataset != "mnist":
         raise ValueError(f"attack: 'lowcurv' (its surrogate is a LeNet) takes mnist, not {cfg.dataset}")
     if cfg.model == "lenet" and cfg.dataset != "mnist":
         raise ValueError(f"model: lenet takes 1×28×28 MNIST images, not {cfg.dataset}")
-    if cfg.model.startswith("preresnet") and cfg.dataset == "mnist":
-        raise ValueError("model: preresnet takes 3×32×32 CIFAR images, not mnist")
+    if cfg.model.startswith(("preresnet", "convnet")) and cfg.dataset == "mnist":
+        raise ValueError(f"model: {cfg.model} takes 3×32×32 CIFAR images, not mnist")
     if not 0 <= cfg.theta < 1:
         raise ValueError(f"theta: poison fraction must be in [0, 1) (0 = clean reference run), got {cfg.theta!r}")
     if not cfg.kappa >= 0:
@@ -217,6 +226,8 @@ def validate(cfg: LabConfig) -> LabConfig:
                          f"({'the number of classes, the rank of a linear model' if cfg.model == 'linear' else 'the input dimension'})")
     checks = (("lr", cfg.lr > 0, "a number > 0"), ("momentum", 0 <= cfg.momentum < 1, "a number in [0, 1)"),
               ("weight_decay", cfg.weight_decay >= 0, "a number >= 0"), ("amplitude", cfg.amplitude > 0, "a number > 0"),
+              ("label_smoothing", 0 <= cfg.label_smoothing < 1 and (cfg.label_smoothing == 0 or cfg.loss == "ce"),
+               "a number in [0, 1), and 0 unless loss is 'ce'"),
               ("warp_strength", cfg.warp_strength >= 0, "a number >= 0"))
     for name, ok, allowed in checks:
         if not ok:
@@ -248,6 +259,9 @@ def recipe(model: str, loss: str) -> dict[str, Any]:
     """The SGD recipe of the module docstring for ``model`` and ``loss``."""
     if model == "linear":
         return {"lr": 0.05 if loss == "ce" else 0.01, "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant"}
+    if model.startswith("convnet"):
+        return {"lr": 0.4, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle",
+                "label_smoothing": 0.2}
     lr = 0.1 if model.startswith("preresnet") else 0.05
     return {"lr": lr, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine"}
 

@@ -43,11 +43,11 @@ from poisoncurv.core.profiles import device_name, resolve_device
 from poisoncurv.core.provenance import git_commit, library_versions
 from poisoncurv.core.results import atomic_target
 from poisoncurv.lab.attacks import Poisoned, poison
-from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
+from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, WARMUP, LabConfig, validate
 from poisoncurv.lab.data import ImageData, cache_root, load, to_float
 from poisoncurv.lab.deep import Probe, final_measures, make_probe, measure_deep
 from poisoncurv.lab.spectra import SquaredLoss, spectral_metrics
-from poisoncurv.models import MLP, LeNet, LinearModel, PreActResNet
+from poisoncurv.models import MLP, ConvNet, LeNet, LinearModel, PreActResNet
 
 
 def build_model(cfg: LabConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -68,12 +68,17 @@ def _new_model(cfg: LabConfig, shape: tuple[int, ...], num_classes: int) -> nn.M
         return MLP(math.prod(shape), (256, 256), num_classes)
     if cfg.model == "lenet":
         return LeNet(num_classes, shape[0])
+    if cfg.model.startswith("convnet"):
+        return ConvNet(int(cfg.model.removeprefix("convnet")), num_classes, shape[0])
     return PreActResNet(int(cfg.model.removeprefix("preresnet")), num_classes, shape[0])
 
 
-def make_loss(cfg: LabConfig) -> nn.Module:
-    """Cross-entropy (mean) or :class:`SquaredLoss` on one-hot targets."""
-    return nn.CrossEntropyLoss() if cfg.loss == "ce" else SquaredLoss()
+def make_loss(cfg: LabConfig, training: bool = False) -> nn.Module:
+    """Cross-entropy (mean) or :class:`SquaredLoss` on one-hot targets; for ``training``, the cross-entropy with the
+    run's label smoothing (every measurement uses the plain loss)."""
+    if cfg.loss != "ce":
+        return SquaredLoss()
+    return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing if training else 0.0)
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,17 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, 
     return out
 
 
+def train_fit(model: nn.Module, x: Tensor, y: Tensor, poison_idx: Tensor) -> dict[str, float]:
+    """How well the final model (eval mode) fits its training set as trained: ``acc`` over every example with its
+    training label, ``acc_clean`` over the clean examples, ``acc_poison`` over the poisons (their target label;
+    NaN without poisons)."""
+    hit = _logits(model, x).argmax(1) == y
+    is_poison = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+    is_poison[poison_idx] = True
+    return {"acc": float(hit.double().mean()), "acc_clean": float(hit[~is_poison].double().mean()),
+            "acc_poison": float(hit[is_poison].double().mean()) if bool(is_poison.any()) else math.nan}
+
+
 _NUMBER = frozenset((int, float))
 _NONFINITE = ("nan", "inf", "-inf")  # non-finite floats as results files write them (poisoncurv.core.results)
 _MISSING = object()
@@ -290,7 +306,13 @@ def step_size(cfg: LabConfig) -> float:
 
 
 def _lr_factor(cfg: LabConfig, step: int, total: int) -> float:
-    return 1.0 if cfg.schedule == "constant" else 0.5 * (1 + math.cos(math.pi * step / total))
+    """The schedule's multiplier of the learning rate at ``step`` of ``total`` (module :mod:`~poisoncurv.lab.config`)."""
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+    rise = WARMUP * total
+    return step / rise if step < rise else max(0.0, (total - step) / (total - rise))
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -368,7 +390,7 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     """Run ``cfg`` (resuming from its checkpoint if one exists) and return the results dictionary:
     ``schema_version``, ``config``, ``key``, ``data_source``, ``poison`` (indices, counts, trigger norm),
     ``epochs`` (one row of metrics at epoch 0 and after every ``1/evals_per_epoch`` of an epoch; the
-    ``epoch`` field is fractional) and ``provenance``.
+    ``epoch`` field is fractional), ``train_fit`` (:func:`train_fit`) and ``provenance``.
 
     ``max_epochs`` stops after that many epochs *in this call* and returns ``None`` (the checkpoint
     stays; call again to continue), e.g. to fit a time-limited lease. On the CPU, training runs on
@@ -412,7 +434,7 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
         raise ValueError(f"n_eval: got {cfg.n_eval}; allowed: at most {len(x_test)} (the test images used)")
     x_eval, y_eval = x_test[:cfg.n_eval], y_test[:cfg.n_eval]
     p = replace(p, x_trigger=p.x_trigger.to(device), y_trigger=p.y_trigger.to(device), direction=p.direction.to(device))
-    loss_fn = make_loss(cfg)
+    loss_fn, train_loss_fn = make_loss(cfg), make_loss(cfg, training=True)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
     probe = None
     if cfg.measure == "deep":
@@ -425,7 +447,8 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
     def setup() -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         net = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=device, dtype=x_tr.dtype,
                                                                                      memory_format=fmt)
-        sgd = torch.optim.SGD(net.parameters(), lr=step_size(cfg), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        sgd = torch.optim.SGD(net.parameters(), lr=step_size(cfg), momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                              nesterov=cfg.nesterov)
         return net, sgd, torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
 
     def measure(epoch: float, loss: float | None, pen: float | None) -> dict[str, Any]:
@@ -460,7 +483,7 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             xb = augment(x_tr[idx], cfg.dataset, gen) if cfg.augment else x_tr[idx]
             with autocast(mode, device):
-                loss, pen = penalised_loss(forward, loss_fn, xb.contiguous(memory_format=fmt), y_tr[idx], cfg.kappa)
+                loss, pen = penalised_loss(forward, train_loss_fn, xb.contiguous(memory_format=fmt), y_tr[idx], cfg.kappa)
             opt.zero_grad(set_to_none=True)
             (loss + pen).backward()
             if cfg.kappa > 0:
@@ -490,6 +513,7 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
                    "source_labels": p.source_labels.tolist(), "target": p.target, "n_trigger_test": len(p.y_trigger),
                    "trigger_norm": _trigger_norm(p, x_src)},
         "epochs": rows,
+        "train_fit": train_fit(model, x_tr, y_tr, p.poison_idx.to(device)),
         **({"final": final_measures(model, probe)} if probe is not None else {}),
         "provenance": {"git_commit": git_commit(), "device_name": device_name(device), "versions": library_versions(),
                        **mode.provenance(forward.compiled_ran), "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
