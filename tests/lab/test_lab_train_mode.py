@@ -16,6 +16,9 @@ CUDA = torch.device("cuda")  # constructing the device object needs no GPU
 def test_train_mode_is_off_on_cpu_and_follows_kappa_and_model_on_cuda():
     cfg = profile_config("smoke", dataset="cifar10", model="preresnet20")
     assert train_mode(cfg, torch.device("cpu")) == TrainMode(False, False, False)
+    convnet = profile_config("smoke", dataset="cifar10", model="convnet16")
+    assert train_mode(convnet, torch.device("cpu")) == TrainMode(channels_last=True)      # the one CPU speed-up
+    assert train_mode(convnet, CUDA) == TrainMode(compiled=True, bf16=True, channels_last=True)
     assert train_mode(cfg, CUDA) == TrainMode(compiled=True, bf16=True, channels_last=True)
     assert train_mode(profile_config("smoke", dataset="cifar10", model="preresnet20", kappa=0.1), CUDA) == \
         TrainMode(compiled=False, bf16=True, channels_last=True)   # double backward: eager
