@@ -7,6 +7,7 @@ import pytest
 from poisoncurv.book.claims import STATUSES, check_results, committed_values, evaluate, load_ledger
 from poisoncurv.book.nbcheck import chapters
 from poisoncurv.core.paths import REPO_ROOT
+from poisoncurv.core.prose import prose_text
 
 LEDGER = load_ledger()
 VALUES = committed_values()
@@ -75,7 +76,7 @@ def test_results_carry_provenance_and_match_the_committed_chapter(path):
                 glued[out["metadata"]["scrapbook"]["name"]] = rec
     assert glued, "the committed chapter has no glued values"
     for key, value in data["values"].items():
-        assert glued[key] == repr(value), f"{key}: chapter shows {glued[key]}, results file has {value!r}"
+        assert glued[key] == prose_text(value), f"{key}: chapter shows {glued[key]}, results file has {value!r}"
     params = chapter.read_text()
     assert f"profile = '{data['provenance']['profile']}'" in params or f'profile = "{data["provenance"]["profile"]}"' in params
 

@@ -224,8 +224,3 @@ def test_clean_model_matches_files_written_before_a_field_existed():
     assert ch.clean_model(ch.results[poisoned.key()]) is old
     assert ch.clean_model({**ch.results[poisoned.key()], "config": {**ch.results[poisoned.key()]["config"],
                                                                      "filter": "ac"}}) is None
-
-
-@pytest.mark.parametrize("x, text", [(30000, "3·10⁴"), (1e5, "10⁵"), (2500, "2.5·10³"), (163.84, "1.64·10²"), (0.01, "10⁻²")])
-def test_powers_text(x, text):
-    assert dr.powers_text(x) == text

@@ -12,6 +12,7 @@ from typing import Any
 from poisoncurv.book.figures import FIGURES_ENV, export_figures
 from poisoncurv.book.tables import Table
 from poisoncurv.core.profiles import device_name
+from poisoncurv.core.prose import GluedText
 from poisoncurv.core.provenance import RunRecord, provenance_markdown
 from poisoncurv.core.results import write_json_atomic
 
@@ -82,7 +83,8 @@ class Chapter:
         glue(key, text, display=False)
 
     def glue(self, key: str, value: Any, sig: int = 4) -> None:
-        """Glue ``value`` (numbers rounded to ``sig`` significant digits) without displaying it."""
+        """Glue ``value`` (numbers rounded to ``sig`` significant digits) without displaying it; the page shows it
+        through :func:`~poisoncurv.book.prose.prose_text`."""
         from myst_nb import glue
 
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
@@ -91,7 +93,7 @@ class Chapter:
             stored = round_sig(float(value), sig)
             if isinstance(value, int):
                 stored = int(value)
-        glue(key, stored, display=False)
+        glue(key, GluedText(stored), display=False)     # the page reads prose_text(stored); the results file the number
         self.values[key] = stored
 
     def glue_summary(self, summary: Mapping[str, Any], sig: int | Mapping[str, int] = 4) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 from poisoncurv.book.tables import Table
 from poisoncurv.core import criteria, stats
 from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CURV_RATIO_VISIBLE  # noqa: F401 (the pages read them here)
+from poisoncurv.core.prose import powers_text
 from poisoncurv.core.provenance import short_commit
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import ADDED_FIELDS, LabConfig, recipe
@@ -792,17 +793,6 @@ class DefenceResult:
                      r"untriggered inputs sent to the target) has no meaningful ASR. Runs with $\kappa > 0$ also cap the learning rate at "
                      r"$1/\kappa_{\text{lab}}$ and clip the gradient norm at 10. " + self.run_label,
                      ["attack", "augm.", "κ paper", "seeds", "clean acc.", "cost (points)", "ASR", "counts", "verdict"], rows)
-
-
-SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
-
-
-def powers_text(x: float) -> str:
-    """A positive number as prose writes a power of ten: ``30000`` → ``3·10⁴``, ``1e5`` → ``10⁵``, ``2500`` → ``2.5·10³``."""
-    e = math.floor(math.log10(x))
-    m = round(x / 10**e, 2)
-    mant = "" if m == 1 else f"{m:g}·"
-    return f"{mant}10{str(e).translate(SUPERSCRIPTS)}"
 
 
 def _seed_cells(points: list[DefencePoint]) -> tuple[DefenceCell, ...]:
