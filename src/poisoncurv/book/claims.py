@@ -21,6 +21,7 @@ import yaml
 from poisoncurv.book.tables import Table
 from poisoncurv.core.paths import BOOK_DIR, CLAIMS_FILE, RESULTS_DIR
 from poisoncurv.core.profiles import PROFILES
+from poisoncurv.core.prose import prose_text
 from poisoncurv.core.results import read_json
 
 STATUSES = ("reproduced", "partly", "not reproduced", "not yet run")
@@ -69,7 +70,7 @@ def rule_text(check: dict[str, Any]) -> str:
         return f"≤ {check['max']}"
     if "min" in check:
         return f"≥ {check['min']}"
-    return f"== {check['equals']}"
+    return f"== {prose_text(check['equals'])}"
 
 
 def evaluate(check: dict[str, Any], value: Any) -> bool:
@@ -116,7 +117,7 @@ def ledger_table(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict
             if r.chapter != last_chapter:
                 ev.append(f"{{doc}}`{r.chapter}`:")
                 last_chapter = r.chapter
-            shown = "not run" if r.value is None else f"{r.value}"
+            shown = "not run" if r.value is None else prose_text(r.value)
             ev.append(f"{'✓' if r.passed else '✗'} `{r.key}` = {shown} ({r.rule})")
         own = "**companion's claim, not the paper's.** " if c.get("source") == "companion" else ""
         rows.append([c["id"], f"{own}{c['claim']}<br>*{c['paper']}*", c["status"], "<br>".join(ev) or None])
