@@ -1,6 +1,6 @@
 """Sphinx extension (``_config.yml``: ``extra_extensions``): wide tables that a phone can read.
 
-A table of at least :data:`STACK_FROM` columns cannot fit a phone's column. This extension marks such a table with
+A table of at least :data:`STACK_FROM` columns may not fit a phone's column. This extension marks such a table with
 the class ``stack-narrow`` and puts its column's name, hidden on wider screens, before the value of every body cell;
 the book's stylesheet (``book/_static/companion.css``) then shows each row on a phone as a block of "name: value"
 lines instead of a row that scrolls sideways. Nothing changes on wider screens or in print.
@@ -13,7 +13,7 @@ from typing import Any
 
 from docutils import nodes
 
-STACK_FROM = 7   # columns from which a table is stacked on a phone
+STACK_FROM = 4   # columns from which a table is stacked on a phone (fewer fit the column as they are)
 
 
 def header_names(table: nodes.table) -> list[str]:
