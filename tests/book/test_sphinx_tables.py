@@ -15,7 +15,9 @@ def table(n_cols: int, n_rows: int = 2) -> nodes.table:
 
 def test_wide_tables_get_a_label_in_every_body_cell():
     t = table(STACK_FROM)
-    assert header_names(t)[0] == "c0 & <x>" and label_cells(t) and "stack-narrow" in t["classes"]
+    list(t.findall(nodes.thead))[0].children[0].children[1].children[0] += nodes.raw("", "<wbr>", format="html")
+    assert header_names(t)[:2] == ["c0 & <x>", "c1 & <x>"]            # raw HTML (a break hint) is not a name
+    assert label_cells(t) and "stack-narrow" in t["classes"]
     cells = list(list(t.findall(nodes.tbody))[0].findall(nodes.entry))
     labels = [next(iter(c.findall(nodes.raw))).astext() for c in cells]
     assert len(labels) == 2 * STACK_FROM

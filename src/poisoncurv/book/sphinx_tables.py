@@ -16,13 +16,18 @@ from docutils import nodes
 STACK_FROM = 4   # columns from which a table is stacked on a phone (fewer fit the column as they are)
 
 
+def visible_text(node: nodes.Node) -> str:
+    """The text of ``node`` without raw HTML (a ``<wbr>`` break hint in a header, say)."""
+    return "".join(t.astext() for t in node.findall(nodes.Text) if not isinstance(t.parent, nodes.raw))
+
+
 def header_names(table: nodes.table) -> list[str]:
     """The text of the last header row's cells, one per column (empty without a header)."""
     heads = list(table.findall(nodes.thead))
     if not heads:
         return []
     rows = list(heads[0].findall(nodes.row))
-    return [entry.astext().strip() for entry in rows[-1].children] if rows else []
+    return [visible_text(entry).strip() for entry in rows[-1].children] if rows else []
 
 
 def label_cells(table: nodes.table) -> bool:
