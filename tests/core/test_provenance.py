@@ -1,5 +1,7 @@
 import subprocess
 
+import pytest
+
 from poisoncurv.core.provenance import git_commit
 
 
@@ -31,3 +33,26 @@ def test_short_commit_keeps_the_dirty_mark():
     from poisoncurv.core.provenance import short_commit
     assert short_commit("0123456789abcdef") == "01234567"
     assert short_commit("0123456789abcdef+dirty") == "01234567+dirty"
+
+
+def test_training_summary_counts_devices_threads_commits_and_hours():
+    from poisoncurv.core.provenance import training_summary
+
+    run = lambda cpu, commit, s: {"device_name": f"CPU: {cpu} (1 torch threads)", "git_commit": commit, "wall_time_s": s}  # noqa: E731
+    provs = [run("AMD EPYC", "a" * 40, 1800), run("AMD EPYC", "b" * 40, 1800), run("Intel Xeon", "b" * 40, 3600)]
+    assert training_summary(provs) == ("3 training runs (2 on AMD EPYC, 1 on Intel Xeon; 1 torch thread each), "
+                                       "from 2 commits, 2.0 hours of training")
+    gpu = {"device_name": "cuda:0 (NVIDIA H100)", "git_commit": "c" * 40, "wall_time_s": 360}
+    assert training_summary([gpu]) == "1 training run (1 on cuda:0), from 1 commit, 0.1 hours of training"
+
+
+def test_the_run_label_is_glued_once(monkeypatch):
+    from poisoncurv.book.runtime import Chapter
+
+    glued = {}
+    monkeypatch.setattr(Chapter, "_glue_text", lambda self, key, text: glued.setdefault(key, text))
+    ch = Chapter("chx", "cpu", "cpu", 0, "synthetic")
+    ch.glue_run("2 training runs (2 on X), from 1 commit, 0.1 hours of training")
+    assert glued["chx_run"].startswith("cpu profile; 2 training runs") and "page executed on CPU:" in glued["chx_run"]
+    with pytest.raises(RuntimeError, match="glued already"):
+        ch.glue_run()

@@ -39,7 +39,8 @@ class Chapter:
     Create it in the chapter's first code cell, before any work, so its wall time covers the chapter.
     ``glue`` stores a rounded number under ``key`` both for the page (``{glue:text}`key```) and for the
     machine-readable results file that :meth:`finish` writes when ``results_dir`` is set. The text
-    ``<name>_run`` ("cpu profile, device cpu (CPU: ...)") is glued at once, for figure and table captions.
+    ``<name>_run`` that figure and table captions cite is glued by :meth:`glue_run` ("cpu profile, device cpu
+    (CPU: ...)", or who trained the chapter's lab runs), at the latest by :meth:`finish`.
 
     Each figure a labelled cell shows is also written as ``<figures_dir>/<label>.svg``
     (:func:`~poisoncurv.book.figures.export_figures`). ``figures_dir`` defaults to ``$POISONCURV_FIGURES_DIR``
@@ -56,6 +57,7 @@ class Chapter:
     results_dir: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
     figures_dir: str | None = None
+    _run_glued: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.record = RunRecord(self.profile, self.device, self.seed, self.data_source)
@@ -70,12 +72,22 @@ class Chapter:
             import torch
 
             torch.set_num_threads(1)
-        self._glue_text(f"{self.name}_run", self.run_label)
 
     @property
     def run_label(self) -> str:
         """The profile and device of this run, as captions state it."""
         return f"{self.profile} profile, device {self.device} ({device_name(self.device)})"
+
+    def glue_run(self, training: str | None = None) -> None:
+        """Glue ``<name>_run``, the run label captions cite, once: :attr:`run_label`, or for a chapter that reads lab
+        runs the profile, ``training`` (who trained them: :func:`~poisoncurv.core.provenance.training_summary`) and
+        the machine that executed the page. :meth:`finish` glues the plain label if no cell did."""
+        if self._run_glued:
+            raise RuntimeError(f"{self.name}_run is glued already: call glue_run once, before finish")
+        text = self.run_label if training is None else (
+            f"{self.profile} profile; {training}; page executed on {device_name(self.device)}")
+        self._glue_text(f"{self.name}_run", text)
+        self._run_glued = True
 
     def _glue_text(self, key: str, text: str) -> None:
         from myst_nb import glue
@@ -111,6 +123,8 @@ class Chapter:
         """Display the provenance table; write ``<results_dir>/<name>.json`` if asked. Returns provenance."""
         from IPython.display import Markdown, display
 
+        if not self._run_glued:
+            self.glue_run()
         prov = self.record.finish()
         display(Markdown(provenance_markdown(prov)))
         if self.results_dir is not None:

@@ -616,6 +616,19 @@ def frontier(profile: str, results_dir: str | None = None) -> Frontier:
     return Frontier(bases[0].attack, tuple(undefended), tuple(pts))
 
 
+def lab_results(profile: str, results_dir: str | None = None) -> list[dict[str, Any]]:
+    """The results of every lab run this chapter reads, once each: the runs of ``grids/ch08.yaml`` and Chapter 6's
+    defence groups behind the frontier."""
+    from poisoncurv.chapters import cnn_mnist
+    from poisoncurv.lab import cache
+
+    lab = chapter_lab_dir(results_dir)
+    g6 = cnn_mnist.grid(profile)
+    configs = [r.config for r in grid(profile).runs] + [r.config for name in ("defence", "defence_seeds", "weight_decay")
+                                                         for r in g6.group(name)]
+    return list({c.key(): cache.get(c, lab, data=cnn_mnist.mnist) for c in configs}.values())
+
+
 # ---- the adaptive attacker --------------------------------------------------------------------------------
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import platform
 import subprocess
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,27 @@ def git_commit(root: Path = REPO_ROOT) -> str:
 def short_commit(commit: str) -> str:
     """The first 8 characters of a recorded commit, keeping its ``+dirty`` mark (a table must not hide it)."""
     return commit[:8] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
+def training_summary(provenances: Iterable[dict[str, Any]]) -> str:
+    """Who trained a chapter's lab runs, from each run's recorded provenance: how many runs on which device, the
+    torch threads when every run used the same number, how many commits, and the wall time in all, e.g.
+    ``"183 training runs (119 on AMD EPYC, 64 on Intel Xeon; 1 torch thread each), from 9 commits, 2.4 hours of
+    training"``."""
+    provs = list(provenances)
+    devices, threads = Counter(), set()
+    for p in provs:
+        name, _, rest = p["device_name"].removeprefix("CPU: ").partition(" (")
+        devices[name] += 1
+        threads.add(rest.split(" torch thread")[0] if "torch thread" in rest else None)
+    where = ", ".join(f"{n} on {d}" for d, n in devices.most_common())
+    if len(threads) == 1 and None not in threads:
+        t = threads.pop()
+        where += f"; {t} torch thread{'' if t == '1' else 's'} each"
+    commits = {p["git_commit"] for p in provs}
+    hours = sum(float(p["wall_time_s"]) for p in provs) / 3600
+    return (f"{len(provs)} training run{'' if len(provs) == 1 else 's'} ({where}), from {len(commits)} "
+            f"commit{'' if len(commits) == 1 else 's'}, {hours:.1f} hours of training")
 
 
 def library_versions() -> dict[str, str]:
