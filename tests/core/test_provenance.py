@@ -41,7 +41,7 @@ def test_training_summary_counts_devices_threads_commits_and_hours():
     run = lambda cpu, commit, s: {"device_name": f"CPU: {cpu} (1 torch threads)", "git_commit": commit, "wall_time_s": s}  # noqa: E731
     provs = [run("AMD EPYC", "a" * 40, 1800), run("AMD EPYC", "b" * 40, 1800), run("Intel Xeon", "b" * 40, 3600)]
     assert training_summary(provs) == ("3 training runs (2 on AMD EPYC, 1 on Intel Xeon; 1 torch thread each), "
-                                       "from 2 commits, 2.0 hours of training")
+                                       "from 2 commits, 2 hours of training")
     gpu = {"device_name": "cuda:0 (NVIDIA H100)", "git_commit": "c" * 40, "wall_time_s": 360}
     assert training_summary([gpu]) == "1 training run (1 on cuda:0), from 1 commit, 0.1 hours of training"
 

@@ -53,7 +53,7 @@ def training_summary(provenances: Iterable[dict[str, Any]]) -> str:
     commits = {p["git_commit"] for p in provs}
     hours = sum(float(p["wall_time_s"]) for p in provs) / 3600
     return (f"{len(provs)} training run{'' if len(provs) == 1 else 's'} ({where}), from {len(commits)} "
-            f"commit{'' if len(commits) == 1 else 's'}, {hours:.1f} hours of training")
+            f"commit{'' if len(commits) == 1 else 's'}, {hours:.2g} hours of training")
 
 
 def library_versions() -> dict[str, str]:
