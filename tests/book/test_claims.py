@@ -115,3 +115,10 @@ def test_profile_restricted_checks_are_skipped_only_for_other_profiles(tmp_path)
     bad.write_text("- {id: X1, claim: c, paper: p, status: partly, checks: [{chapter: ch, key: a, max: 1, profiles: [gpu2]}]}\n")
     with pytest.raises(ValueError, match="profiles"):
         load_ledger(bad)
+
+
+def test_rules_read_as_prose():
+    from poisoncurv.book.claims import rule_text
+
+    assert rule_text({"max": 1e-08}) == "≤ 10⁻⁸" and rule_text({"expect": 2.0, "tol": 0.01}) == "= 2 ± 0.01"
+    assert rule_text({"min": 0.5}) == "≥ 0.5" and rule_text({"equals": True}) == "== yes"

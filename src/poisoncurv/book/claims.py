@@ -63,13 +63,13 @@ def load_ledger(path: str | Path = CLAIMS_FILE) -> list[dict[str, Any]]:
 
 
 def rule_text(check: dict[str, Any]) -> str:
-    """The rule of a check as text, e.g. ``= 2 ± 0.01`` or ``≤ 1e-08``."""
+    """The rule of a check as prose writes it (:func:`~poisoncurv.core.prose.prose_text`), e.g. ``= 2 ± 0.01`` or ``≤ 10⁻⁸``."""
     if "expect" in check:
-        return f"= {check['expect']} ± {check['tol']}"
+        return f"= {prose_text(check['expect'])} ± {prose_text(check['tol'])}"
     if "max" in check:
-        return f"≤ {check['max']}"
+        return f"≤ {prose_text(check['max'])}"
     if "min" in check:
-        return f"≥ {check['min']}"
+        return f"≥ {prose_text(check['min'])}"
     return f"== {prose_text(check['equals'])}"
 
 
