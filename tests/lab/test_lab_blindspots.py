@@ -38,7 +38,7 @@ def test_preresnet_cifar_run_evaluates_in_eval_mode(tmp_path, monkeypatch, name)
     assert cfg.model == "preresnet20" and cfg.augment and cfg.schedule == "cosine"
     res = cache.get(cfg, tmp_path / "res", data=load, checkpoint_dir=tmp_path / "ck")
     assert modes and not any(modes), "evaluation ran with the model in train mode"
-    assert len(modes) == 2 * 3  # two evaluations (epoch 0 and 1), each: test set, triggered set, spectra
+    assert len(modes) == 2 * 3 + 1  # two evaluations (epoch 0 and 1), each: test set, triggered set, spectra; the fit
     assert res["config"]["model"] == "preresnet20" and res["poison"]["n_poison"] == 4 and len(res["epochs"]) == 2
     last = res["epochs"][-1]
     assert len(last["hess_top"]) == 2 and last["hess_top"][0] >= last["hess_top"][1] and 0 <= last["overlap"] <= 1
