@@ -406,21 +406,13 @@ class FrontierCell:
     def n(self) -> int:
         return len(self.points)
 
-    @property
-    def clean_acc(self) -> float:
-        return float(np.mean([p.clean_acc for p in self.points]))
+    def _mean(self, field: str) -> float:
+        return float(np.mean([getattr(p, field) for p in self.points]))
 
-    @property
-    def asr(self) -> float:
-        return float(np.mean([p.asr for p in self.points]))
-
-    @property
-    def tpr(self) -> float:
-        return float(np.mean([p.tpr for p in self.points]))
-
-    @property
-    def fpr(self) -> float:
-        return float(np.mean([p.fpr for p in self.points]))
+    clean_acc = property(lambda self: self._mean("clean_acc"), doc="Mean clean accuracy over the seeds.")
+    asr = property(lambda self: self._mean("asr"), doc="Mean ASR over the seeds.")
+    tpr = property(lambda self: self._mean("tpr"), doc="Mean share of the poisons a filter removed (NaN: no filter).")
+    fpr = property(lambda self: self._mean("fpr"), doc="Mean share of the clean examples a filter removed.")
 
     def spread(self, field: str) -> tuple[float, float]:
         """``(mean − min, max − mean)`` of ``field`` (``"clean_acc"`` or ``"asr"``) over the seeds: error bars."""
@@ -502,9 +494,8 @@ class Frontier:
         """The undefended models' mean accuracy and ASR; per family the setting, mean ASR, mean cost and call of
         :meth:`best_free` and the setting and accuracy of :meth:`cheapest_safe`; how many families have a free cell whose
         mean ASR is at most 0.1 (point estimates) and how many a cell whose call is ``free and safe`` (and per family
-        the settings of those cells, or ``none``); per filter its
-        call, highest ASR, lowest TPR and mean cost over seeds; the filters' extreme TPR, FPR and ASR over all seeds; the
-        seed count."""
+        the settings of those cells, or ``none``); per filter its call, highest ASR, lowest TPR and mean cost over
+        seeds; the filters' extreme TPR, FPR and ASR over all seeds; the seed count."""
         out: dict[str, float | int | str] = {f"ch8_{tag}_acc_none": self.clean_acc, f"ch8_{tag}_asr_none": self.asr,
                                              f"ch8_{tag}_n_seeds": len(self.undefended)}
         n_free_safe = n_solid = 0
@@ -538,11 +529,11 @@ class Frontier:
         return out
 
     def table(self, name: str, caption: str) -> Table:
-        """One row per cell: defence, setting, seeds, mean clean accuracy, cost with its interval over seeds, ASR
-        (mean and range), the filters' TPR and FPR (means) and the call over seeds."""
-        n = len(self.undefended)
-        a_lo, a_hi = np.array([u.asr_interval() for u in self.undefended]).T
-        rows = [["none", "undefended", n, f"{self.clean_acc:.3f}", "–", f"{self.asr:.3f} [{a_lo.min():.3f}, {a_hi.max():.3f}]",
+        """One row per cell (the undefended models first): defence, setting, seeds, mean clean accuracy, mean cost and
+        ASR each with the envelope of the seeds' intervals, the filters' TPR and FPR (means) and the call over seeds."""
+        none = FrontierCell("none", "undefended", self.undefended, self.undefended)
+        a_lo, a_hi = none.asr_interval()
+        rows = [["none", "undefended", none.n, f"{none.clean_acc:.3f}", "–", f"{none.asr:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
                  "–", "–", "–"]]
         for c in self.cells():
             m, lo, hi = c.cost()
