@@ -96,7 +96,7 @@ class Chapter:
 
     def glue(self, key: str, value: Any, sig: int = 4) -> None:
         """Glue ``value`` (numbers rounded to ``sig`` significant digits) without displaying it; the page shows it
-        through :func:`~poisoncurv.book.prose.prose_text`."""
+        through :func:`~poisoncurv.core.prose.prose_text`."""
         from myst_nb import glue
 
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
