@@ -188,7 +188,7 @@ def test_measure_field_validation_and_stable_keys():
     with pytest.raises(ValueError, match="measure"):
         config_from_fields({"model": "linear", "measure": "deep"})
     cfg = LabConfig()
-    added = ("measure", "filter", "nesterov", "label_smoothing")
+    added = ("measure", "filter", "nesterov", "label_smoothing", "precision", "compile")
     legacy = {k: v for k, v in asdict(cfg).items() if k not in added}   # the key before the fields existed
     assert cfg.key() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
     assert config_from_fields({"model": "lenet", "measure": "deep"}).key() != config_from_fields({"model": "lenet"}).key()
