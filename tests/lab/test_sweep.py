@@ -208,7 +208,7 @@ def test_two_workers_finishing_the_same_configuration_leave_one_valid_file(env):
     tmp, grid_path = env
     cfg = load_grid(grid_path, "smoke").runs[0].config
     code = (f"import pickle, sys; from poisoncurv.lab.sweep import RunJob; cfg = pickle.loads(bytes.fromhex(sys.argv[1])); "
-            f"r = RunJob({str(tmp / 'res')!r}, sys.argv[2], 1)(cfg); assert r['status'] == 'done', r")
+            f"r = RunJob({str(tmp / 'res')!r}, sys.argv[2], 1)((cfg,)); assert r['status'] == 'done', r")
     import pickle
 
     procs = [subprocess.Popen([sys.executable, "-c", code, pickle.dumps(cfg).hex(), str(tmp / f"ck{i}")]) for i in range(2)]
@@ -216,7 +216,7 @@ def test_two_workers_finishing_the_same_configuration_leave_one_valid_file(env):
     files = sorted(p.name for p in (tmp / "res").iterdir())
     assert files == [f"{cfg.key()}.json"]  # no temporary file left behind
     assert json.loads((tmp / "res" / files[0]).read_text())["key"] == cfg.key()
-    assert RunJob(str(tmp / "res"), None, 1)(cfg)["status"] == "done"  # and it loads as a valid cached result
+    assert RunJob(str(tmp / "res"), None, 1)((cfg,))["status"] == "done"  # and it loads as a valid cached result
 
 
 def test_bad_grid_fails_before_any_submission(env, capsys):
@@ -241,3 +241,26 @@ def test_a_cached_file_with_a_bad_row_is_reported_in_the_table(env, capsys):
                 "--log-dir", str(tmp / "log")]) == 1
     out = capsys.readouterr().out
     assert "failed 1 (of 1)" in out and str(bad) in out and "epochs[0]: train_loss is missing" in out and "--force" in out
+
+
+def test_clean_runs_of_several_triggers_share_one_job_and_give_what_each_alone_gives(env):
+    """Clean references (θ = 0) that differ only in their trigger train once (one job, one training); each results
+    file holds the numbers of the run trained alone; the poisoned runs are jobs of their own."""
+    from poisoncurv.lab.cache import get
+    from poisoncurv.lab.sweep import batches
+
+    tmp, grid_path = env
+    grid_path.write_text(GRID.replace("{axes: {loss: [squared, ce], theta: [0.02, 0.1]}}",
+                                      "{base: {loss: ce}, axes: {attack: [cross-deterministic, badnets, warp], theta: [0.0, 0.1]}}"))
+    grid = load_grid(grid_path, "smoke")
+    jobs = batches(grid.runs)
+    assert sorted(len(j) for j in jobs) == [1, 1, 1, 3] and {r.config.theta for r in max(jobs, key=len)} == {0.0}
+    out = sweep(grid, "debug", results_dir=tmp / "a", checkpoint_dir=tmp / "ck", log_dir=tmp / "log")
+    assert [o.status for o in out] == ["done"] * 6
+    shared = numbers(tmp / "a")
+    for run in max(jobs, key=len):
+        alone = get(run.config, tmp / "b", checkpoint_dir=tmp / "ck")
+        assert shared[run.config.key()] == alone["epochs"]
+        prov = json.loads((tmp / "a" / f"{run.config.key()}.json").read_text())["provenance"]
+        assert prov["shared_training"] == [r.config.key() for r in max(jobs, key=len)]
+    assert not list((tmp / "ck").glob("*.pt"))

@@ -28,7 +28,7 @@ from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, valida
 from poisoncurv.lab.data import SOURCES, ImageData, locate, to_float
 from poisoncurv.lab.deep import Probe, make_probe
 from poisoncurv.lab.filtering import filter_poisons
-from poisoncurv.lab.train import build_model, checkpoint_path, prepare, row_problem, train
+from poisoncurv.lab.train import build_model, checkpoint_path, prepare, row_problem, train, train_shared
 
 
 class StaleResultError(RuntimeError):
@@ -145,6 +145,32 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
                                f"written to, and it writes them without training") from None
     ckpt.unlink(missing_ok=True)
     return res
+
+
+def get_shared(cfgs: tuple[LabConfig, ...], results_dir: str | os.PathLike | None = None,
+               data: ImageData | Callable[[], ImageData] | None = None, progress: bool = False,
+               checkpoint_dir: str | os.PathLike | None = None, keep_model: bool = False) -> list[dict[str, Any]]:
+    """Train clean runs that differ only in their trigger once (:func:`~poisoncurv.lab.train.train_shared`) and write
+    each one's results file, as :func:`get` would have written it; returns the results in order. Cached files are not
+    consulted: the caller passes the runs still to do."""
+    paths = [result_path(c, results_dir) for c in cfgs]
+    model_dir = model_path(cfgs[0], results_dir).parent if keep_model else None
+    for folder in (paths[0].parent, model_dir):
+        if folder is not None:
+            check_writable(folder)
+    data = data() if callable(data) else data
+    results = train_shared(cfgs, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
+                           remove_checkpoint=False)
+    ckpt = checkpoint_path(cfgs[0], checkpoint_dir)
+    for path, res in zip(paths, results):
+        try:
+            write_json_atomic(path, res)
+        except OSError as err:
+            raise ResultWriteError(f"{path}: the results could not be written ({err.strerror or type(err).__name__}); the "
+                                   f"trained runs are kept in {ckpt}: run the same command again once the folder can be "
+                                   f"written to, and it writes them without training") from None
+    ckpt.unlink(missing_ok=True)
+    return results
 
 
 def _filtered(cfg: LabConfig, results_dir: str | os.PathLike | None, data: ImageData | None,

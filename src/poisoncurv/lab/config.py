@@ -59,7 +59,8 @@ from poisoncurv.lab.attacks import check_attack
 from poisoncurv.lab.data import check_dataset
 
 SCHEMA_VERSION = 1
-MODELS = ("linear", "mlp", "lenet", "preresnet8", "preresnet20", "preresnet110", "convnet16", "convnet32", "convnet40", "convnet48", "convnet64")
+MODELS = ("linear", "mlp", "lenet", "preresnet8", "preresnet20", "preresnet110",
+          "convnet16", "convnet32", "convnet40", "convnet48", "convnet64")
 LOSSES = ("ce", "squared")
 SCHEDULES = ("constant", "cosine", "onecycle")
 WARMUP = 0.2                 # onecycle: the share of the steps over which the learning rate rises

@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,11 @@ import submitit
 import torch
 
 from poisoncurv.core.results import read_json
-from poisoncurv.lab.cache import StaleResultError, check_cached, check_writable, get, model_path, result_path
+from poisoncurv.lab.cache import StaleResultError, check_cached, check_writable, get, get_shared, model_path, result_path
 from poisoncurv.lab.config import LabConfig
 from poisoncurv.lab.data import SOURCES, DataNotFoundError, cache_root, ensure, locate
 from poisoncurv.lab.grid import MAX_RUNS, Grid, Run, load_grid
+from poisoncurv.lab.train import TRIGGER_FIELDS
 
 EXECUTORS = ("local", "slurm", "debug")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 minutes) would kill real runs
@@ -62,9 +63,10 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """The callable submitted per run: trains (or loads) one configuration into the results cache.
+    """The callable submitted per job: trains (or loads) one configuration, or several clean runs that share one
+    training (:func:`batches`), into the results cache.
 
-    Returns ``{"status": "done", **summary}`` or ``{"status": "failed", "error": <first line>}``.
+    Returns ``{"status": "done", "runs": [summary of each]}`` or ``{"status": "failed", "error": <first line>}``.
     On preemption submitit calls :meth:`checkpoint` (inherited), which resubmits the same call; the
     lab then resumes from the checkpoint it writes after every epoch.
     """
@@ -72,13 +74,30 @@ class RunJob(submitit.helpers.Checkpointable):
     def __init__(self, results_dir: str | None, checkpoint_dir: str | None, threads: int):
         self.results_dir, self.checkpoint_dir, self.threads = results_dir, checkpoint_dir, threads
 
-    def __call__(self, cfg: LabConfig, keep_model: bool = False) -> dict[str, Any]:
+    def __call__(self, cfgs: tuple[LabConfig, ...], keep_model: bool = False) -> dict[str, Any]:
         torch.set_num_threads(self.threads)
         try:
-            res = get(cfg, self.results_dir, force=False, checkpoint_dir=self.checkpoint_dir, keep_model=keep_model)
+            if len(cfgs) == 1:
+                results = [get(cfgs[0], self.results_dir, force=False, checkpoint_dir=self.checkpoint_dir, keep_model=keep_model)]
+            else:
+                results = get_shared(cfgs, self.results_dir, checkpoint_dir=self.checkpoint_dir, keep_model=keep_model)
         except Exception as err:  # reported in the sweep's table; nothing is cached, so a rerun retries it
             return {"status": "failed", "error": error_line(f"{type(err).__name__}: {err}")}
-        return {"status": "done", **summary(res)}
+        return {"status": "done", "runs": [summary(res) for res in results]}
+
+
+def batches(runs: list[Run]) -> list[list[Run]]:
+    """``runs`` in jobs: the clean runs (θ = 0, no filter) that differ only in their trigger
+    (:data:`~poisoncurv.lab.train.TRIGGER_FIELDS`) share one job and one training; every other run is a job of its own.
+    Jobs in the order of their first run."""
+    jobs: dict[Any, list[Run]] = {}
+    for run in runs:
+        c = run.config
+        key: Any = c.key()
+        if c.theta == 0 and c.filter == "none":
+            key = replace(c, **{f: getattr(LabConfig, f) for f in TRIGGER_FIELDS})
+        jobs.setdefault(key, []).append(run)
+    return list(jobs.values())
 
 
 def cached(cfg: LabConfig, results_dir: str | os.PathLike | None, keep_model: bool = False) -> dict[str, Any] | None:
@@ -121,12 +140,14 @@ def make_executor(kind: str, folder: Path, threads_per_run: int, max_parallel: i
     return ex
 
 
-def _outcome(run: Run, job: submitit.Job) -> Outcome:
+def _outcomes(runs: list[Run], job: submitit.Job) -> list[Outcome]:
     try:
         out = job.result()
     except Exception as err:  # the job itself died (killed, out of memory, time-out without requeue)
-        return Outcome(run, "failed", error=error_line(str(err)))
-    return Outcome(run, out.pop("status"), **out)
+        return [Outcome(run, "failed", error=error_line(str(err))) for run in runs]
+    if out["status"] != "done":
+        return [Outcome(run, out["status"], error=out.get("error")) for run in runs]
+    return [Outcome(run, "done", **res) for run, res in zip(runs, out["runs"])]
 
 
 def _report(k: int, n: int, o: Outcome) -> None:
@@ -186,21 +207,27 @@ def _executor(grid: Grid, todo: list[Run], executor: str, max_parallel: int, thr
 
 def _drive(ex: submitit.Executor, fn: RunJob, todo: list[Run], executor: str, max_parallel: int, poll_s: float,
            outcomes: dict[str, Outcome]) -> None:
-    """Submit ``todo`` (SLURM: one array; else a window of ``max_parallel``) and collect outcomes as jobs end."""
-    waiting, running = list(todo), {}
+    """Submit ``todo`` in its :func:`batches` (SLURM: one array; else a window of ``max_parallel`` jobs) and collect
+    outcomes as jobs end."""
+    waiting, running = batches(todo), {}
+    n = len(outcomes) + len(todo)
+
+    def args(batch: list[Run]) -> tuple[tuple[LabConfig, ...], bool]:
+        return tuple(r.config for r in batch), any(r.keep_model for r in batch)
+
     if executor == "slurm":
-        running = dict(zip(ex.map_array(fn, [r.config for r in waiting], [r.keep_model for r in waiting]), waiting))
+        running = dict(zip(ex.map_array(fn, *zip(*map(args, waiting))), waiting))
         waiting = []
     try:
         while waiting or running:
             while waiting and len(running) < max_parallel:
-                run = waiting.pop(0)
-                running[ex.submit(fn, run.config, run.keep_model)] = run
+                batch = waiting.pop(0)
+                running[ex.submit(fn, *args(batch))] = batch
             finished = [job for job in running if job.done()]
             for job in finished:
-                o = _outcome(running.pop(job), job)
-                outcomes[o.run.config.key()] = o
-                _report(len(outcomes), len(outcomes) + len(running) + len(waiting), o)
+                for o in _outcomes(running.pop(job), job):
+                    outcomes[o.run.config.key()] = o
+                    _report(len(outcomes), n, o)
             if not finished:
                 time.sleep(poll_s)
     except KeyboardInterrupt:

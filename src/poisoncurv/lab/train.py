@@ -15,11 +15,14 @@ checkpoint (written atomically after every epoch) replays exactly what an uninte
 carries its run's key and a schema version and is checked before it is trusted (:func:`_checkpoint_problem`); one
 that fails is discarded with a warning and the run starts over.
 
-On CUDA the training steps (never the measurements, which run the eager float32 model and form
-curvature in float64 in :mod:`poisoncurv.lab.deep`) use bf16 autocast, channels-last memory for the
-ResNets, and ``torch.compile`` for κ = 0 (the double backward of κ > 0 is not supported by it, so
-those runs stay eager): :func:`train_mode`. On the CPU all three are off and runs are bit-reproducible.
-The mode that ran is recorded in the results' ``provenance`` (``train_mode``, ``train_precision``).
+The training steps (never the measurements, which run the eager float32 model and form curvature in float64 in
+:mod:`poisoncurv.lab.deep`) run as the configuration says: ``precision`` (fp32, or bf16 autocast) and ``compile``
+(``torch.compile`` for κ = 0 only: the double backward of κ > 0 is not supported by it), with channels-last memory
+for ``convnet*`` and, on CUDA, the ResNets (:func:`train_mode`). On the CPU, runs are bit-reproducible on one CPU
+model. The mode that ran is recorded in the results' ``provenance`` (``train_mode``, ``train_precision``).
+
+Clean runs that differ only in the trigger they measure train identically; :func:`train_shared` trains them once and
+measures each (a sweep groups them, :func:`poisoncurv.lab.sweep.batches`).
 """
 
 from __future__ import annotations
@@ -323,10 +326,24 @@ def _save_atomic(obj: Any, path: Path) -> None:
 CHECKPOINT_VERSION = 1  # what a checkpoint holds; one without this version or its run's key is never resumed
 
 
-def _checkpoint_problem(state: Any, cfg: LabConfig, stamps: list[float]) -> str | None:
-    """Why checkpoint contents ``state`` cannot resume run ``cfg``, or ``None``: no key or schema version (an older or
-    foreign file), another schema or run, completed epochs outside ``[0, cfg.epochs]``, or evaluation rows that are not
-    this run's after those epochs (``stamps``: the epochs of all the run's rows, the first at 0)."""
+def _rows_problem(rows: Any, expected: list[float], measure: str, done: int) -> str | None:
+    """Why ``rows`` are not a run's evaluation rows after ``done`` epochs (their epochs ``expected``), or ``None``."""
+    if not isinstance(rows, list) or [r.get("epoch") if isinstance(r, dict) else r for r in rows] != expected:
+        return (f"holds evaluation rows that are not this run's ({len(rows) if isinstance(rows, list) else 0} rows; after "
+                f"{done} epochs it has {len(expected)}, at epochs {expected[0]} to {expected[-1]})")
+    for i, row in enumerate(rows):
+        problem = row_problem(row, measure)
+        if problem is not None:
+            return f"holds a bad evaluation row ({i}: {problem})"
+    return None
+
+
+def _checkpoint_problem(state: Any, cfgs: tuple[LabConfig, ...], stamps: list[float]) -> str | None:
+    """Why checkpoint contents ``state`` cannot resume the training of ``cfgs`` (one run, or clean runs sharing one
+    training, the first owning the checkpoint), or ``None``: no key or schema version (an older or foreign file),
+    another schema or run, completed epochs outside ``[0, epochs]``, or evaluation rows (of each configuration) that are
+    not its rows after those epochs (``stamps``: the epochs of all the run's rows, the first at 0)."""
+    cfg = cfgs[0]
     if not isinstance(state, dict) or "key" not in state or "schema_version" not in state:
         return "carries no run key and schema version (an older or foreign file)"
     if state["schema_version"] != CHECKPOINT_VERSION:
@@ -337,30 +354,32 @@ def _checkpoint_problem(state: Any, cfg: LabConfig, stamps: list[float]) -> str 
     if type(done) is not int or not 0 <= done <= cfg.epochs:
         return f"claims {done!r} completed epochs; the run has {cfg.epochs}"
     expected = stamps[:1 + done * (len(stamps) - 1) // cfg.epochs]
-    rows = state.get("rows")
-    if not isinstance(rows, list) or [r.get("epoch") if isinstance(r, dict) else r for r in rows] != expected:
-        return (f"holds evaluation rows that are not this run's ({len(rows) if isinstance(rows, list) else 0} rows; after "
-                f"{done} epochs it has {len(expected)}, at epochs {expected[0]} to {expected[-1]})")
-    for i, row in enumerate(rows):
-        problem = row_problem(row, cfg.measure)
+    shared = state.get("shared_rows", {})
+    if not isinstance(shared, dict) or set(shared) != {c.key() for c in cfgs[1:]}:
+        return (f"measures runs {sorted(shared) if isinstance(shared, dict) else shared!r} besides its own, not "
+                f"{sorted(c.key() for c in cfgs[1:])}")
+    for rows in (state.get("rows"), *(shared[c.key()] for c in cfgs[1:])):
+        problem = _rows_problem(rows, expected, cfg.measure, done)
         if problem is not None:
-            return f"holds a bad evaluation row ({i}: {problem})"
+            return problem
     return None
 
 
-def _resume(ckpt: Path, cfg: LabConfig, stamps: list[float], device: torch.device, model: nn.Module,
-            opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[list[dict[str, Any]], int, float] | None:
-    """Load checkpoint ``ckpt`` of run ``cfg`` into ``model``, ``opt``, ``sched`` and return ``(rows, completed epochs,
-    wall time so far)``; ``None`` with one warning naming the file and the fault if it cannot be read or fails
-    :func:`_checkpoint_problem` (then the caller discards it and starts the run over)."""
+def _resume(ckpt: Path, cfgs: tuple[LabConfig, ...], stamps: list[float], device: torch.device, model: nn.Module,
+            opt: torch.optim.Optimizer,
+            sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[list[list[dict[str, Any]]], int, float] | None:
+    """Load checkpoint ``ckpt`` of the training of ``cfgs`` into ``model``, ``opt``, ``sched`` and return ``(rows of each
+    configuration, completed epochs, wall time so far)``; ``None`` with one warning naming the file and the fault if it
+    cannot be read or fails :func:`_checkpoint_problem` (then the caller discards it and starts the run over)."""
     try:
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        problem = _checkpoint_problem(state, cfg, stamps)
+        problem = _checkpoint_problem(state, cfgs, stamps)
         if problem is None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
             sched.load_state_dict(state["sched"])
-            return list(state["rows"]), state["completed_epochs"], float(state["wall_time_s"])
+            rows = [list(state["rows"])] + [list(state.get("shared_rows", {})[c.key()]) for c in cfgs[1:]]
+            return rows, state["completed_epochs"], float(state["wall_time_s"])
     except Exception as err:  # truncated or foreign files fail in many ways (EOFError, RuntimeError, KeyError, ...)
         problem = f"is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
     warnings.warn(f"checkpoint {ckpt} {problem}; discarding it and starting the run over", stacklevel=3)
@@ -403,7 +422,46 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     safely written (:func:`poisoncurv.lab.cache.get`); a call that finds a finished checkpoint rebuilds the results
     from it without training.
     """
-    validate(cfg)
+    out = train_shared((cfg,), data, checkpoint_dir, progress, max_epochs, model_dir, drop, remove_checkpoint)
+    return None if out is None else out[0]
+
+
+# The fields that change only what a clean run (θ = 0) measures, never how it trains: its trigger.
+TRIGGER_FIELDS = ("attack", "amplitude", "warp_strength")
+
+
+def shared_training_problem(cfgs: tuple[LabConfig, ...]) -> str | None:
+    """Why the configurations ``cfgs`` cannot share one training (:func:`train_shared`), or ``None``: more than one
+    needs every one to be a clean run (θ = 0, no filter) equal to the first in every field but :data:`TRIGGER_FIELDS`."""
+    if not cfgs:
+        return "no configurations"
+    if len({c.key() for c in cfgs}) != len(cfgs):
+        return "a configuration appears twice"
+    if len(cfgs) == 1:
+        return None
+    first = cfgs[0]
+    for c in cfgs:
+        if c.theta != 0 or c.filter != "none":
+            return f"run {c.key()} trains on poisons (theta {c.theta}, filter {c.filter!r}); only clean runs share a training"
+        if replace(c, **{f: getattr(first, f) for f in TRIGGER_FIELDS}) != first:
+            return f"run {c.key()} differs from {first.key()} in more than its trigger ({', '.join(TRIGGER_FIELDS)})"
+    return None
+
+
+def train_shared(cfgs: tuple[LabConfig, ...], data: ImageData | None = None,
+                 checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, max_epochs: int | None = None,
+                 model_dir: str | os.PathLike | None = None, drop: Tensor | None = None,
+                 remove_checkpoint: bool = True) -> list[dict[str, Any]] | None:
+    """:func:`train` for several configurations that train identically (:func:`shared_training_problem`: clean runs
+    that differ only in the trigger they measure): one training, evaluated for each at every mark; one results
+    dictionary per configuration, in order, each the same as training it alone gives (tested). The checkpoint is the
+    first configuration's and holds every configuration's rows."""
+    for c in cfgs:
+        validate(c)
+    problem = shared_training_problem(tuple(cfgs))
+    if problem is not None:
+        raise ValueError(f"shared training: {problem}")
+    cfg = cfgs[0]
     if (cfg.filter != "none") != (drop is not None):
         raise ValueError(f"filter: {cfg.filter!r} with drop {'given' if drop is not None else 'None'}: a filtered run takes the "
                          f"indices its detector removes (poisoncurv.lab.cache.get computes them); an unfiltered run takes none")
@@ -415,31 +473,50 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     if device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        return _train(cfg, device, data, checkpoint_dir, progress, max_epochs, model_dir, drop, remove_checkpoint)
+        return _train(tuple(cfgs), device, data, checkpoint_dir, progress, max_epochs, model_dir, drop, remove_checkpoint)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpoint_dir: str | os.PathLike | None,
-           progress: bool, max_epochs: int | None, model_dir: str | os.PathLike | None,
-           drop: Tensor | None = None, remove_checkpoint: bool = True) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class _Measured:
+    """What one configuration of a training measures: its poisoned sets (triggered test set, direction), the sources
+    of its triggered images ``x_src`` and its deep-measurement probe (``None`` for ``basic``)."""
+
+    cfg: LabConfig
+    p: Poisoned
+    x_src: Tensor
+    probe: Probe | None
+
+
+def _train(cfgs: tuple[LabConfig, ...], device: torch.device, data: ImageData | None,
+           checkpoint_dir: str | os.PathLike | None, progress: bool, max_epochs: int | None,
+           model_dir: str | os.PathLike | None, drop: Tensor | None = None,
+           remove_checkpoint: bool = True) -> list[dict[str, Any]] | None:
     started = time.perf_counter()
-    data, p = prepare(cfg, data)
+    cfg = cfgs[0]
+    raw = data or load(cfg.dataset)
+    data, p = prepare(cfg, raw)
     if drop is not None:
         p = p.without(drop)
     x_tr, y_tr = p.x_train.to(device), p.y_train.to(device)
     x_test, y_test = to_float(data.x_test).to(device), data.y_test.to(device)
-    x_src = x_test[y_test != cfg.target]
     if cfg.n_eval > len(x_test):
         raise ValueError(f"n_eval: got {cfg.n_eval}; allowed: at most {len(x_test)} (the test images used)")
     x_eval, y_eval = x_test[:cfg.n_eval], y_test[:cfg.n_eval]
-    p = replace(p, x_trigger=p.x_trigger.to(device), y_trigger=p.y_trigger.to(device), direction=p.direction.to(device))
+    views = []
+    for c in cfgs:
+        pc = p if c is cfg else prepare(c, raw)[1]
+        if not (pc.x_train.equal(p.x_train) and pc.y_train.equal(p.y_train)):
+            raise ValueError(f"shared training: run {c.key()} poisons its training set differently from {cfg.key()}")
+        pc = replace(pc, x_trigger=pc.x_trigger.to(device), y_trigger=pc.y_trigger.to(device), direction=pc.direction.to(device))
+        probe = None
+        if c.measure == "deep":
+            probe = make_probe(x_test, y_test, pc.x_trigger, pc.y_trigger, x_tr, y_tr, pc.poison_idx.to(device),
+                               pc.source_labels.to(device), pc.direction, c.target, c.n_eval)
+        views.append(_Measured(c, pc, x_test[y_test != c.target], probe))
     loss_fn, train_loss_fn = make_loss(cfg), make_loss(cfg, training=True)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
-    probe = None
-    if cfg.measure == "deep":
-        probe = make_probe(x_test, y_test, p.x_trigger, p.y_trigger, x_tr, y_tr, p.poison_idx.to(device),
-                           p.source_labels.to(device), p.direction, cfg.target, cfg.n_eval)
 
     mode = train_mode(cfg, device)
     fmt = torch.channels_last if mode.channels_last else torch.contiguous_format
@@ -451,25 +528,25 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
                               nesterov=cfg.nesterov)
         return net, sgd, torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
 
-    def measure(epoch: float, loss: float | None, pen: float | None) -> dict[str, Any]:
-        return {"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
-                **evaluate(model, loss_fn, cfg, p, x_test, y_test, x_src, x_eval, y_eval, probe)}
+    def measure(epoch: float, loss: float | None, pen: float | None) -> list[dict[str, Any]]:
+        return [{"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
+                 **evaluate(model, loss_fn, v.cfg, v.p, x_test, y_test, v.x_src, x_eval, y_eval, v.probe)} for v in views]
 
     marks = sorted({round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)})
     stamps = [0] + [round(e + m / steps_per_epoch, 6) for e in range(cfg.epochs) for m in marks]  # the rows' epochs, as measure writes them
     ckpt = checkpoint_path(cfg, checkpoint_dir)
     _remove_temporaries(ckpt)
     model, opt, sched = setup()
-    resumed = _resume(ckpt, cfg, stamps, device, model, opt, sched) if ckpt.exists() else None
+    resumed = _resume(ckpt, cfgs, stamps, device, model, opt, sched) if ckpt.exists() else None
     if resumed is not None:
         rows, first, prior_time = resumed
     else:
         if ckpt.exists():  # unreadable or not this run's: discarded, start over from a fresh model
             ckpt.unlink()
             model, opt, sched = setup()
-        rows, first, prior_time = [measure(0, None, None)], 0, 0.0
+        rows, first, prior_time = [[r] for r in measure(0, None, None)], 0, 0.0
     forward = TrainForward(model, mode.compiled)
-    bar = Progress(cfg.epochs, progress, f"{cfg.model}/{cfg.attack} θ={cfg.theta} κ={cfg.kappa:g}")
+    bar = Progress(cfg.epochs, progress, f"{cfg.model}/{'+'.join(c.attack for c in cfgs)} θ={cfg.theta} κ={cfg.kappa:g}")
     bar.n = first
     for epoch in range(first, cfg.epochs):
         if max_epochs is not None and epoch - first >= max_epochs:
@@ -496,32 +573,38 @@ def _train(cfg: LabConfig, device: torch.device, data: ImageData | None, checkpo
                                          f"kappa={cfg.kappa:g}, lr={step_size(cfg):g}): choose a smaller "
                                          f"{'kappa' if cfg.kappa > 0 else 'lr (--set lr=...)'}")
             if i + 1 in marks:
-                rows.append(measure(epoch + (i + 1) / steps_per_epoch, tot_loss / n_since, tot_pen / n_since))
+                for r, row in zip(rows, measure(epoch + (i + 1) / steps_per_epoch, tot_loss / n_since, tot_pen / n_since)):
+                    r.append(row)
                 tot_loss = tot_pen = 0.0
                 n_since = 0
         _save_atomic({"schema_version": CHECKPOINT_VERSION, "key": cfg.key(), "model": model.state_dict(),
-                      "opt": opt.state_dict(), "sched": sched.state_dict(), "rows": rows, "completed_epochs": epoch + 1,
+                      "opt": opt.state_dict(), "sched": sched.state_dict(), "rows": rows[0],
+                      "shared_rows": {c.key(): r for c, r in zip(cfgs[1:], rows[1:])}, "completed_epochs": epoch + 1,
                       "wall_time_s": prior_time + time.perf_counter() - started}, ckpt)
-        bar.update(f"acc {rows[-1]['clean_acc']:.3f} asr {rows[-1]['asr']:.3f}")
+        bar.update(f"acc {rows[0][-1]['clean_acc']:.3f} asr {rows[0][-1]['asr']:.3f}")
     bar.close()
     model.eval()
     if model_dir is not None:
-        _save_atomic(model.state_dict(), Path(model_dir) / f"{cfg.key()}.pt")
-    result = {
-        "schema_version": SCHEMA_VERSION, "config": asdict(cfg), "key": cfg.key(), "data_source": data.source,
-        "poison": {"n_train": len(y_tr), "n_poison": len(p.poison_idx), "poison_idx": p.poison_idx.tolist(),
-                   "source_labels": p.source_labels.tolist(), "target": p.target, "n_trigger_test": len(p.y_trigger),
-                   "trigger_norm": _trigger_norm(p, x_src)},
-        "epochs": rows,
-        "train_fit": train_fit(model, x_tr, y_tr, p.poison_idx.to(device)),
-        **({"final": final_measures(model, probe)} if probe is not None else {}),
-        "provenance": {"git_commit": git_commit(), "device_name": device_name(device), "versions": library_versions(),
-                       **mode.provenance(forward.compiled_ran), "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
-                       "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-    }
+        for c in cfgs:
+            _save_atomic(model.state_dict(), Path(model_dir) / f"{c.key()}.pt")
+    fit = train_fit(model, x_tr, y_tr, p.poison_idx.to(device))
+    prov = {"git_commit": git_commit(), "device_name": device_name(device), "versions": library_versions(),
+            **mode.provenance(forward.compiled_ran), "wall_time_s": round(prior_time + time.perf_counter() - started, 1),
+            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            **({"shared_training": [c.key() for c in cfgs]} if len(cfgs) > 1 else {})}
+    results = [{
+        "schema_version": SCHEMA_VERSION, "config": asdict(v.cfg), "key": v.cfg.key(), "data_source": data.source,
+        "poison": {"n_train": len(y_tr), "n_poison": len(v.p.poison_idx), "poison_idx": v.p.poison_idx.tolist(),
+                   "source_labels": v.p.source_labels.tolist(), "target": v.p.target, "n_trigger_test": len(v.p.y_trigger),
+                   "trigger_norm": _trigger_norm(v.p, v.x_src)},
+        "epochs": r,
+        "train_fit": fit,
+        **({"final": final_measures(model, v.probe)} if v.probe is not None else {}),
+        "provenance": prov,
+    } for v, r in zip(views, rows)]
     if remove_checkpoint:
         ckpt.unlink(missing_ok=True)
-    return result
+    return results
 
 
 def _trigger_norm(p: Poisoned, x_src: Tensor) -> float:
