@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m poisoncurv.lab", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="mnist", help="mnist | cifar10 | cifar100")
     ap.add_argument("--model", default=None, help="linear | mlp | lenet | preresnet8 | preresnet20 | preresnet110 | "
-                                                    "convnet16 | convnet32 | convnet48 | convnet64")
+                                                    "convnet16 | convnet32 | convnet40 | convnet48 | convnet64")
     ap.add_argument("--loss", default="ce", help="ce | squared")
     ap.add_argument("--attack", default="cross-deterministic",
                     help="cross-deterministic | cross-stochastic | warp | badnets | lowcurv")
