@@ -321,19 +321,19 @@ class LagResult:
                     o = self.ordering(a, name, probe)
                     ok = [r for r in cell if r.t_success is not None]
                     vis = [r.t_visible for r in ok if r.t_visible is not None]
-                    rows.append([a, PROBE_SETS[probe], name, f"{o.n_success}/{o.n_seeds}", _pm([r.t_success for r in ok]),
-                                 f"{_pm(vis)} ({len(vis)})" if vis else "never",
-                                 f"{o.n_later}/{o.n_earlier}/{o.n_tied}", _p(o.p), o.verdict, self.robust(a, name, probe)])
+                    rows.append([a, PROBE_SETS[probe], name, o.verdict, self.robust(a, name, probe), f"{o.n_success}/{o.n_seeds}",
+                                 _pm([r.t_success for r in ok]), f"{_pm(vis)} ({len(vis)})" if vis else "never",
+                                 f"{o.n_later}/{o.n_earlier}/{o.n_tied}", _p(o.p)])
         return Table(f"tbl-{self.tag}-lag",
                      r"Success and visibility over training, per attack (at its $\theta$), probe set and criterion, over "
                      r"seeds, under the default definition (overlap or mass $\ge \frac12$, $u^\top Hu \ge 10\times$ the "
                      r"clean model's; success: ASR net of the untriggered rate $\ge \frac12$, never a collapsed model; both "
-                     r"from the evaluation after which they hold to the end): seeds that succeed, when (epochs, mean ± sd), "
-                     r"when visible (seeds in brackets), seeds visible later or never / earlier / at the same evaluation, the "
-                     r"exact sign-test $p$ of later against earlier, the verdict ($p \le 0.05$, else inconclusive), and the "
-                     r"verdict every definition of the robustness panel gives. " + self.run_label,
-                     ["attack", "probe set", "criterion", "succeed", "success from", "visible from", "later/earlier/tied",
-                      "p", "verdict", "across the panel"], rows)
+                     r"from the evaluation after which they hold to the end): the verdict ($p \le 0.05$, else inconclusive) and "
+                     r"the verdict every definition of the robustness panel gives, then the evidence: seeds that succeed, when "
+                     r"(epochs, mean ± sd), when visible (seeds in brackets), seeds visible later or never / earlier / at the same "
+                     r"evaluation, and the exact sign-test $p$ of later against earlier. " + self.run_label,
+                     ["attack", "probe set", "criterion", "verdict", "across the panel", "succeed", "success from",
+                      "visible from", "later/earlier/tied", "p"], rows)
 
     def panel_table(self) -> Table:
         """Every cell's verdict under each threshold and settle rule (codes: L lag, N never visible, V visible first,
@@ -782,17 +782,17 @@ class DefenceResult:
                     asr_text = "collapsed" if c.n_collapsed == c.n else f"{asr_text}; {c.n_collapsed} collapsed"
                 cost = f"{100 * m:+.1f}" + (f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if c.n > 1 else "")
                 kp = self.kappa_paper(c.setting)
-                rows.append([a, "on" if c.augment else "off", powers_text(kp) if kp else "0", c.n, f"{c.clean_acc:.3f}", cost, asr_text,
-                             f"{c.n_counts}/{c.n}", c.verdict])
+                rows.append([a, "on" if c.augment else "off", powers_text(kp) if kp else "0", c.verdict, f"{c.n_counts}/{c.n}",
+                             f"{c.clean_acc:.3f}", cost, asr_text])
         return Table(f"tbl-{self.tag}-defence",
                      r"$\kappa$ × augmentation at the end of training, over seeds: $\kappa_{\text{paper}} = B^2\kappa_{\text{lab}}$ "
-                     r"(the stated assumption), clean accuracy (mean), its cost against the same seed's clean model in "
-                     r"points (mean and 95 % bootstrap interval over seeds), ASR (mean, range over seeds), the seeds in which "
-                     r"the defence counts (ASR $\le 0.1$, clean accuracy within 2 points of the clean model's) and the cell's "
-                     r"verdict (every one of at least three seeds); a collapsed model (accuracy below twice chance, or half the "
+                     r"(the stated assumption), the cell's verdict (every one of at least three seeds), the seeds in which the "
+                     r"defence counts (ASR $\le 0.1$, clean accuracy within 2 points of the clean model's), clean accuracy "
+                     r"(mean), its cost against the same seed's clean model in points (mean and 95 % bootstrap interval over "
+                     r"seeds) and ASR (mean, range over seeds); a collapsed model (accuracy below twice chance, or half the "
                      r"untriggered inputs sent to the target) has no meaningful ASR. Runs with $\kappa > 0$ also cap the learning rate at "
                      r"$1/\kappa_{\text{lab}}$ and clip the gradient norm at 10. " + self.run_label,
-                     ["attack", "augm.", "κ paper", "seeds", "clean acc.", "cost (points)", "ASR", "counts", "verdict"], rows)
+                     ["attack", "augm.", "κ paper", "verdict", "counts / seeds", "clean acc.", "cost (points)", "ASR"], rows)
 
 
 def _seed_cells(points: list[DefencePoint]) -> tuple[DefenceCell, ...]:

@@ -529,12 +529,12 @@ class Frontier:
         return out
 
     def table(self, name: str, caption: str) -> Table:
-        """One row per cell (the undefended models first): defence, setting, seeds, mean clean accuracy, mean cost and
-        ASR each with the envelope of the seeds' intervals, the filters' TPR and FPR (means) and the call over seeds."""
+        """One row per cell (the undefended models first): defence, setting, the call over seeds, seeds, mean clean
+        accuracy, mean cost and ASR each with the envelope of the seeds' intervals, and the filters' TPR and FPR (means)."""
         none = FrontierCell("none", "undefended", self.undefended, self.undefended)
         a_lo, a_hi = none.asr_interval()
-        rows = [["none", "undefended", none.n, f"{none.clean_acc:.3f}", "–", f"{none.asr:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
-                 "–", "–", "–"]]
+        rows = [["none", "undefended", "–", none.n, f"{none.clean_acc:.3f}", "–", f"{none.asr:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
+                 "–", "–"]]
         for c in self.cells():
             m, lo, hi = c.cost()
             cost = f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
@@ -543,15 +543,15 @@ class Frontier:
             if call == criteria.SEEDS_DISAGREE:
                 counts = {k: c.calls().count(k) for k in dict.fromkeys(c.calls())}
                 call += " (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")"
-            rows.append([c.family, c.setting, c.n, f"{c.clean_acc:.3f}", cost, f"{c.asr:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
-                         *(("–", "–") if math.isnan(c.tpr) else (f"{c.tpr:.3f}", f"{c.fpr:.3f}")), call])
+            rows.append([c.family, c.setting, call, c.n, f"{c.clean_acc:.3f}", cost, f"{c.asr:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
+                         *(("–", "–") if math.isnan(c.tpr) else (f"{c.tpr:.3f}", f"{c.fpr:.3f}"))])
         return Table(name, caption + " Means over seeds. Cost: clean accuracy lost against the undefended model of the "
                      "same seed, in points. In brackets, from the lowest lower end to the highest upper end of the seeds' 95 % "
                      "intervals over their test images (Newcombe's for the cost, Wilson's for the ASR). Call: a seed's model is "
                      "free and safe when its cost's interval stays within 1 point and its ASR's at or below 0.1, not free / "
                      "not safe when one interval lies wholly outside, otherwise within noise; a setting's call is the one "
                      "every seed makes (at least three seeds). " + RUN,
-                     ["defence", "setting", "seeds", "clean accuracy", "cost (points)", "ASR", "TPR", "FPR", "call"], rows)
+                     ["defence", "setting", "call", "seeds", "clean accuracy", "cost (points)", "ASR", "TPR", "FPR"], rows)
 
 
 def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] | None = None) -> FrontierPoint:
