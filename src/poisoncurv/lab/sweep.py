@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from poisoncurv.lab.cache import StaleResultError, check_cached, check_writable,
 from poisoncurv.lab.config import LabConfig
 from poisoncurv.lab.data import SOURCES, DataNotFoundError, cache_root, ensure, locate
 from poisoncurv.lab.grid import MAX_RUNS, Grid, Run, load_grid
-from poisoncurv.lab.train import TRIGGER_FIELDS
+from poisoncurv.lab.train import training_key
 
 EXECUTORS = ("local", "slurm", "debug")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 minutes) would kill real runs
@@ -88,15 +88,11 @@ class RunJob(submitit.helpers.Checkpointable):
 
 def batches(runs: list[Run]) -> list[list[Run]]:
     """``runs`` in jobs: the clean runs (θ = 0, no filter) that differ only in their trigger
-    (:data:`~poisoncurv.lab.train.TRIGGER_FIELDS`) share one job and one training; every other run is a job of its own.
+    (:func:`~poisoncurv.lab.train.training_key`) share one job and one training; every other run is a job of its own.
     Jobs in the order of their first run."""
     jobs: dict[Any, list[Run]] = {}
     for run in runs:
-        c = run.config
-        key: Any = c.key()
-        if c.theta == 0 and c.filter == "none":
-            key = replace(c, **{f: getattr(LabConfig, f) for f in TRIGGER_FIELDS})
-        jobs.setdefault(key, []).append(run)
+        jobs.setdefault(training_key(run.config), []).append(run)
     return list(jobs.values())
 
 

@@ -430,6 +430,14 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
 TRIGGER_FIELDS = ("attack", "amplitude", "warp_strength")
 
 
+def training_key(cfg: LabConfig) -> LabConfig | str:
+    """What decides how ``cfg`` trains: a clean run (θ = 0, no filter) with its trigger fields at their defaults, so the
+    clean runs that can share a training (:func:`train_shared`) have one key; any other run, its own configuration key."""
+    if cfg.theta == 0 and cfg.filter == "none":
+        return replace(cfg, **{f: getattr(LabConfig, f) for f in TRIGGER_FIELDS})
+    return cfg.key()
+
+
 def shared_training_problem(cfgs: tuple[LabConfig, ...]) -> str | None:
     """Why the configurations ``cfgs`` cannot share one training (:func:`train_shared`), or ``None``: more than one
     needs every one to be a clean run (θ = 0, no filter) equal to the first in every field but :data:`TRIGGER_FIELDS`."""
