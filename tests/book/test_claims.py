@@ -103,7 +103,7 @@ def test_notes_are_myst_and_figure_rows_link_to_figures():
     assert table.rows and all(r[0] == f"{{numref}}`{r[1][1:-1]}`" for r in table.rows)
     piped = [r for r in table.rows if "|" in str(r[3])]
     assert all(str(r[3]).replace("|", "\\|") in table.markdown() for r in piped)   # a caption's | escaped in its row
-    from poisoncurv.book.tables import Table
+    from poisoncurv.core.tables import Table
 
     assert "| Spike $\\|a\\|$ |" in Table("tbl-x", "c", ["caption"], [["Spike $|a|$"]]).markdown()  # even when no caption has one
 

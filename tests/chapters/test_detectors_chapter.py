@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from poisoncurv.book.claims import committed_values, evaluate, load_ledger
-from poisoncurv.book.runtime import round_sig
 from poisoncurv.chapters import detectors as ex
+from poisoncurv.core.prose import round_sig
 from poisoncurv.detect import suite
 from poisoncurv.detect.suite import DETECTORS
 from poisoncurv.krr.kernels import make_kernel

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from poisoncurv.book.claims import committed_values
-from poisoncurv.book.runtime import round_sig
 from poisoncurv.chapters import cnn_mnist
 from poisoncurv.chapters import detectors_cnn as cx
 from poisoncurv.chapters.detectors import glue_key
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import chapter_lab_dir
+from poisoncurv.core.prose import round_sig
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.suite import DETECTORS
 from poisoncurv.lab import adaptive as lab_adaptive

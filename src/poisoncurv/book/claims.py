@@ -18,11 +18,11 @@ from typing import Any
 
 import yaml
 
-from poisoncurv.book.tables import Table
 from poisoncurv.core.paths import BOOK_DIR, CLAIMS_FILE, RESULTS_DIR
 from poisoncurv.core.profiles import PROFILES
 from poisoncurv.core.prose import prose_text
 from poisoncurv.core.results import read_json
+from poisoncurv.core.tables import Table
 
 STATUSES = ("reproduced", "partly", "not reproduced", "not yet run")
 RULES = ("expect", "max", "min", "equals")

@@ -24,9 +24,9 @@ from typing import Any
 
 from poisoncurv.book.cite import cite_markdown, load_citation
 from poisoncurv.book.claims import STATUSES, load_ledger
-from poisoncurv.book.tables import escape_cell, format_value
 from poisoncurv.core.paths import BOOK_DIR, CITATION_FILE, CLAIMS_FILE, REPO_ROOT, RESULTS_DIR
 from poisoncurv.core.results import read_json
+from poisoncurv.core.tables import escape_cell, format_value
 
 GLANCE_FIELDS = ("short", "scale", "reason", "evidence")
 GLANCE_CLASS = "claims-glance"   # styled by book/_static/claims-glance.css

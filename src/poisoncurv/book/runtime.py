@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,19 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from poisoncurv.book.figures import FIGURES_ENV, export_figures
-from poisoncurv.book.tables import Table
 from poisoncurv.core.profiles import device_name
-from poisoncurv.core.prose import GluedText
+from poisoncurv.core.prose import GluedText, round_sig
 from poisoncurv.core.provenance import RunRecord, provenance_markdown
 from poisoncurv.core.results import write_json_atomic
-
-
-def round_sig(value: float, sig: int = 4) -> float:
-    """``value`` rounded to ``sig`` significant digits (so glued text is stable across machines)."""
-    value = float(value)
-    if value == 0 or not math.isfinite(value):
-        return value
-    return round(value, sig - 1 - int(math.floor(math.log10(abs(value)))))
+from poisoncurv.core.tables import Table
 
 
 def quiet_library_warnings() -> None:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from poisoncurv.book.tables import Table
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.chapters import hardware as hw
 from poisoncurv.chapters.linear_mnist import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapter 5)
 from poisoncurv.core.paths import GRIDS_DIR, RESULTS_DIR, chapter_lab_dir
+from poisoncurv.core.tables import Table
 from poisoncurv.lab.attacks import apply_trigger, poison_direction
 from poisoncurv.lab.data import ImageData, to_float
 from poisoncurv.lab.grid import Grid, load_grid

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from poisoncurv.book.tables import Table
 from poisoncurv.core import criteria, stats
 from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CURV_RATIO_VISIBLE  # noqa: F401 (the pages read them here)
 from poisoncurv.core.prose import powers_text
 from poisoncurv.core.provenance import short_commit
+from poisoncurv.core.tables import Table
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import ADDED_FIELDS, LabConfig, recipe
 from poisoncurv.lab.data import NUM_CLASSES, ImageData

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from poisoncurv.book.tables import Table
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
 from poisoncurv.core.digests import json_key
 from poisoncurv.core.paths import chapter_derived_dir
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.core.provenance import RunRecord
+from poisoncurv.core.tables import Table
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.spectre import que_scores
 from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors

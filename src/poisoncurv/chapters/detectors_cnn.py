@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from poisoncurv.book.tables import Table
 from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
 from poisoncurv.core import criteria, stats
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import GRIDS_DIR, chapter_derived_dir, chapter_lab_dir
 from poisoncurv.core.prose import powers_text
 from poisoncurv.core.provenance import RunRecord
+from poisoncurv.core.tables import Table
 from poisoncurv.detect.clustering import activation_clustering
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.suite import DETECTORS, DetectorScore, score_detectors

@@ -15,9 +15,9 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
-from poisoncurv.book.tables import Table
 from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
 from poisoncurv.core.profiles import by_profile
+from poisoncurv.core.tables import Table
 from poisoncurv.krr.flow import euler_flow
 from poisoncurv.krr.kernels import GaussianKernel, LinearKernel
 from poisoncurv.krr.regularised import (

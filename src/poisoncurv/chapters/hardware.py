@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from poisoncurv.book.tables import Table
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.core import criteria
+from poisoncurv.core.tables import Table
 from poisoncurv.lab.config import LabConfig
 
 QUANTITIES = {"clean_acc": "clean accuracy", "asr": "ASR", "trig_top": "λ₁ (triggered)", "clean_top": "λ₁ (clean)",

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from poisoncurv.book.runtime import round_sig
-from poisoncurv.book.tables import Table
 from poisoncurv.core import criteria
 from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, CURV_RATIO_VISIBLE
 from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
+from poisoncurv.core.prose import round_sig
 from poisoncurv.core.provenance import short_commit
+from poisoncurv.core.tables import Table
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
 from poisoncurv.lab.data import SOURCES, ImageData, load, locate

@@ -5,7 +5,7 @@ Everything is float64. Clean data follow Chapter 1 (:mod:`.krr_clones`): Gaussia
 one-hot class targets. Unless a driver says otherwise the trigger point ``zeta`` sits ``1000ℓ`` from the
 clean cloud, so every clean kernel value underflows to 0 (the exact tight-cluster assumption), and the
 triggered query ``x0`` is at distance ``r`` from ``zeta``. Each driver returns a frozen dataclass whose
-``summary()`` holds the chapter's glued numbers; tables are built here as :class:`~poisoncurv.book.tables.Table`.
+``summary()`` holds the chapter's glued numbers; tables are built here as :class:`~poisoncurv.core.tables.Table`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from scipy.optimize import brentq
 from scipy.special import lambertw
 from torch import Tensor
 
-from poisoncurv.book.tables import Table
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
 from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
 from poisoncurv.core.profiles import by_profile
+from poisoncurv.core.tables import Table
 from poisoncurv.krr.clean_clones import crossover_eps, limit_shift, pair_effect, small_eps_coefficient
 from poisoncurv.krr.clones import (
     add_clones,

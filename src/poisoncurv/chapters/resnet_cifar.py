@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from poisoncurv.book.tables import Table
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
+from poisoncurv.core.tables import Table
 from poisoncurv.lab.attacks import apply_trigger, poison_direction
 from poisoncurv.lab.cache import result_path
 from poisoncurv.lab.data import SOURCES, ImageData, ensure, load, locate, to_float

@@ -49,3 +49,11 @@ class GluedText:
 
     def __repr__(self) -> str:
         return prose_text(self.value)
+
+
+def round_sig(value: float, sig: int = 4) -> float:
+    """``value`` rounded to ``sig`` significant digits (so glued text is stable across machines)."""
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, sig - 1 - int(math.floor(math.log10(abs(value)))))

@@ -1,6 +1,6 @@
 import pytest
 
-from poisoncurv.book.tables import Table, break_hints, escape_cell, format_value
+from poisoncurv.core.tables import Table, break_hints, escape_cell, format_value
 
 
 def test_table_markdown_is_a_numbered_myst_table_with_escaped_cells():
