@@ -1,9 +1,7 @@
 """The box under each chapter's title: the ledger's claims with a check in that chapter, as the claims page states them."""
 
+from chapter_doctree import chapter_doctree
 from docutils import nodes
-from docutils.frontend import get_default_settings
-from docutils.parsers.rst import Parser
-from docutils.utils import new_document
 
 from poisoncurv.book import chapter_claims as cc
 from poisoncurv.book.claims import committed_values, load_ledger
@@ -27,14 +25,8 @@ def test_each_chapter_gets_the_claims_it_checks_with_the_glance_fields():
 
 
 def test_the_box_goes_before_the_first_admonition_with_maths_as_maths():
-    doc = new_document("ch01_krr_clones", get_default_settings(Parser))
-    Parser().parse("Title\n=====\n\nIntro.\n\n.. note::\n\n   Own box.\n\nPart\n----\n\nText.\n", doc)
-
-    class App:
-        class env:
-            docname = "ch01_krr_clones"
-
-    cc.insert_box(App, doc)
+    app, doc = chapter_doctree("ch01_krr_clones", "Title\n=====\n\nIntro.\n\n.. note::\n\n   Own box.\n\nPart\n----\n\nText.\n")
+    cc.insert_box(app, doc)
     top = next(iter(doc.findall(nodes.section)))
     assert [type(c).__name__ for c in top.children] == ["title", "paragraph", "admonition", "note", "section"]
     box = top.children[2]

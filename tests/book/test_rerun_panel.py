@@ -4,10 +4,8 @@ no clone line without a configured URL, and the panel placed under a chapter's t
 import json
 from dataclasses import asdict
 
+from chapter_doctree import chapter_doctree
 from docutils import nodes
-from docutils.frontend import get_default_settings
-from docutils.parsers.rst import Parser
-from docutils.utils import new_document
 
 from poisoncurv.book import rerun_panel as rp
 from poisoncurv.lab.grid import load_grid
@@ -75,17 +73,8 @@ def test_times_come_from_the_page_the_runs_and_the_gpu_projection(tmp_path):
 
 
 def test_the_panel_goes_under_the_title_before_the_first_section():
-    doc = new_document("ch07_x", get_default_settings(Parser))
-    Parser().parse("Title\n=====\n\nIntro.\n\nPart\n----\n\nText.\n", doc)
-
-    class App:
-        class env:
-            docname = "ch07_x"
-
-        class config:
-            html_theme_options = {}
-
-    rp.insert_panel(App, doc)                    # this repository's grids/ch07.yaml
+    app, doc = chapter_doctree("ch07_x", "Title\n=====\n\nIntro.\n\nPart\n----\n\nText.\n")
+    rp.insert_panel(app, doc)                    # this repository's grids/ch07.yaml
     top = next(iter(doc.findall(nodes.section)))
     kinds = [type(c).__name__ for c in top.children]
     assert kinds == ["title", "paragraph", "admonition", "section"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from docutils import nodes
 
+from poisoncurv.book.chapter_top import chapter_section, insert_before_first
 from poisoncurv.book.claims import committed_values, load_ledger
 from poisoncurv.book.glance import claim_chapters, committed_provenance, glance_row
 from poisoncurv.core.paths import CLAIMS_FILE, RESULTS_DIR
@@ -97,16 +98,14 @@ def box(items: list[ChapterClaim], docname: str = "") -> nodes.admonition:
 def insert_box(app: Any, doctree: nodes.document, ledger: Path = CLAIMS_FILE, results: Path = RESULTS_DIR) -> None:
     """Put the box of chapter ``chNN_*`` after the title's opening paragraphs: before the first admonition, code cell or
     subsection (so the chapter's own findings and the rerun panel follow it)."""
-    docname = app.env.docname.split("/")[-1]
-    if not docname.startswith("ch0"):
+    found = chapter_section(app, doctree)
+    if found is None:
         return
-    top = next(iter(doctree.findall(nodes.section)), None)
+    docname, top = found
     items = chapter_claims(docname, load_ledger(ledger), committed_values(results), committed_provenance(results))
-    if top is None or not items:
-        return
-    at = next((i for i, child in enumerate(top.children)
-               if isinstance(child, (nodes.section, nodes.Admonition, nodes.container))), len(top.children))
-    top.insert(at, box(items, app.env.docname))
+    if items:
+        insert_before_first(top, box(items, app.env.docname),
+                            lambda child: isinstance(child, (nodes.section, nodes.Admonition, nodes.container)))
 
 
 def setup(app: Any) -> dict[str, Any]:

@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from docutils import nodes
 
+from poisoncurv.book.chapter_top import chapter_section, insert_before_first
 from poisoncurv.core.paths import REPO_ROOT
 from poisoncurv.core.provenance import training_summary
+from poisoncurv.lab.data import DATASETS
+from poisoncurv.lab.grid import load_grid
 
 GPU_CHECK = Path("benchmarks") / "results" / "gpu_check.json"
 GPU_PROFILES = ("gpu", "full")
@@ -45,9 +49,6 @@ def grid_path(chapter: str, root: Path = REPO_ROOT) -> Path | None:
 
 
 def _profile_datasets(grid: Path, profile: str) -> tuple[str, ...]:
-    from poisoncurv.lab.data import DATASETS
-    from poisoncurv.lab.grid import load_grid
-
     used = {r.config.dataset for r in load_grid(grid, profile, check_device=False).runs}
     return tuple(d for d in DATASETS if d in used)
 
@@ -91,16 +92,15 @@ def times(chapter: str, root: Path = REPO_ROOT) -> tuple[str, ...]:
     grid = grid_path(chapter, root)
     if grid is None:
         return tuple(out)
-    from poisoncurv.lab.grid import load_grid
-
     files = [root / "results" / "lab" / f"{r.config.key()}.json" for r in load_grid(grid, "cpu", check_device=False).runs]
     provs = [json.loads(f.read_text())["provenance"] for f in files if f.exists()]
     if provs:
         missing = f" ({len(files) - len(provs)} of its {len(files)} runs not committed yet)" if len(provs) < len(files) else ""
         out.append(f"Retraining the cpu profile: {training_summary(provs)}{missing}.")
     check = root / GPU_CHECK
-    projection = json.loads(check.read_text()).get("projection", {}) if check.exists() else {}
-    card = json.loads(check.read_text())["provenance"].get("device_name", "a GPU") if check.exists() else None
+    gpu_check = json.loads(check.read_text()) if check.exists() else {}
+    projection = gpu_check.get("projection", {})
+    card = gpu_check.get("provenance", {}).get("device_name", "a GPU")
     for profile in GPU_PROFILES:
         proj = projection.get(profile, {}) if grid.stem == "ch07" else {}
         if "hours" in proj:
@@ -113,8 +113,6 @@ def times(chapter: str, root: Path = REPO_ROOT) -> tuple[str, ...]:
 
 def repository_url(root: Path = REPO_ROOT) -> str | None:
     """``repository.url`` of ``_config.yml``, or ``None`` when the book has no repository block."""
-    import yaml
-
     config = yaml.safe_load((root / "_config.yml").read_text()) or {}
     return (config.get("repository") or {}).get("url") or None
 
@@ -149,15 +147,11 @@ def _is_code_cell(node: nodes.Node) -> bool:
 def insert_panel(app: Any, doctree: nodes.document) -> None:
     """Put the panel of chapter ``chNN_*`` under its title and opening text: before its first code cell or first
     subsection, whichever comes first."""
-    docname = app.env.docname.split("/")[-1]
-    if not docname.startswith("ch0"):
-        return
-    top = next(iter(doctree.findall(nodes.section)), None)
-    if top is None:
-        return
-    at = next((i for i, child in enumerate(top.children) if isinstance(child, nodes.section) or _is_code_cell(child)),
-              len(top.children))
-    top.insert(at, admonition(panel(docname, repository_url())))
+    found = chapter_section(app, doctree)
+    if found is not None:
+        docname, top = found
+        insert_before_first(top, admonition(panel(docname, repository_url())),
+                            lambda child: isinstance(child, nodes.section) or _is_code_cell(child))
 
 
 def setup(app: Any) -> dict[str, Any]:

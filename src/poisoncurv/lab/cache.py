@@ -136,14 +136,7 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
                     remove_checkpoint=False)
     else:
         res = _filtered(cfg, results_dir, data, checkpoint_dir, progress, model_dir, force)
-    ckpt = checkpoint_path(cfg, checkpoint_dir)
-    try:
-        write_json_atomic(path, res)
-    except OSError as err:
-        raise ResultWriteError(f"{path}: the results could not be written ({err.strerror or type(err).__name__}); the "
-                               f"trained run is kept in {ckpt}: run the same command again once the folder can be "
-                               f"written to, and it writes them without training") from None
-    ckpt.unlink(missing_ok=True)
+    _write_results([(path, res)], checkpoint_path(cfg, checkpoint_dir))
     return res
 
 
@@ -161,16 +154,21 @@ def get_shared(cfgs: tuple[LabConfig, ...], results_dir: str | os.PathLike | Non
     data = data() if callable(data) else data
     results = train_shared(cfgs, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
                            remove_checkpoint=False)
-    ckpt = checkpoint_path(cfgs[0], checkpoint_dir)
-    for path, res in zip(paths, results):
+    _write_results(list(zip(paths, results)), checkpoint_path(cfgs[0], checkpoint_dir))
+    return results
+
+
+def _write_results(files: list[tuple[Path, dict[str, Any]]], ckpt: Path) -> None:
+    """Write each ``(path, results)`` atomically, then delete the training's checkpoint ``ckpt``; a write that fails
+    raises :class:`ResultWriteError` and keeps the checkpoint, so the same command writes them again without training."""
+    for path, res in files:
         try:
             write_json_atomic(path, res)
         except OSError as err:
             raise ResultWriteError(f"{path}: the results could not be written ({err.strerror or type(err).__name__}); the "
-                                   f"trained runs are kept in {ckpt}: run the same command again once the folder can be "
-                                   f"written to, and it writes them without training") from None
+                                   f"trained run{'s are' if len(files) > 1 else ' is'} kept in {ckpt}: run the same command "
+                                   f"again once the folder can be written to, and it writes them without training") from None
     ckpt.unlink(missing_ok=True)
-    return results
 
 
 def _filtered(cfg: LabConfig, results_dir: str | os.PathLike | None, data: ImageData | None,

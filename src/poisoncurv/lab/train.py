@@ -451,7 +451,7 @@ def shared_training_problem(cfgs: tuple[LabConfig, ...]) -> str | None:
     for c in cfgs:
         if c.theta != 0 or c.filter != "none":
             return f"run {c.key()} trains on poisons (theta {c.theta}, filter {c.filter!r}); only clean runs share a training"
-        if replace(c, **{f: getattr(first, f) for f in TRIGGER_FIELDS}) != first:
+        if training_key(c) != training_key(first):
             return f"run {c.key()} differs from {first.key()} in more than its trigger ({', '.join(TRIGGER_FIELDS)})"
     return None
 
