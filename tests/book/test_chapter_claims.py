@@ -4,6 +4,7 @@ from chapter_doctree import chapter_doctree
 from docutils import nodes
 
 from poisoncurv.book import chapter_claims as cc
+from poisoncurv.book.chapter_top import chapter_section
 from poisoncurv.book.claims import committed_values, load_ledger
 from poisoncurv.book.glance import committed_provenance, glance_rows
 
@@ -32,3 +33,16 @@ def test_the_box_goes_before_the_first_admonition_with_maths_as_maths():
     box = top.children[2]
     assert box.children[0].astext() == cc.TITLE and "C1 KRR models wide networks (NTK): partly." in box.astext()
     assert any(isinstance(n, nodes.math) for n in box.findall(nodes.math))      # width$^{-1/2}$ in C1's reason
+
+
+def test_chapter_pages_are_ch_two_digits_underscore():
+    rst = "Title\n=====\n\nIntro.\n"
+    for name in ("ch01_krr_clones", "ch10_x", "sub/ch10_x"):
+        app, doc = chapter_doctree(name, rst)
+        found = chapter_section(app, doc)
+        assert found is not None and found[0] == name.split("/")[-1]
+    for name in ("claims", "chapter", "ch1_x", "ch100_x", "intro"):
+        app, doc = chapter_doctree(name, rst)
+        assert chapter_section(app, doc) is None
+    app, doc = chapter_doctree("ch10_x", "Just text, no section.\n")
+    assert chapter_section(app, doc) is None

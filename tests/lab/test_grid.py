@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+import yaml
 
 from poisoncurv.chapters import linear_mnist
 from poisoncurv.core.paths import LAB_RESULTS_DIR, REPO_ROOT
@@ -45,10 +46,20 @@ def test_ch05_groups_match_the_chapter_driver(profile):
     assert s["kappa_paper"] == [0.0, 1e2, 1e3, 1e4, 1e5, 1e6]         # the paper's grid, through kappa_lab
 
 
-@pytest.mark.parametrize("name", ["ch05", "ch06", "ch07"])
-def test_chapter_grids_expand_for_every_profile(name):
-    for profile in PROFILES:
-        grid = load_grid(GRIDS / f"{name}.yaml", profile, check_device=False)
+GRID_FILES = sorted(GRIDS.glob("*.yaml"))
+
+
+def test_there_are_grid_files():
+    assert {"ch05", "ch06", "ch07", "ch08"} <= {p.stem for p in GRID_FILES}
+
+
+@pytest.mark.parametrize("path", GRID_FILES, ids=lambda p: p.stem)
+def test_chapter_grids_expand_for_every_profile(path):
+    """Every grid file in grids/ expands, for every profile it defines, to distinct runs of that profile."""
+    profiles = list(yaml.safe_load(path.read_text())["profiles"])
+    assert profiles and set(profiles) <= set(PROFILES)
+    for profile in profiles:
+        grid = load_grid(path, profile, check_device=False)
         assert grid.runs and len({r.config.key() for r in grid.runs}) == len(grid.runs)
         assert {r.config.profile for r in grid.runs} == {profile}
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from poisoncurv.core import criteria
-from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, CURV_RATIO_VISIBLE
+from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CURV_RATIO_VISIBLE
 from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
 from poisoncurv.core.prose import round_sig
 from poisoncurv.core.provenance import short_commit
@@ -44,7 +44,7 @@ def settings(profile: str) -> dict[str, Any]:
         "thetas": [c.theta for c in first("theta")],
         "theta_kappa": kappa[0].theta,
         "kappa_paper": [float(f"{c.kappa * c.batch_size**2:.6g}") for c in kappa],
-        "asr_success": 0.5,
+        "asr_success": ASR_SUCCESS,
         "amplitudes": [c.amplitude for c in amplitude],
         "theta_amplitude": amplitude[0].theta,
         "weight_decays": [c.weight_decay for c in wd],
