@@ -30,7 +30,7 @@ others at ``--peer-threads`` only):
 - top parameter eigenvalue at 1e-3: PyHessian's ``hessian(...).eigenvalues()`` (power iteration)
   and the project's ``top_eigen(param_hessian(...), 1)``, with true residuals.
 
-Usage: ``python benchmarks/bench_peers.py --models lenet resnet20 --threads 1 2 --out benchmarks/results``.
+Usage, from the repository root: ``python -m benchmarks.bench_peers --models lenet resnet20 --threads 1 2 --out benchmarks/results``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import importlib.metadata as md
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,10 +48,9 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, OtherCpu, environment, save, sync  # noqa: E402
-from poisoncurv.core.profiles import resolve_device  # noqa: E402
-from poisoncurv.core.provenance import RunRecord  # noqa: E402
+from benchmarks.common import RESULTS, OtherCpu, environment, save, sync
+from poisoncurv.core.profiles import resolve_device
+from poisoncurv.core.provenance import RunRecord
 
 SETUPS = {"lenet": ((1, 28, 28), 1000, "features.0"), "resnet20": ((3, 32, 32), 512, "conv1")}
 HVP = ["gradient", "poisoncurv_hvp", "poisoncurv_hvp_cached_graph", "poisoncurv_batched10_per_vector",

@@ -1,6 +1,5 @@
 """benchmarks/bench_peers.py at tiny sizes: every method's entry in the JSON, inline and in worker processes."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,9 +7,9 @@ import sys
 
 import pytest
 
+from benchmarks import bench_peers as bench
 from poisoncurv.core.paths import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "benchmarks" / "bench_peers.py"
 PEERS = ("curvlinops-for-pytorch", "backpack-for-pytorch", "pyhessian", "torch", "scipy")
 
 pytestmark = pytest.mark.slow   # each test runs the benchmark's methods (10-40 s)
@@ -18,17 +17,14 @@ pytestmark = pytest.mark.slow   # each test runs the benchmark's methods (10-40 
 
 def run(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--models", "lenet", "--n-lenet", "4", "--repeats", "1",
-                           "--out", str(tmp_path), "--name", "peers", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_peers", "--models", "lenet", "--n-lenet", "4",
+                           "--repeats", "1", "--out", str(tmp_path), "--name", "peers", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp_path / "peers.json").read_text())
 
 
 def test_every_method_inline(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_peers", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     out = run(tmp_path, "--threads", "1", "--isolation", "inline")
     assert all(out["versions"][p] != "not installed" for p in PEERS)
     assert {"backpack_input_curvature_extensions", "pyhessian_input_curvature"} <= set(out["not_run"])
