@@ -12,8 +12,6 @@ from poisoncurv.core.paths import REPO_ROOT
 
 PEERS = ("curvlinops-for-pytorch", "backpack-for-pytorch", "pyhessian", "torch", "scipy")
 
-pytestmark = pytest.mark.slow   # each test runs the benchmark's methods (10-40 s)
-
 
 def run(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""}
@@ -24,6 +22,22 @@ def run(tmp_path, *args):
     return json.loads((tmp_path / "peers.json").read_text())
 
 
+def test_the_registry_holds_exactly_the_listed_methods():
+    assert list(bench.REGISTRY) == bench.METHODS == bench.HVP + bench.EIGEN + bench.PARAM  # same names, same order
+    assert len(set(bench.METHODS)) == len(bench.METHODS) == 20 and set(bench.TARGET) <= set(bench.REGISTRY)
+    with pytest.raises(ValueError, match="registered twice"):
+        bench.register("gradient")(lambda case: None)
+
+
+def test_an_unknown_method_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        bench.build("poisoncurv_hvpp", {})  # refused before the problem is built (an empty configuration)
+    msg = str(err.value)
+    assert msg.startswith("unknown method 'poisoncurv_hvpp'; known methods: gradient, poisoncurv_hvp, ") and "\n" not in msg
+    assert msg.endswith(", ".join(bench.METHODS))
+
+
+@pytest.mark.slow   # each of the following runs the benchmark's methods (10-40 s)
 def test_every_method_inline(tmp_path):
     out = run(tmp_path, "--threads", "1", "--isolation", "inline")
     assert all(out["versions"][p] != "not installed" for p in PEERS)
@@ -48,6 +62,7 @@ def test_every_method_inline(tmp_path):
     assert "pyhessian_over_poisoncurv_param_top1" in r["ratios"]
 
 
+@pytest.mark.slow
 def test_worker_processes_and_target_only_at_other_thread_counts(tmp_path):
     out = run(tmp_path, "--threads", "1", "2", "--methods", "gradient", "poisoncurv_hvp", "backpack_hvp")
     one, two = out["runs"]
@@ -58,6 +73,7 @@ def test_worker_processes_and_target_only_at_other_thread_counts(tmp_path):
     assert one["methods"]["backpack_hvp"]["import_s"] >= 0
 
 
+@pytest.mark.slow
 def test_repeats_zero_times_the_first_call(tmp_path):
     out = run(tmp_path, "--threads", "1", "--repeats", "0", "--methods", "gradient", "poisoncurv_hvp")
     for e in out["runs"][0]["methods"].values():
