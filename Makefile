@@ -91,7 +91,7 @@ sweep: $(STAMP)
 	  $${SLURM_PARTITION:+--slurm-partition "$$SLURM_PARTITION"} $${SLURM_GPUS:+--slurm-gpus-per-task "$$SLURM_GPUS"}
 
 gpu-check: $(STAMP)
-	PYTHONPATH=$(CURDIR)/src $(PY) benchmarks/gpu_check.py
+	PYTHONPATH=$(CURDIR)/src $(PY) -m benchmarks.gpu_check
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tools

@@ -13,7 +13,7 @@ Three measurements, each with its peak memory:
    batch vs the dense route (d products, d×d ``eigvalsh``) on a subset, extrapolated linearly in
    the number of examples (the dense route's cost is per example).
 
-Usage: ``python benchmarks/bench_curvature.py --model lenet --device cpu`` (see README.md).
+Usage, from the repository root: ``python -m benchmarks.bench_curvature --model lenet --device cpu`` (see README.md).
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OtherCpu, PeakMemory, environment, power_iteration_topk, save, sync, timed  # noqa: E402
-from poisoncurv.core.profiles import resolve_device  # noqa: E402
-from poisoncurv.core.provenance import RunRecord  # noqa: E402
-from poisoncurv.curvature import exact_input_curvature, input_hessian, per_example_input_hessian, premise_gap, top_eigen  # noqa: E402
-from poisoncurv.models import LeNet, PreActResNet  # noqa: E402
+from benchmarks.common import OtherCpu, PeakMemory, environment, power_iteration_topk, save, sync, timed
+from poisoncurv.core.profiles import resolve_device
+from poisoncurv.core.provenance import RunRecord
+from poisoncurv.curvature import exact_input_curvature, input_hessian, per_example_input_hessian, premise_gap, top_eigen
+from poisoncurv.models import LeNet, PreActResNet
 
 SETUPS = {  # model, input shape, batch of the task, CPU sizes for parts 2 and 3
     "lenet": (lambda: LeNet(), (1, 28, 28), 1000, {"eigen": 200, "dense": 4}),
@@ -198,5 +196,7 @@ if __name__ == "__main__":
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         # glibc: serve every allocation >= 64 KiB by mmap and unmap it on free, so that the resident
         # set size follows the live tensors and its sampled peak measures each phase's memory
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
+        # started again the way it was started: by module name under ``python -m`` (the package's imports need it)
+        how = ["-m", __spec__.name] if __spec__ is not None else [sys.argv[0]]
+        os.execve(sys.executable, [sys.executable, *how, *sys.argv[1:]], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
     main()

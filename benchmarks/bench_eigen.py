@@ -7,14 +7,13 @@ N(0, 1) inputs and labels): ``top_eigen_block`` (block Lanczos on batched produc
 eigenvalues; and one input HVP from a fresh operator against a plain double backward and an
 input gradient. Medians of interleaved repeats; the machine's load average at start and end.
 
-Usage: ``python benchmarks/bench_eigen.py --model lenet --n 200 --threads 1 --out benchmarks/results``.
+Usage, from the repository root: ``python -m benchmarks.bench_eigen --model lenet --n 200 --threads 1 --out benchmarks/results``.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -23,12 +22,11 @@ import torch
 from scipy.sparse.linalg import eigsh
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, OtherCpu, environment, save, sync  # noqa: E402
-from poisoncurv.core.profiles import resolve_device  # noqa: E402
-from poisoncurv.core.provenance import RunRecord  # noqa: E402
-from poisoncurv.curvature import exact_input_curvature, input_hessian, top_eigen, top_eigen_block  # noqa: E402
-from poisoncurv.models import LeNet, PreActResNet  # noqa: E402
+from benchmarks.common import RESULTS, OtherCpu, environment, save, sync
+from poisoncurv.core.profiles import resolve_device
+from poisoncurv.core.provenance import RunRecord
+from poisoncurv.curvature import exact_input_curvature, input_hessian, top_eigen, top_eigen_block
+from poisoncurv.models import LeNet, PreActResNet
 
 SETUPS = {"lenet": (lambda: LeNet(), (1, 28, 28)), "resnet20": (lambda: PreActResNet(20), (3, 32, 32))}
 

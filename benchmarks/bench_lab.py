@@ -13,7 +13,7 @@ The lab's time is split by wrapping its evaluation (``evaluate``, of which ``mea
 rest is training, set-up and bookkeeping. A second part times training steps with the input-gradient penalty (κ > 0,
 double backward) against steps without it on the same batches.
 
-Usage: ``python benchmarks/bench_lab.py [--epochs 2] [--repeats 3] [--threads 1] [--out benchmarks/results]``.
+Usage, from the repository root: ``python -m benchmarks.bench_lab [--epochs 2] [--repeats 3] [--threads 1] [--out benchmarks/results]``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -31,16 +30,15 @@ from typing import Any
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, OtherCpu, environment, save, sync  # noqa: E402
-from poisoncurv.core.paths import GRIDS_DIR  # noqa: E402
-from poisoncurv.core.profiles import resolve_device  # noqa: E402
-from poisoncurv.core.provenance import RunRecord  # noqa: E402
-from poisoncurv.lab import deep  # noqa: E402
-from poisoncurv.lab import train as lab_train  # noqa: E402
-from poisoncurv.lab.config import NUM_CLASSES, LabConfig  # noqa: E402
-from poisoncurv.lab.data import ImageData, load  # noqa: E402
-from poisoncurv.lab.grid import load_grid  # noqa: E402
+from benchmarks.common import RESULTS, OtherCpu, environment, save, sync
+from poisoncurv.core.paths import GRIDS_DIR
+from poisoncurv.core.profiles import resolve_device
+from poisoncurv.core.provenance import RunRecord
+from poisoncurv.lab import deep
+from poisoncurv.lab import train as lab_train
+from poisoncurv.lab.config import NUM_CLASSES, LabConfig
+from poisoncurv.lab.data import ImageData, load
+from poisoncurv.lab.grid import load_grid
 
 
 def ch06_config(epochs: int, device: str = "cpu", **sizes: int | None) -> LabConfig:

@@ -30,7 +30,10 @@ others at ``--peer-threads`` only):
 - top parameter eigenvalue at 1e-3: PyHessian's ``hessian(...).eigenvalues()`` (power iteration)
   and the project's ``top_eigen(param_hessian(...), 1)``, with true residuals.
 
-Usage: ``python benchmarks/bench_peers.py --models lenet resnet20 --threads 1 2 --out benchmarks/results``.
+Each method is one function that builds it, registered under its name in ``REGISTRY`` (``@register(name)``);
+``build(name, cfg)`` looks it up.
+
+Usage, from the repository root: ``python -m benchmarks.bench_peers --models lenet resnet20 --threads 1 2 --out benchmarks/results``.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ import importlib.metadata as md
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +53,9 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, OtherCpu, environment, save, sync  # noqa: E402
-from poisoncurv.core.profiles import resolve_device  # noqa: E402
-from poisoncurv.core.provenance import RunRecord  # noqa: E402
+from benchmarks.common import RESULTS, OtherCpu, environment, save, sync
+from poisoncurv.core.profiles import resolve_device
+from poisoncurv.core.provenance import RunRecord
 
 SETUPS = {"lenet": ((1, 28, 28), 1000, "features.0"), "resnet20": ((3, 32, 32), 512, "conv1")}
 HVP = ["gradient", "poisoncurv_hvp", "poisoncurv_hvp_cached_graph", "poisoncurv_batched10_per_vector",
@@ -112,146 +115,292 @@ class Shift(nn.Module):
         return self.model(x + self.shift)
 
 
-def build(method: str, cfg: dict[str, Any]):
-    """``(call, finish)``: ``call()`` is what is timed; ``finish(result)`` the untimed check data."""
-    model, loss_fn, x, y, v, shape = problem(cfg)
-    k, tol, n = cfg["k"], cfg["tol"], cfg["n"]
-    T = v.reshape(1, *shape).expand_as(x)
-    from poisoncurv.curvature import exact_input_hessian, input_hessian, param_hessian, top_eigen, top_eigen_block
+Built = tuple[Callable[[], Any], Callable[[Any], dict[str, Any]]]   # (call, finish), see build()
 
-    def mean_vec(h):  # per-example products (N, *shape) -> the mean operator's product (d,)
-        return h.reshape(n, -1).sum(0)
 
-    def residuals_input(values, vectors):
-        U = torch.as_tensor(vectors, dtype=torch.float32, device=x.device)
-        th = torch.as_tensor(np.asarray(values), dtype=torch.float32, device=x.device)
-        R = (input_hessian(model, loss_fn, x, y) @ U - U * th).norm(dim=0) / th.abs()
+@dataclass
+class Case:
+    """One configuration's problem (:func:`problem`) and what the methods share."""
+
+    cfg: dict[str, Any]
+    model: nn.Module
+    loss_fn: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    v: torch.Tensor
+    shape: tuple[int, ...]
+    T: torch.Tensor = field(init=False)   # v for every example, shaped like x
+
+    def __post_init__(self):
+        self.T = self.v.reshape(1, *self.shape).expand_as(self.x)
+
+    @classmethod
+    def of(cls, cfg: dict[str, Any]) -> Case:
+        return cls(cfg, *problem(cfg))
+
+    @property
+    def k(self) -> int:
+        return self.cfg["k"]
+
+    @property
+    def tol(self) -> float:
+        return self.cfg["tol"]
+
+    @property
+    def n(self) -> int:
+        return self.cfg["n"]
+
+    def mean_vec(self, h):  # per-example products (N, *shape) -> the mean operator's product (d,)
+        return h.reshape(self.n, -1).sum(0)
+
+    def residuals_input(self, values, vectors):
+        from poisoncurv.curvature import input_hessian
+
+        U = torch.as_tensor(vectors, dtype=torch.float32, device=self.x.device)
+        th = torch.as_tensor(np.asarray(values), dtype=torch.float32, device=self.x.device)
+        R = (input_hessian(self.model, self.loss_fn, self.x, self.y) @ U - U * th).norm(dim=0) / th.abs()
         return {"values": [float(t) for t in np.asarray(values)], "true_rel_residuals": R.double().cpu().tolist()}
 
-    def vec_out(h):
-        return {"product": h.detach().double().cpu().tolist()}
+    def block_finish(self, r):
+        return {**self.residuals_input(r.values.cpu().numpy(), r.vectors), "products": r.n_products,
+                "converged": r.converged, "block_size": self.k}
 
-    if method == "gradient":
-        def call():
-            xr = x.clone().requires_grad_(True)
-            return torch.autograd.grad(loss_fn(model(xr), y), xr)[0]
-        return call, lambda r: {}
-    if method == "autograd_double_backward":
-        def call():
-            xr = x.clone().requires_grad_(True)
-            (g,) = torch.autograd.grad(loss_fn(model(xr), y), xr, create_graph=True)
-            return mean_vec(torch.autograd.grad(g, xr, T)[0])
-        return call, vec_out
-    if method == "poisoncurv_hvp":
-        return (lambda: input_hessian(model, loss_fn, x, y) @ v), vec_out
-    if method == "poisoncurv_hvp_cached_graph":
-        op = input_hessian(model, loss_fn, x, y)
-        op @ v
-        return (lambda: op @ v), vec_out
-    if method == "poisoncurv_batched10_per_vector":
-        op = input_hessian(model, loss_fn, x, y)
-        V = torch.cat([v[:, None], torch.randn(v.shape[0], 9, generator=torch.Generator().manual_seed(2)).to(v)], 1)
-        op @ V
-        return (lambda: op @ V), lambda r: {"product": r[:, 0].double().cpu().tolist(), "per_vector_of": 10}
-    if method.startswith("torch_func"):
-        f = torch.func.grad(lambda z: loss_fn(model(z), y))
-        if method.endswith("forward_over_reverse"):
-            return (lambda: mean_vec(torch.func.jvp(f, (x,), (T,))[1])), vec_out
-        return (lambda: mean_vec(torch.func.vjp(f, x)[1](T)[0])), vec_out
-    if method == "curvlinops_hessian_shift":
+    def param_resid(self, P, lam, u):
+        u = u / u.norm()
+        return {"value": float(lam), "true_rel_residual": float((P @ u - lam * u).norm() / abs(lam))}
+
+
+def vec_out(h):
+    return {"product": h.detach().double().cpu().tolist()}
+
+
+REGISTRY: dict[str, Callable[[Case], Built]] = {}   # method name -> its builder, in METHODS order
+
+
+def register(name: str):
+    """Decorator: the function builds method ``name`` (``(call, finish)`` from a :class:`Case`)."""
+    def add(builder: Callable[[Case], Built]) -> Callable[[Case], Built]:
+        if name in REGISTRY:
+            raise ValueError(f"method {name!r} registered twice")
+        REGISTRY[name] = builder
+        return builder
+    return add
+
+
+def build(method: str, cfg: dict[str, Any]) -> Built:
+    """``(call, finish)``: ``call()`` is what is timed; ``finish(result)`` the untimed check data."""
+    if method not in REGISTRY:
+        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(REGISTRY)}")
+    case = Case.of(cfg)
+    import poisoncurv.curvature  # noqa: F401  (imported in every method's set-up, whichever it uses)
+
+    return REGISTRY[method](case)
+
+
+# One input HVP (HVP): products v -> (1/N) Σ_b H_b v from a fresh forward pass, each compared with poisoncurv_hvp.
+
+@register("gradient")
+def _gradient(c: Case) -> Built:
+    def call():
+        xr = c.x.clone().requires_grad_(True)
+        return torch.autograd.grad(c.loss_fn(c.model(xr), c.y), xr)[0]
+    return call, lambda r: {}
+
+
+@register("poisoncurv_hvp")
+def _poisoncurv_hvp(c: Case) -> Built:
+    from poisoncurv.curvature import input_hessian
+
+    return (lambda: input_hessian(c.model, c.loss_fn, c.x, c.y) @ c.v), vec_out
+
+
+@register("poisoncurv_hvp_cached_graph")
+def _poisoncurv_hvp_cached_graph(c: Case) -> Built:
+    from poisoncurv.curvature import input_hessian
+
+    op = input_hessian(c.model, c.loss_fn, c.x, c.y)
+    op @ c.v
+    return (lambda: op @ c.v), vec_out
+
+
+@register("poisoncurv_batched10_per_vector")
+def _poisoncurv_batched10_per_vector(c: Case) -> Built:
+    from poisoncurv.curvature import input_hessian
+
+    op = input_hessian(c.model, c.loss_fn, c.x, c.y)
+    V = torch.cat([c.v[:, None], torch.randn(c.v.shape[0], 9, generator=torch.Generator().manual_seed(2)).to(c.v)], 1)
+    op @ V
+    return (lambda: op @ V), lambda r: {"product": r[:, 0].double().cpu().tolist(), "per_vector_of": 10}
+
+
+@register("autograd_double_backward")
+def _autograd_double_backward(c: Case) -> Built:
+    def call():
+        xr = c.x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(c.loss_fn(c.model(xr), c.y), xr, create_graph=True)
+        return c.mean_vec(torch.autograd.grad(g, xr, c.T)[0])
+    return call, vec_out
+
+
+@register("torch_func_forward_over_reverse")
+def _torch_func_forward_over_reverse(c: Case) -> Built:
+    f = torch.func.grad(lambda z: c.loss_fn(c.model(z), c.y))
+    return (lambda: c.mean_vec(torch.func.jvp(f, (c.x,), (c.T,))[1])), vec_out
+
+
+@register("torch_func_reverse_over_reverse")
+def _torch_func_reverse_over_reverse(c: Case) -> Built:
+    f = torch.func.grad(lambda z: c.loss_fn(c.model(z), c.y))
+    return (lambda: c.mean_vec(torch.func.vjp(f, c.x)[1](c.T)[0])), vec_out
+
+
+@register("curvlinops_hessian_shift")
+def _curvlinops_hessian_shift(c: Case) -> Built:
+    from curvlinops import HessianLinearOperator
+
+    sm = Shift(c.model, c.shape).eval()
+    H = HessianLinearOperator(sm, c.loss_fn, [sm.shift], [(c.x, c.y)])
+    return (lambda: H @ c.v), vec_out
+
+
+@register("curvlinops_activation_hessian")
+def _curvlinops_activation_hessian(c: Case) -> Built:
+    from curvlinops.experimental import ActivationHessianLinearOperator
+
+    A = ActivationHessianLinearOperator(c.model, c.loss_fn, (SETUPS[c.cfg["model"]][2], "input", 0),
+                                        [(c.x.clone().requires_grad_(True), c.y)])
+    vt = c.v.repeat(c.n)
+    return (lambda: c.mean_vec(A @ vt)), vec_out
+
+
+@register("backpack_hvp")
+def _backpack_hvp(c: Case) -> Built:
+    from backpack.hessianfree.hvp import hessian_vector_product
+
+    def call():
+        xr = c.x.clone().requires_grad_(True)
+        return c.mean_vec(hessian_vector_product(c.loss_fn(c.model(xr), c.y), [xr], [c.T])[0])
+    return call, vec_out
+
+
+# Top k of the mean input Hessian at tolerance tol (EIGEN).
+
+@register("poisoncurv_block_exact")
+def _poisoncurv_block_exact(c: Case) -> Built:
+    from poisoncurv.curvature import exact_input_hessian, top_eigen_block
+
+    return (lambda: top_eigen_block(exact_input_hessian(c.model, c.loss_fn, c.x, c.y), c.k, tol=c.tol)), c.block_finish
+
+
+@register("poisoncurv_block_exact_solve")
+def _poisoncurv_block_exact_solve(c: Case) -> Built:  # the operator built once, untimed: the solve alone
+    from poisoncurv.curvature import exact_input_hessian, top_eigen_block
+
+    op = exact_input_hessian(c.model, c.loss_fn, c.x, c.y)
+    return (lambda: top_eigen_block(op, c.k, tol=c.tol)), c.block_finish
+
+
+@register("poisoncurv_block_autograd")
+def _poisoncurv_block_autograd(c: Case) -> Built:  # block Lanczos on the autograd operator (batched double backward)
+    from poisoncurv.curvature import input_hessian, top_eigen_block
+
+    return (lambda: top_eigen_block(input_hessian(c.model, c.loss_fn, c.x, c.y), c.k, tol=c.tol)), c.block_finish
+
+
+@register("poisoncurv_lanczos")
+def _poisoncurv_lanczos(c: Case) -> Built:
+    from poisoncurv.curvature import input_hessian, top_eigen
+
+    def call():
+        return top_eigen(input_hessian(c.model, c.loss_fn, c.x, c.y), c.k, tol=c.tol)
+    return call, lambda r: {**c.residuals_input(r.values.numpy(), r.vectors), "products": r.n_products,
+                            "converged": r.converged}
+
+
+def _eigsh(c: Case, linop: Callable[[], Any]) -> Built:
+    """scipy ``eigsh`` (ARPACK, ``which="LA"``) on the operator ``linop()`` returns, its products counted; ``linop()``
+    is called inside the timed call."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    counter = {"products": 0}
+
+    def counted(lin):
+        def mv(u):
+            counter["products"] += 1 if np.ndim(u) == 1 else np.shape(u)[1]
+            return lin.matmat(u.reshape(lin.shape[0], -1)).reshape(np.shape(u))
+        return LinearOperator(lin.shape, matvec=mv, matmat=mv, dtype=np.float64)
+
+    def call():
+        counter["products"] = 0
+        op = counted(linop())  # a seeded start vector: ARPACK's own draws change between calls (a flaky accuracy check)
+        v0 = np.random.default_rng(0).standard_normal(op.shape[0])
+        vals, vecs = eigsh(op, k=c.k, which="LA", tol=c.tol, v0=v0)
+        order = np.argsort(vals)[::-1]
+        return vals[order], vecs[:, order], counter["products"]
+    return call, lambda r: {**c.residuals_input(r[0], r[1]), "products": r[2]}
+
+
+@register("eigsh_poisoncurv")
+def _eigsh_poisoncurv(c: Case) -> Built:
+    from poisoncurv.curvature import input_hessian
+
+    return _eigsh(c, lambda: input_hessian(c.model, c.loss_fn, c.x, c.y).as_linear_operator())
+
+
+@register("eigsh_poisoncurv_exact")
+def _eigsh_poisoncurv_exact(c: Case) -> Built:
+    from poisoncurv.curvature import exact_input_hessian
+
+    return _eigsh(c, lambda: exact_input_hessian(c.model, c.loss_fn, c.x, c.y).as_linear_operator())
+
+
+@register("eigsh_poisoncurv_exact_solve")
+def _eigsh_poisoncurv_exact_solve(c: Case) -> Built:  # the operator built once, untimed: the solve alone
+    from poisoncurv.curvature import exact_input_hessian
+
+    built = exact_input_hessian(c.model, c.loss_fn, c.x, c.y).as_linear_operator()
+    return _eigsh(c, lambda: built)
+
+
+@register("eigsh_curvlinops_hessian_shift")
+def _eigsh_curvlinops_hessian_shift(c: Case) -> Built:
+    def linop():
         from curvlinops import HessianLinearOperator
 
-        sm = Shift(model, shape).eval()
-        params = [sm.shift]
-        H = HessianLinearOperator(sm, loss_fn, params, [(x, y)])
-        return (lambda: H @ v), vec_out
-    if method == "curvlinops_activation_hessian":
-        from curvlinops.experimental import ActivationHessianLinearOperator
+        sm = Shift(c.model, c.shape).eval()
+        return HessianLinearOperator(sm, c.loss_fn, [sm.shift], [(c.x, c.y)], check_deterministic=False).to_scipy(
+            np.float64)
+    return _eigsh(c, linop)
 
-        A = ActivationHessianLinearOperator(model, loss_fn, (SETUPS[cfg["model"]][2], "input", 0),
-                                            [(x.clone().requires_grad_(True), y)])
-        vt = v.repeat(n)
-        return (lambda: mean_vec(A @ vt)), vec_out
-    if method == "backpack_hvp":
-        from backpack.hessianfree.hvp import hessian_vector_product
 
-        def call():
-            xr = x.clone().requires_grad_(True)
-            return mean_vec(hessian_vector_product(loss_fn(model(xr), y), [xr], [T])[0])
-        return call, vec_out
-    def block_finish(r):
-        return {**residuals_input(r.values.cpu().numpy(), r.vectors), "products": r.n_products,
-                "converged": r.converged, "block_size": k}
+# Top parameter-Hessian eigenvalue at 1e-3 (PARAM), with true residuals against param_hessian.
 
-    if method == "poisoncurv_block_exact":
-        return (lambda: top_eigen_block(exact_input_hessian(model, loss_fn, x, y), k, tol=tol)), block_finish
-    if method == "poisoncurv_block_exact_solve":  # the operator built once, untimed: the solve alone
-        op = exact_input_hessian(model, loss_fn, x, y)
-        return (lambda: top_eigen_block(op, k, tol=tol)), block_finish
-    if method == "poisoncurv_block_autograd":  # block Lanczos on the autograd operator (batched double backward)
-        return (lambda: top_eigen_block(input_hessian(model, loss_fn, x, y), k, tol=tol)), block_finish
-    if method == "poisoncurv_lanczos":
-        def call():
-            return top_eigen(input_hessian(model, loss_fn, x, y), k, tol=tol)
-        return call, lambda r: {**residuals_input(r.values.numpy(), r.vectors), "products": r.n_products,
-                                "converged": r.converged}
-    if method.startswith("eigsh"):
-        from scipy.sparse.linalg import LinearOperator, eigsh
+@register("pyhessian_param_top1")
+def _pyhessian_param_top1(c: Case) -> Built:
+    from poisoncurv.curvature import param_hessian
 
-        counter = {"products": 0}
+    P = param_hessian(c.model, c.loss_fn, c.x, c.y)
+    from pyhessian import hessian
 
-        def counted(lin):
-            def mv(u):
-                counter["products"] += 1 if np.ndim(u) == 1 else np.shape(u)[1]
-                return lin.matmat(u.reshape(lin.shape[0], -1)).reshape(np.shape(u))
-            return LinearOperator(lin.shape, matvec=mv, matmat=mv, dtype=np.float64)
+    def call():
+        c.model.zero_grad(set_to_none=True)
+        h = hessian(c.model, c.loss_fn, data=(c.x, c.y), cuda=c.x.device.type == "cuda")
+        vals, vecs = h.eigenvalues(maxIter=100, tol=1e-3, top_n=1)
+        c.model.zero_grad(set_to_none=True)
+        return vals[0], torch.cat([t.detach().reshape(-1) for t in vecs[0]])
+    return call, lambda r: c.param_resid(P, *r)
 
-        built = exact_input_hessian(model, loss_fn, x, y).as_linear_operator() if method.endswith("_solve") else None
 
-        def linop():
-            if method == "eigsh_poisoncurv":
-                return input_hessian(model, loss_fn, x, y).as_linear_operator()
-            if method == "eigsh_poisoncurv_exact":
-                return exact_input_hessian(model, loss_fn, x, y).as_linear_operator()
-            if built is not None:  # eigsh_poisoncurv_exact_solve: the operator built once, untimed
-                return built
-            from curvlinops import HessianLinearOperator
+@register("poisoncurv_param_top1")
+def _poisoncurv_param_top1(c: Case) -> Built:
+    from poisoncurv.curvature import param_hessian, top_eigen
 
-            sm = Shift(model, shape).eval()
-            return HessianLinearOperator(sm, loss_fn, [sm.shift], [(x, y)], check_deterministic=False).to_scipy(
-                np.float64)
+    P = param_hessian(c.model, c.loss_fn, c.x, c.y)
 
-        def call():
-            counter["products"] = 0
-            op = counted(linop())  # a seeded start vector: ARPACK's own draws change between calls (a flaky accuracy check)
-            v0 = np.random.default_rng(0).standard_normal(op.shape[0])
-            vals, vecs = eigsh(op, k=k, which="LA", tol=tol, v0=v0)
-            order = np.argsort(vals)[::-1]
-            return vals[order], vecs[:, order], counter["products"]
-        return call, lambda r: {**residuals_input(r[0], r[1]), "products": r[2]}
-    if method in PARAM:
-        P = param_hessian(model, loss_fn, x, y)
-
-        def param_resid(lam, u):
-            u = u / u.norm()
-            return {"value": float(lam), "true_rel_residual": float((P @ u - lam * u).norm() / abs(lam))}
-
-        if method == "pyhessian_param_top1":
-            from pyhessian import hessian
-
-            def call():
-                model.zero_grad(set_to_none=True)
-                h = hessian(model, loss_fn, data=(x, y), cuda=x.device.type == "cuda")
-                vals, vecs = h.eigenvalues(maxIter=100, tol=1e-3, top_n=1)
-                model.zero_grad(set_to_none=True)
-                return vals[0], torch.cat([t.detach().reshape(-1) for t in vecs[0]])
-            return call, lambda r: param_resid(*r)
-
-        def call():
-            r = top_eigen(param_hessian(model, loss_fn, x, y), 1, tol=1e-3)
-            return float(r.values[0]), r.vectors[:, 0]
-        return call, lambda r: {**param_resid(*r)}
-    raise ValueError(f"unknown method {method!r}")
+    def call():
+        r = top_eigen(param_hessian(c.model, c.loss_fn, c.x, c.y), 1, tol=1e-3)
+        return float(r.values[0]), r.vectors[:, 0]
+    return call, lambda r: {**c.param_resid(P, *r)}
 
 
 def _peak_mib(device: torch.device) -> float:

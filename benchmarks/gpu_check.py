@@ -47,7 +47,6 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from poisoncurv.core.paths import GRIDS_DIR  # noqa: E402
 from poisoncurv.core.provenance import RunRecord  # noqa: E402
 from poisoncurv.core.results import write_json_atomic  # noqa: E402
@@ -222,7 +221,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _peers_benchmark(out_dir: Path) -> dict[str, Any]:
-    import bench_peers
+    from benchmarks import bench_peers
 
     t, threads = time.perf_counter(), torch.get_num_threads()
     bench_peers.main(["--models", "lenet", "resnet20", "--n-resnet20", "128", "--threads", "1", "--methods",
@@ -233,7 +232,7 @@ def _peers_benchmark(out_dir: Path) -> dict[str, Any]:
 
 def _lab_benchmark(out_dir: Path) -> dict[str, Any]:
     """``bench_lab.py`` on CUDA: one epoch of the Chapter 6 configuration by the lab against the plain loop, twice."""
-    import bench_lab
+    from benchmarks import bench_lab
 
     t = time.perf_counter()
     bench_lab.main(["--device", "cuda", "--epochs", "1", "--repeats", "2", "--out", str(out_dir)])
@@ -241,8 +240,7 @@ def _lab_benchmark(out_dir: Path) -> dict[str, Any]:
 
 
 def _curvature_benchmarks(out_dir: Path) -> dict[str, Any]:
-    import bench_curvature
-    import bench_eigen
+    from benchmarks import bench_curvature, bench_eigen
 
     t = time.perf_counter()
     bench_curvature.main(["--model", "resnet20", "--device", "cuda", "--n", "128", "--n-eigen", "128", "--repeats", "2"])

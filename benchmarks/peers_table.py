@@ -1,6 +1,6 @@
 """Print the Markdown tables of a ``bench_peers.py`` JSON (the numbers the READMEs quote).
 
-Usage: ``python benchmarks/peers_table.py benchmarks/results/peers_cpu.json``.
+Usage: ``python -m benchmarks.peers_table benchmarks/results/peers_cpu.json`` (or ``python benchmarks/peers_table.py ...``).
 """
 
 from __future__ import annotations

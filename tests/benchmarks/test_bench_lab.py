@@ -1,15 +1,12 @@
 """benchmarks/bench_lab.py at toy sizes on random MNIST-shaped images: the lab run and the plain loop train the same weights,
 and the lab's time splits into its parts."""
 
-import importlib.util
 import json
 
 import torch
 
-from poisoncurv.core.paths import REPO_ROOT
+from benchmarks import bench_lab as bench
 from poisoncurv.lab.data import ImageData
-
-SCRIPT = REPO_ROOT / "benchmarks" / "bench_lab.py"
 
 
 def test_lab_and_plain_loop_train_the_same_weights_and_the_times_add_up(tmp_path, monkeypatch):
@@ -17,9 +14,6 @@ def test_lab_and_plain_loop_train_the_same_weights_and_the_times_add_up(tmp_path
     gen = torch.Generator().manual_seed(0)
     images = lambda n: torch.randint(0, 256, (n, 1, 28, 28), generator=gen, dtype=torch.uint8)  # noqa: E731
     mnist = ImageData("mnist", images(300), torch.arange(300) % 10, images(120), torch.arange(120) % 10, 10, "random (test)")
-    spec = importlib.util.spec_from_file_location("bench_lab", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     monkeypatch.setattr(bench, "load", lambda name: mnist)
     bench.main(["--epochs", "1", "--evals-per-epoch", "2", "--n-train", "300", "--n-test", "120", "--n-eval", "8",
                 "--repeats", "2", "--penalty-steps", "2", "--out", str(tmp_path / "out")])

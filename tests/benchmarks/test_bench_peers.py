@@ -1,6 +1,5 @@
 """benchmarks/bench_peers.py at tiny sizes: every method's entry in the JSON, inline and in worker processes."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,27 +7,38 @@ import sys
 
 import pytest
 
+from benchmarks import bench_peers as bench
 from poisoncurv.core.paths import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "benchmarks" / "bench_peers.py"
 PEERS = ("curvlinops-for-pytorch", "backpack-for-pytorch", "pyhessian", "torch", "scipy")
-
-pytestmark = pytest.mark.slow   # each test runs the benchmark's methods (10-40 s)
 
 
 def run(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--models", "lenet", "--n-lenet", "4", "--repeats", "1",
-                           "--out", str(tmp_path), "--name", "peers", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_peers", "--models", "lenet", "--n-lenet", "4",
+                           "--repeats", "1", "--out", str(tmp_path), "--name", "peers", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp_path / "peers.json").read_text())
 
 
+def test_the_registry_holds_exactly_the_listed_methods():
+    assert list(bench.REGISTRY) == bench.METHODS == bench.HVP + bench.EIGEN + bench.PARAM  # same names, same order
+    assert len(set(bench.METHODS)) == len(bench.METHODS) == 20 and set(bench.TARGET) <= set(bench.REGISTRY)
+    with pytest.raises(ValueError, match="registered twice"):
+        bench.register("gradient")(lambda case: None)
+
+
+def test_an_unknown_method_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        bench.build("poisoncurv_hvpp", {})  # refused before the problem is built (an empty configuration)
+    msg = str(err.value)
+    assert msg.startswith("unknown method 'poisoncurv_hvpp'; known methods: gradient, poisoncurv_hvp, ") and "\n" not in msg
+    assert msg.endswith(", ".join(bench.METHODS))
+
+
+@pytest.mark.slow   # each of the following runs the benchmark's methods (10-40 s)
 def test_every_method_inline(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_peers", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     out = run(tmp_path, "--threads", "1", "--isolation", "inline")
     assert all(out["versions"][p] != "not installed" for p in PEERS)
     assert {"backpack_input_curvature_extensions", "pyhessian_input_curvature"} <= set(out["not_run"])
@@ -52,6 +62,7 @@ def test_every_method_inline(tmp_path):
     assert "pyhessian_over_poisoncurv_param_top1" in r["ratios"]
 
 
+@pytest.mark.slow
 def test_worker_processes_and_target_only_at_other_thread_counts(tmp_path):
     out = run(tmp_path, "--threads", "1", "2", "--methods", "gradient", "poisoncurv_hvp", "backpack_hvp")
     one, two = out["runs"]
@@ -62,6 +73,7 @@ def test_worker_processes_and_target_only_at_other_thread_counts(tmp_path):
     assert one["methods"]["backpack_hvp"]["import_s"] >= 0
 
 
+@pytest.mark.slow
 def test_repeats_zero_times_the_first_call(tmp_path):
     out = run(tmp_path, "--threads", "1", "--repeats", "0", "--methods", "gradient", "poisoncurv_hvp")
     for e in out["runs"][0]["methods"].values():

@@ -1,6 +1,5 @@
 """benchmarks/gpu_check.py on a CPU: it refuses to run without a GPU; its projection, epoch timer and smoke runs."""
 
-import importlib.util
 import itertools
 import os
 import subprocess
@@ -9,20 +8,16 @@ import sys
 import pytest
 import torch
 
+from benchmarks import gpu_check
 from poisoncurv.core.paths import REPO_ROOT
 from poisoncurv.lab.config import profile_config
-
-SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"
-spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
 
 
 @pytest.mark.slow
 def test_without_a_gpu_it_stops_at_once_with_a_message(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO_ROOT / "src")}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "g.json")], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(tmp_path / "g.json")], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "no CUDA GPU visible" in proc.stderr and "nothing was measured" in proc.stderr
     assert not (tmp_path / "g.json").exists()

@@ -1,6 +1,5 @@
 """benchmarks/common.OtherCpu: the CPU that other processes used, apart from this process and its children."""
 
-import importlib.util
 import multiprocessing as mp
 import subprocess
 import sys
@@ -9,11 +8,7 @@ import time
 import pytest
 import torch
 
-from poisoncurv.core.paths import REPO_ROOT
-
-spec = importlib.util.spec_from_file_location("benchmarks_common", REPO_ROOT / "benchmarks" / "common.py")
-common = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(common)
+from benchmarks import common
 
 
 def spin(seconds: float) -> None:
