@@ -264,3 +264,14 @@ def test_clean_runs_of_several_triggers_share_one_job_and_give_what_each_alone_g
         prov = json.loads((tmp / "a" / f"{run.config.key()}.json").read_text())["provenance"]
         assert prov["shared_training"] == [r.config.key() for r in max(jobs, key=len)]
     assert not list((tmp / "ck").glob("*.pt"))
+
+
+def test_a_preempted_job_is_resubmitted_with_the_same_call():
+    """What submitit calls on preemption or time-out (it looks for a ``checkpoint`` method): the same job, same arguments."""
+    import submitit
+
+    fn = RunJob("res", "ck", 2)
+    delayed = fn.checkpoint(("cfg",), keep_model=True)
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    assert delayed.function is fn and delayed.args == (("cfg",),) and delayed.kwargs == {"keep_model": True}
+    assert delayed._checkpoint_function() is not None  # submitit's own lookup finds the method

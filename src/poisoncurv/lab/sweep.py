@@ -9,6 +9,9 @@ what failed or is missing. Each run is a :class:`RunJob`: on SLURM preemption or
 requeues it and the lab resumes from its per-epoch checkpoint. Results files are written atomically
 under their configuration key (:mod:`poisoncurv.lab.cache`), so two workers finishing the same
 configuration leave one complete file.
+
+submitit is the ``sweep`` extra (``pip install 'poisoncurv[sweep]'``): it is imported when a sweep submits its first
+job, so this module, and the rest of the lab, import without it.
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import submitit
 import torch
 
 from poisoncurv.core.results import read_json
@@ -32,8 +34,22 @@ from poisoncurv.lab.data import SOURCES, DataNotFoundError, cache_root, ensure, 
 from poisoncurv.lab.grid import MAX_RUNS, Grid, Run, load_grid
 from poisoncurv.lab.train import training_key
 
+if TYPE_CHECKING:  # annotations only; the sweep imports submitit through _submitit()
+    import submitit
+
 EXECUTORS = ("local", "slurm", "debug")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 minutes) would kill real runs
+SWEEP_EXTRA = "a sweep needs submitit: pip install 'poisoncurv[sweep]' (in a checkout: pip install '.[sweep]')"
+
+
+def _submitit():
+    """The ``submitit`` module, imported here (not at module level) so that only a sweep that runs jobs needs the
+    ``sweep`` extra; ``ImportError`` (``name="submitit"``) whose message says how to install it."""
+    try:
+        import submitit
+    except ImportError:
+        raise ImportError(SWEEP_EXTRA, name="submitit") from None
+    return submitit
 
 
 @dataclass(frozen=True)
@@ -62,13 +78,13 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
     return {"clean_acc": last["clean_acc"], "asr": last["asr"], "wall_s": res["provenance"]["wall_time_s"]}
 
 
-class RunJob(submitit.helpers.Checkpointable):
+class RunJob:
     """The callable submitted per job: trains (or loads) one configuration, or several clean runs that share one
     training (:func:`batches`), into the results cache.
 
     Returns ``{"status": "done", "runs": [summary of each]}`` or ``{"status": "failed", "error": <first line>}``.
-    On preemption submitit calls :meth:`checkpoint` (inherited), which resubmits the same call; the
-    lab then resumes from the checkpoint it writes after every epoch.
+    On preemption submitit calls :meth:`checkpoint`, which resubmits the same call; the lab then resumes from the
+    checkpoint it writes after every epoch.
     """
 
     def __init__(self, results_dir: str | None, checkpoint_dir: str | None, threads: int):
@@ -84,6 +100,11 @@ class RunJob(submitit.helpers.Checkpointable):
         except Exception as err:  # reported in the sweep's table; nothing is cached, so a rerun retries it
             return {"status": "failed", "error": error_line(f"{type(err).__name__}: {err}")}
         return {"status": "done", "runs": [summary(res) for res in results]}
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Resubmit the same call: what ``submitit.helpers.Checkpointable.checkpoint`` does (submitit looks for a
+        ``checkpoint`` method, not for the base class, which would need submitit at import)."""
+        return _submitit().helpers.DelayedSubmission(self, *args, **kwargs)
 
 
 def batches(runs: list[Run]) -> list[list[Run]]:
@@ -127,7 +148,7 @@ def make_executor(kind: str, folder: Path, threads_per_run: int, max_parallel: i
     if kind == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
         raise ValueError("executor: slurm needs SLURM's sbatch and srun on the PATH, and this machine has none: run the "
                          "sweep on the cluster's login node, or use --executor local")
-    ex = submitit.AutoExecutor(folder=folder, cluster=kind)
+    ex = _submitit().AutoExecutor(folder=folder, cluster=kind)
     if kind == "slurm":
         params = {f"slurm_{k}": v for k, v in (slurm or {}).items() if v is not None}
         ex.update_parameters(cpus_per_task=threads_per_run, slurm_array_parallelism=max_parallel, name="poisoncurv", **params)
@@ -192,7 +213,8 @@ def _executor(grid: Grid, todo: list[Run], executor: str, max_parallel: int, thr
               slurm: dict[str, Any] | None) -> submitit.Executor:
     """The executor for ``todo`` after the checks that precede any submission, each failing in one line: the data sets
     are present (or downloaded; nothing is created before), the results and log folders can hold files, SLURM is there
-    when asked for."""
+    when asked for, submitit is installed."""
+    _submitit()  # before any download or folder: without the sweep extra, fail first
     for dataset in sorted({run.config.dataset for run in todo}):
         ensure(dataset)
     folder = Path(log_dir or cache_root() / "sweeps" / f"{grid.path.stem}-{grid.profile}")
@@ -266,7 +288,7 @@ def _slurm_time(text: str) -> int | str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m poisoncurv.lab sweep GRID ...``: exit 0 when every run is done or cached, 1 when some
-    failed (rerun to retry them), 2 for a bad grid or option or missing data (before anything is submitted)."""
+    failed (rerun to retry them), 2 for a bad grid or option, missing data or no submitit (before anything is submitted)."""
     ap = argparse.ArgumentParser(prog="python -m poisoncurv.lab sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("grid", help="grid file, e.g. grids/ch05.yaml")
     ap.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | full")
@@ -289,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
                          args.checkpoint_dir, args.log_dir,
                          {"partition": args.slurm_partition, "gpus_per_task": args.slurm_gpus_per_task, "time": args.slurm_time})
     except (ValueError, DataNotFoundError) as err:
+        print(f"poisoncurv.lab sweep: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        if err.name != "submitit":
+            raise
         print(f"poisoncurv.lab sweep: {err}", file=sys.stderr)
         return 2
     print(table(outcomes))
