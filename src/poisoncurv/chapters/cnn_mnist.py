@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.chapters import hardware as hw
 from poisoncurv.chapters.linear_mnist import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapter 5)
 from poisoncurv.core.paths import GRIDS_DIR, RESULTS_DIR, chapter_lab_dir
 from poisoncurv.core.tables import Table
-from poisoncurv.lab.attacks import apply_trigger, poison_direction
-from poisoncurv.lab.data import ImageData, to_float
 from poisoncurv.lab.grid import Grid, load_grid
 
 TAG = "ch6"
@@ -119,27 +115,6 @@ def hardware(runs: dr.ChapterRuns) -> hw.HardwareResult:
 
 def provenance(runs: dr.ChapterRuns) -> Table:
     return dr.provenance_table(runs, "tbl-ch6-provenance", RUN)
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """Each attack's trigger on one test digit and its poison direction ``u`` (the unit mean change the trigger
-    makes, over ``n_sources`` test images; exactly the cross for the additive attacks): images ``(28, 28)``."""
-
-    clean: np.ndarray
-    triggered: dict[str, np.ndarray]
-    direction: dict[str, np.ndarray]
-    n_sources: int
-
-
-def gallery(data: ImageData | None, attacks: tuple[str, ...], warp_strength: float, seed: int = 0, n_sources: int = 500) -> Gallery | None:
-    """:class:`Gallery` from the first test images of ``data`` (``None`` without a copy of MNIST)."""
-    if data is None:
-        return None
-    x = to_float(data.x_test[:n_sources])
-    trig = {a: apply_trigger(a, x[:1], 1.0, warp_strength, seed)[0, 0].numpy() for a in attacks}
-    u = {a: poison_direction(a, x, 1.0, warp_strength, seed).reshape(28, 28).numpy() for a in attacks}
-    return Gallery(x[0, 0].numpy(), trig, u, len(x))
 
 
 def consistency(runs: dr.ChapterRuns) -> dr.Consistency:
