@@ -24,19 +24,26 @@ def smoke(tmp_path_factory):
 
 
 def test_profiles_datasets_and_setting():
-    assert ex.datasets("cpu") == ("cifar10",) and ex.datasets("gpu") == ("cifar10", "cifar100")
+    assert ex.datasets("cpu") == ex.datasets("gpu") == ("cifar10",) and ex.datasets("full") == ("cifar10", "cifar100")
     s = ex.setting("cpu", "x")
-    assert (s.model, s.n_train, s.epochs, s.theta, s.attacks) == ("preresnet8", 10000, 5, 0.05, ("cross-stochastic", "warp", "badnets"))
-    assert s.kappas == (0.0, 0.01, 1.0, 100.0) and not s.has_cifar100
-    assert "no CIFAR-100 results" in s.summary()["ch7_cifar100_note"]
+    assert (s.model, s.n_train, s.n_test, s.epochs, s.batch_size, s.precision) == ("convnet40", None, 5000, 12, 512, "bf16")
+    assert s.thetas == (("warp", 0.1), ("cross-stochastic", 0.05), ("badnets", 0.05)) and s.n_seeds == 3
+    assert s.n_params == 229270 and s.aug_epochs == 16
+    assert (s.def_n_train, s.def_epochs, s.def_batch_size, s.def_n_seeds) == (10000, 8, 256, 3)
+    assert s.kappas == (0.0, 0.3, 1.0, 3.0) and s.weight_decays == (0.002, 0.005) and not s.has_cifar100
+    out = s.summary()
+    assert out["ch7_model"] == "ConvNet-40" and out["ch7_kappas_paper"] == "0, 1.97·10⁴, 6.55·10⁴, 1.97·10⁵"
+    assert "no CIFAR-100 results" in out["ch7_cifar100_note"]
     g = ex.setting("gpu", "x")
-    assert g.model == "preresnet110" and g.epochs == 90 and g.has_cifar100 and ex.setting("full", "x").epochs == 450
+    assert g.model == "convnet64" and g.n_seeds == 5 and g.def_n_seeds == 5
     # the paper's grid κ_paper ∈ {0, 1e2, ..., 1e6} through κ_lab = κ_paper / B²
-    assert [round(k * g.batch_size ** 2, 6) for k in g.kappas] == [0, 1e2, 1e3, 1e4, 1e5, 1e6]
+    assert [round(k * g.def_batch_size ** 2, 6) for k in g.kappas] == [0, 1e2, 1e3, 1e4, 1e5, 1e6]
+    f = ex.setting("full", "x")
+    assert f.model == "preresnet110" and f.epochs == 450 and f.has_cifar100
 
 
 def test_by_dataset_splits_every_group():
-    g = ex.grid("gpu")
+    g = ex.grid("full")
     parts = {d: ex.by_dataset(g, d) for d in ex.DATASETS}
     assert sum(len(p.runs) for p in parts.values()) == len(g.runs)
     assert all({r.config.dataset for r in p.runs} == {d} for d, p in parts.items())
@@ -48,7 +55,7 @@ def test_missing_cifar100_stops_before_any_training(tmp_path, monkeypatch):
     monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "shared"))
     monkeypatch.setattr(data, "_download", lambda name, cache: (_ for _ in ()).throw(
         data.DataNotFoundError(data._missing_message(name, cache, data.shared_root()))))
-    g = ex.by_dataset(ex.grid("gpu"), "cifar100")
+    g = ex.by_dataset(ex.grid("full"), "cifar100")
     with pytest.raises(data.DataNotFoundError, match=r"cifar-100-python/\{train, test, meta\}.*python -m poisoncurv.lab.data cifar100"):
         ex.preflight(g, tmp_path / "lab")
     assert not (tmp_path / "lab").exists()
@@ -59,16 +66,28 @@ def test_missing_cifar100_stops_before_any_training(tmp_path, monkeypatch):
 def test_smoke_success_times_and_final_rows_by_hand(smoke):
     runs = smoke["cifar10"]
     lag = ex.lag(runs)
-    for res in runs.group("attacks"):
-        if res["config"]["theta"] == 0:
-            continue
-        ok = [r["asr"] - r["clean_to_target"] >= 0.5 and r["clean_acc"] >= 0.2 and r["clean_to_target"] < 0.5
-              for r in res["epochs"]]
-        t = next((res["epochs"][i]["epoch"] for i in range(len(ok)) if all(ok[i:])), None)
-        assert [r.t_success for r in lag.cell(res["config"]["attack"], "overlap", "trig")] == [t]
-    rows = ex.thetas(runs).rows
-    assert [(r["attack"], r["theta"], r["asr"]) for r in rows] == [
-        (res["config"]["attack"], res["config"]["theta"], res["epochs"][-1]["asr"]) for res in runs.group("attacks")]
+    for attack in ("cross-stochastic", "badnets"):
+        expect = []
+        for res in runs.group("attacks", attack=attack):
+            if res["config"]["theta"] == 0:
+                continue
+            ok = [r["asr"] - r["clean_to_target"] >= 0.5 and r["clean_acc"] >= 0.2 and r["clean_to_target"] < 0.5
+                  for r in res["epochs"]]
+            expect.append(next((res["epochs"][i]["epoch"] for i in range(len(ok)) if all(ok[i:])), None))
+        assert [r.t_success for r in lag.cell(attack, "overlap", "trig")] == expect and len(expect) == 2
+    fit = ex.fits(runs)
+    for row, res in zip(fit.rows, runs.group("attacks") + runs.group("clean_aug")):
+        n = res["config"]["n_test"]
+        k = round(res["epochs"][-1]["clean_acc"] * n)
+        assert (row.test_acc, row.n_test, row.train_acc_clean) == (k / n, n, res["train_fit"]["acc_clean"])
+        assert row.test_lo < k / n < row.test_hi or k in (0, n)
+        assert (row.train_acc_poison is None) == (res["config"]["theta"] == 0)
+    clean = fit.clean(False)
+    assert sorted(r.seed for r in clean) == [0, 1] and all(r.theta == 0 and not r.augment for r in clean)
+    out = fit.summary()
+    assert out["ch7_clean_acc_min"] == min(r.test_acc for r in clean)
+    assert out["ch7_clean_meets_target"] == (min(r.test_acc for r in clean) >= 0.82)
+    assert out["ch7_clean_aug_n_seeds"] == 1
 
 
 @needs_cifar
@@ -120,9 +139,11 @@ def test_marker_order_against_kendall_by_hand(tmp_path):
 
 @needs_cifar
 def test_gallery_directions_are_unit_and_the_cross_is_exact():
-    g = ex.gallery(ex.cifar("cifar10"), ("cross-stochastic", "warp", "badnets"), 0.02, n_sources=50)
-    assert g.triggered["warp"].shape == (32, 32, 3) and g.direction["badnets"].shape == (32, 32)
+    from poisoncurv.chapters.gallery import gallery
     from poisoncurv.lab.attacks import cross_pattern
+
+    g = gallery(ex.cifar("cifar10"), ("cross-stochastic", "warp", "badnets"), 0.02, n_sources=50)
+    assert g.triggered["warp"].shape == (32, 32, 3) and g.direction["badnets"].shape == (32, 32)
     t = cross_pattern((3, 32, 32))
     assert g.direction["cross-stochastic"] == pytest.approx((t / t.norm()).mean(0).numpy(), abs=1e-7)
 

@@ -44,6 +44,9 @@ def test_training_summary_counts_devices_threads_commits_and_hours():
                                        "from 2 commits, 2 hours of training")
     gpu = {"device_name": "cuda:0 (NVIDIA H100)", "git_commit": "c" * 40, "wall_time_s": 360}
     assert training_summary([gpu]) == "1 training run (1 on cuda:0), from 1 commit, 0.1 hours of training"
+    shared = [{**run("Intel Xeon", "b" * 40, 3600), "shared_training": ["k1", "k2"]} for _ in range(2)]
+    assert training_summary(provs + shared) == ("5 lab runs in 4 trainings (3 on Intel Xeon, 2 on AMD EPYC; 1 torch thread "
+                                                "each), from 2 commits, 3 hours of training")   # the shared hour once
 
 
 def test_the_run_label_is_glued_once(monkeypatch):

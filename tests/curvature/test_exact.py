@@ -178,3 +178,16 @@ def test_input_jacobian_of_lenet_in_float32_is_autograd_up_to_rounding():
     assert float((J - ref32).abs().max() / ref32.abs().max()) < 1e-5
     _, J64 = input_jacobian(model.double(), x.double())
     torch.testing.assert_close(J64, _jacobian_by_autograd(model, x.double()), rtol=1e-12, atol=1e-14)
+
+
+def test_premise_gap_is_zero_where_a_saturated_softmax_leaves_no_curvature():
+    """Logits 10⁴ apart make the float64 softmax one-hot: Hv = GGN v = 0, which the premise allows (not 0/0 = nan);
+    the smooth model still fails it."""
+    relu = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+    with torch.no_grad():
+        relu[2].weight.mul_(1e5)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    y = relu(x).argmax(1)
+    assert premise_gap(relu, nn.CrossEntropyLoss(), x, y) == 0.0
+    smooth = nn.Sequential(nn.Linear(6, 8), nn.Softplus(), nn.Linear(8, 3)).double().eval()
+    assert premise_gap(smooth, nn.CrossEntropyLoss(), x, y) > 1e-3

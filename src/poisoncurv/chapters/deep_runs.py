@@ -23,7 +23,7 @@ import numpy as np
 from poisoncurv.core import criteria, stats
 from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CURV_RATIO_VISIBLE  # noqa: F401 (the pages read them here)
 from poisoncurv.core.prose import powers_text
-from poisoncurv.core.provenance import short_commit
+from poisoncurv.core.provenance import short_commit, training_hours
 from poisoncurv.core.tables import Table
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import ADDED_FIELDS, LabConfig, recipe
@@ -98,11 +98,13 @@ def provenance_table(runs: ChapterRuns, name: str, run_label: str) -> Table:
         p = r["provenance"]
         rows.append([run.name, short_commit(p["git_commit"]), r["config"]["profile"], p["device_name"].removeprefix("CPU: "),
                      r["data_source"], float(p["wall_time_s"])])
-    total = sum(row[-1] for row in rows) / 60
+    provs = [runs.results[run.config.key()]["provenance"] for run in runs.grid.runs]
+    total = training_hours(provs) * 60
+    shared = ", a training shared by several clean references counted once" if any("shared_training" in p for p in provs) else ""
     dirty = sum(row[1].endswith("+dirty") for row in rows)
     note = (f" {dirty} record “+dirty”: tracked files of the repository differed from that commit while they ran." if dirty else "")
     return Table(name, f"Provenance of the {len(rows)} lab runs behind this chapter, as each run file records it "
-                 f"(wall time: training and measurements of that run, in seconds; {total:.0f} minutes in all).{note} {run_label}",
+                 f"(wall time: training and measurements of that run, in seconds; {total:.0f} minutes in all{shared}).{note} {run_label}",
                  ["run", "commit", "profile", "device", "data source", "wall time (s)"], rows)
 
 

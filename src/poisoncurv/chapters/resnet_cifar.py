@@ -1,10 +1,11 @@
-"""Chapter 7 drivers: pre-activation ResNets on CIFAR-10 (and CIFAR-100 where a copy exists), the lag, near clones in
-feature space, and κ × augmentation: Chapter 6's measurements on bigger models.
+"""Chapter 7 drivers: a ReLU ConvNet that learns CIFAR-10 (the ``cpu`` and ``gpu`` profiles; the ``full`` profile is
+the paper's PreResNet-110 on CIFAR-10 and CIFAR-100): how well the clean references fit, the lag over seeds, near clones
+in feature space, and κ × augmentation against weight decay and early stopping; Chapter 6's measurements on CIFAR.
 
 The runs are the grid file ``grids/ch07.yaml`` (``make sweep GRID=grids/ch07.yaml``); every number comes from the lab's
 cached results through the shared analysis of :mod:`poisoncurv.chapters.deep_runs`, applied to each data set's runs
-separately (:func:`by_dataset`). The ``cpu`` profile is CIFAR-10 only; ``gpu`` and ``full`` add CIFAR-100, which has
-no offline copy: :func:`preflight` stops with one message (where the files go, how to get them) before any training.
+separately (:func:`by_dataset`). CIFAR-100 (``full`` only) has no offline copy: :func:`preflight` stops with one message
+(where the files go, how to get them) before any training.
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from poisoncurv.chapters import deep_runs as dr
+from poisoncurv.core import criteria, stats
 from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
+from poisoncurv.core.prose import powers_text
 from poisoncurv.core.tables import Table
-from poisoncurv.lab.attacks import apply_trigger, poison_direction
 from poisoncurv.lab.cache import result_path
-from poisoncurv.lab.data import SOURCES, ImageData, ensure, load, locate, to_float
+from poisoncurv.lab.config import NUM_CLASSES, SPLIT_SIZES
+from poisoncurv.lab.data import SOURCES, ImageData, ensure, load, locate
 from poisoncurv.lab.grid import Grid, load_grid
+from poisoncurv.lab.train import build_model
 
 TAG = "ch7"
-# ends every caption of the chapter: model, data, epochs, then profile and device
-RUN = ("PreResNet-{glue:text}`ch7_depth` on {glue:text}`ch7_data_source`, {glue:text}`ch7_epochs` epochs. "
-       "Run: {glue:text}`ch07_resnet_cifar_run`.")
+RUN = "Run: {glue:text}`ch07_resnet_cifar_run`."   # ends every caption of the chapter
 GRID = GRIDS_DIR / "ch07.yaml"
 SEED_GROUPS = ("attacks",)
-THETA_GROUPS = ("attacks",)
 DEFENCE_GROUPS = {"defence": "cross-stochastic", "defence_det": "cross-deterministic", "defence_warp": "warp"}
 DATASETS = ("cifar10", "cifar100")
 MARKERS = {"trig_overlap": "overlap (trig)", "trig_mass": "mass (trig)", "trig_curv_u": "uᵀHu (trig)"}
@@ -85,11 +86,22 @@ def load_runs(profile: str, device: str = "cpu", results_dir: str | None = None,
     return {d: dr.load_runs(by_dataset(g, d), device, lab, lambda d=d: cifar(d), progress) for d in datasets(profile)}
 
 
+def model_label(model: str) -> str:
+    """``convnet40`` → ``ConvNet-40``, ``preresnet110`` → ``PreResNet-110``."""
+    for prefix, name in (("convnet", "ConvNet"), ("preresnet", "PreResNet")):
+        if model.startswith(prefix):
+            return f"{name}-{model.removeprefix(prefix)}"
+    return model
+
+
 @dataclass(frozen=True)
 class Setting:
-    """What every run shares, for the page: model, sizes, schedule and the attacks' parameters."""
+    """What the runs share, for the page: the model, the E2 runs' sizes and schedule, each attack's θ, the augmented
+    clean reference's epochs, and the E3 runs' subset, schedule, κ and weight decays."""
 
     model: str
+    n_params: int
+    precision: str
     datasets: tuple[str, ...]
     n_train: int | None
     n_test: int | None
@@ -99,14 +111,23 @@ class Setting:
     batch_size: int
     lr: float
     weight_decay: float
-    top_k: int
-    target: int
+    label_smoothing: float
     warp_strength: float
     n_runs: int
-    attacks: tuple[str, ...]
-    theta: float
+    n_seeds: int
+    thetas: tuple[tuple[str, float], ...]      # (attack, θ) of the E2 runs
+    aug_epochs: int | None                      # the augmented clean reference (None: not in the profile)
+    def_n_train: int | None
+    def_epochs: int
+    def_batch_size: int
+    def_n_seeds: int
     kappas: tuple[float, ...]
+    weight_decays: tuple[float, ...]
     data_source: str
+
+    @property
+    def attacks(self) -> tuple[str, ...]:
+        return tuple(a for a, _ in self.thetas)
 
     @property
     def has_cifar100(self) -> bool:
@@ -114,18 +135,22 @@ class Setting:
 
     def summary(self) -> dr.Summary:
         out: dr.Summary = {f"{TAG}_{k}": getattr(self, k) for k in (
-            "model", "n_eval", "epochs", "evals_per_epoch", "batch_size", "lr", "weight_decay", "top_k", "target",
-            "warp_strength", "n_runs")}
-        out[f"{TAG}_depth"] = int(self.model.removeprefix("preresnet"))
-        out[f"{TAG}_n_train"] = self.n_train or "all 50000"
-        out[f"{TAG}_n_test"] = self.n_test or "all 10000"
-        out[f"{TAG}_theta"] = f"{100 * self.theta:g} %"
+            "n_params", "n_eval", "epochs", "evals_per_epoch", "batch_size", "lr", "weight_decay", "label_smoothing",
+            "warp_strength", "n_runs", "n_seeds", "def_epochs", "def_batch_size", "def_n_seeds")}
+        out[f"{TAG}_model"] = model_label(self.model)
+        out[f"{TAG}_precision"] = "bf16 autocast" if self.precision == "bf16" else "float32"
+        out[f"{TAG}_n_train"] = self.n_train or "all 50,000"
+        out[f"{TAG}_n_test"] = self.n_test or "all 10,000"
+        out[f"{TAG}_def_n_train"] = self.def_n_train or "all 50,000"
+        out[f"{TAG}_aug_epochs"] = self.aug_epochs or "none"
+        for attack, theta in self.thetas:
+            out[f"{TAG}_theta_{dr.slug(attack)}"] = f"{100 * theta:g} %"
         out[f"{TAG}_attacks"] = ", ".join(self.attacks)
         out[f"{TAG}_datasets"] = ", ".join(self.datasets)
         out[f"{TAG}_kappas"] = ", ".join(f"{k:g}" for k in self.kappas)
-        out[f"{TAG}_kappas_paper"] = ", ".join(f"{k * self.batch_size ** 2:g}" for k in self.kappas)
+        out[f"{TAG}_kappas_paper"] = ", ".join(powers_text(k * self.def_batch_size ** 2) if k > 0 else "0" for k in self.kappas)
+        out[f"{TAG}_weight_decays"] = ", ".join(f"{w:g}" for w in self.weight_decays)
         out[f"{TAG}_data_source"] = self.data_source
-        out[f"{TAG}_cifar100"] = "yes" if self.has_cifar100 else "no"
         out[f"{TAG}_cifar100_note"] = (
             "CIFAR-100 results follow below (every table computed from its runs as for CIFAR-10)." if self.has_cifar100 else
             "The committed outputs have no CIFAR-100 results: this profile trains on CIFAR-10 only, and no copy of "
@@ -135,14 +160,113 @@ class Setting:
 
 def setting(profile: str, data_source: str) -> Setting:
     g = grid(profile)
-    c = g.runs[0].config
-    thetas = {r.config.theta for r in g.group("attacks") if r.config.theta > 0}
-    if len(thetas) != 1:
-        raise ValueError(f"grid {GRID}: profile {profile!r} must poison at one θ in group 'attacks', found {sorted(thetas)}")
-    return Setting(c.model, datasets(profile), c.n_train, c.n_test, c.n_eval, c.epochs, c.evals_per_epoch, c.batch_size, c.lr,
-                   c.weight_decay, c.top_k, c.target, c.warp_strength, len(g.runs),
-                   tuple(dict.fromkeys(r.config.attack for r in g.group("attacks"))), thetas.pop(),
-                   tuple(sorted({r.config.kappa for r in g.group("defence")})), data_source)
+    attacks = g.group("attacks")
+    c = attacks[0].config
+    thetas = tuple(dict.fromkeys((r.config.attack, r.config.theta) for r in attacks if r.config.theta > 0))
+    if len({a for a, _ in thetas}) != len(thetas):
+        raise ValueError(f"grid {GRID}: profile {profile!r} must poison each attack at one θ in group 'attacks', found {thetas}")
+    aug = g.group("clean_aug") if "clean_aug" in g.groups else []
+    d = g.group("defence")[0].config
+    n_params = sum(p.numel() for p in build_model(c, (3, 32, 32), NUM_CLASSES[c.dataset]).parameters())
+    return Setting(c.model, n_params, c.precision, datasets(profile), c.n_train, c.n_test, c.n_eval, c.epochs,
+                   c.evals_per_epoch, c.batch_size, c.lr, c.weight_decay, c.label_smoothing, c.warp_strength, len(g.runs),
+                   len({r.config.seed for r in attacks}), thetas, aug[0].config.epochs if aug else None, d.n_train, d.epochs,
+                   d.batch_size, len({r.config.seed for r in g.group("defence")}),
+                   tuple(sorted({r.config.kappa for r in g.group("defence")})),
+                   tuple(sorted({r.config.weight_decay for r in g.group("weight_decay")})) if "weight_decay" in g.groups else (),
+                   data_source)
+
+
+@dataclass(frozen=True)
+class FitRow:
+    """One model at the end of training: test accuracy on ``n_test`` images with its Wilson interval, and training
+    accuracy on its clean examples and on its poisons (their target label; ``None`` without poisons)."""
+
+    group: str
+    attack: str
+    theta: float
+    augment: bool
+    seed: int
+    test_acc: float
+    test_lo: float
+    test_hi: float
+    n_test: int
+    train_acc_clean: float
+    train_acc_poison: float | None
+    epochs: int
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """How well the models of the E2 runs and the augmented clean reference fit: the clean references against the
+    targets of :data:`poisoncurv.core.criteria.CIFAR_ACC_TARGET` and ``CIFAR_ACC_TARGET_AUG`` (every seed's final test
+    accuracy at least the target), and how close each model gets to zero training error."""
+
+    tag: str
+    rows: tuple[FitRow, ...]
+    run_label: str
+
+    def clean(self, augment: bool) -> list[FitRow]:
+        """The clean references (θ = 0) with or without augmentation, one per seed (the attacks share them)."""
+        return list({r.seed: r for r in self.rows if r.theta == 0 and r.augment == augment}.values())
+
+    def summary(self) -> dr.Summary:
+        out: dr.Summary = {}
+        for aug, target, name in ((False, criteria.CIFAR_ACC_TARGET, "clean"), (True, criteria.CIFAR_ACC_TARGET_AUG, "clean_aug")):
+            rows = self.clean(aug)
+            if not rows:
+                continue
+            accs = [r.test_acc for r in rows]
+            out[f"{self.tag}_{name}_n_seeds"] = len(rows)
+            out[f"{self.tag}_{name}_acc_mean"] = float(np.mean(accs))
+            out[f"{self.tag}_{name}_acc_min"] = min(accs)
+            out[f"{self.tag}_{name}_acc_lo_min"] = min(r.test_lo for r in rows)
+            out[f"{self.tag}_{name}_acc_target"] = target
+            out[f"{self.tag}_{name}_meets_target"] = min(accs) >= target
+            out[f"{self.tag}_{name}_train_acc_min"] = min(r.train_acc_clean for r in rows)
+            out[f"{self.tag}_{name}_epochs"] = rows[0].epochs
+        poisoned = [r for r in self.rows if r.theta > 0]
+        if poisoned:
+            out[f"{self.tag}_poisoned_train_acc_clean_min"] = min(r.train_acc_clean for r in poisoned)
+            out[f"{self.tag}_poisoned_train_acc_poison_min"] = min(r.train_acc_poison for r in poisoned if r.train_acc_poison is not None)
+        return out
+
+    def table(self) -> Table:
+        """One row per (attack, θ, augmentation) over its seeds: test accuracy mean with the envelope of the seeds'
+        Wilson intervals, and training accuracy (clean examples, poisons) mean and minimum."""
+        cells: dict[tuple[str, float, bool], list[FitRow]] = {}
+        for r in self.rows:
+            cells.setdefault(("clean" if r.theta == 0 else r.attack, r.theta, r.augment), []).append(r)
+        rows = []
+        for (attack, theta, aug), rs in cells.items():
+            poison = [r.train_acc_poison for r in rs if r.train_acc_poison is not None]
+            rows.append([attack, f"{100 * theta:g} %", "on" if aug else "off", len(rs), rs[0].epochs,
+                         f"{np.mean([r.test_acc for r in rs]):.3f} [{min(r.test_lo for r in rs):.3f}, {max(r.test_hi for r in rs):.3f}]",
+                         f"{np.mean([r.train_acc_clean for r in rs]):.4f} (min {min(r.train_acc_clean for r in rs):.4f})",
+                         f"{np.mean(poison):.4f} (min {min(poison):.4f})" if poison else "—"])
+        n_test = self.rows[0].n_test
+        return Table(f"tbl-{self.tag}-fit",
+                     f"How well the models fit, at the end of training: test accuracy on {n_test:,} test images (mean over "
+                     f"seeds, in brackets the envelope of the seeds' 95 % Wilson intervals) and training accuracy on the clean "
+                     f"training examples and on the poisons (their target label). The clean references (θ = 0) are shared "
+                     f"by the three attacks. " + self.run_label,
+                     ["model", "θ", "augmentation", "seeds", "epochs", "test accuracy", "train acc. (clean)",
+                      "train acc. (poisons)"], rows)
+
+
+def fits(runs: dr.ChapterRuns, dataset: str = "cifar10") -> FitResult:
+    """:class:`FitResult` of the E2 runs and the augmented clean reference."""
+    rows = []
+    for name in ("attacks", "clean_aug"):
+        for res in runs.group(name):
+            c, last, fit = res["config"], res["epochs"][-1], res["train_fit"]
+            n = c["n_test"] or SPLIT_SIZES[c["dataset"]][1]
+            lo, hi = stats.wilson_ci(last["clean_acc"], n)
+            poison = fit["acc_poison"]
+            rows.append(FitRow(name, c["attack"], c["theta"], c["augment"], c["seed"], last["clean_acc"], lo, hi, n,
+                               fit["acc_clean"], None if poison in ("nan", None) or poison != poison else float(poison),
+                               c["epochs"]))
+    return FitResult(_tag(dataset), tuple(rows), RUN)
 
 
 def _tag(dataset: str) -> str:
@@ -151,13 +275,13 @@ def _tag(dataset: str) -> str:
 
 
 def lag(runs: dr.ChapterRuns, dataset: str = "cifar10") -> dr.LagResult:
-    """The lag (E2) of every attack (one seed each: no seed spread in this chapter)."""
+    """The lag (E2) of every attack over its seeds."""
     return dr.lag_result(runs, SEED_GROUPS, _tag(dataset), RUN)
 
 
-def thetas(runs: dr.ChapterRuns, dataset: str = "cifar10") -> dr.ThetaResult:
-    """Every attack at its θ and its clean reference, final numbers."""
-    return dr.theta_result(runs, THETA_GROUPS, _tag(dataset), RUN)
+def top_eigen(runs: dr.ChapterRuns, dataset: str = "cifar10") -> dr.TopEigenResult:
+    """Final λ₁ of the poisoned seed runs over their clean references', at triggered and clean inputs."""
+    return dr.top_eigen_result(runs, SEED_GROUPS, _tag(dataset))
 
 
 def features(runs: dr.ChapterRuns, dataset: str = "cifar10") -> dr.FeatureResult:
@@ -223,24 +347,3 @@ def marker_order(runs: dr.ChapterRuns, dataset: str = "cifar10") -> MarkerOrder:
                 tau = float(kendalltau(k, v).statistic) if len(res) >= 3 and len(set(v)) > 1 else None
                 rows.append((attack, aug, m, tau))
     return MarkerOrder(_tag(dataset), tuple(rows), RUN)
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """Each attack's trigger on one test image ``(32, 32, 3)`` and its poison direction ``u`` averaged over the
-    colour channels ``(32, 32)`` (the unit mean change over ``n_sources`` test images; the cross for the crosses)."""
-
-    clean: np.ndarray
-    triggered: dict[str, np.ndarray]
-    direction: dict[str, np.ndarray]
-    n_sources: int
-
-
-def gallery(data: ImageData | None, attacks: tuple[str, ...], warp_strength: float, seed: int = 0, n_sources: int = 500) -> Gallery | None:
-    """:class:`Gallery` from the first test images of ``data`` (``None`` without a copy of the data set)."""
-    if data is None:
-        return None
-    x = to_float(data.x_test[:n_sources])
-    trig = {a: apply_trigger(a, x[:1], 1.0, warp_strength, seed)[0].permute(1, 2, 0).clamp(0, 1).numpy() for a in attacks}
-    u = {a: poison_direction(a, x, 1.0, warp_strength, seed).reshape(3, 32, 32).mean(0).numpy() for a in attacks}
-    return Gallery(x[0].permute(1, 2, 0).numpy(), trig, u, len(x))

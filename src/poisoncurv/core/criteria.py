@@ -43,6 +43,8 @@ COLLAPSE_TARGET_RATE = 0.5    # ... or at least half the untriggered non-target 
 P_SIGNIFICANT = 0.05         # an ordering or a separation needs an exact p at most this
 AUROC_USEFUL = 0.75          # "does not separate": the AUROC interval lies wholly below this
 MIN_SEEDS = 3                # a defence cell carries a verdict only with at least three seeds
+CIFAR_ACC_TARGET = 0.82      # Chapter 7: a CIFAR-10 clean reference that learns: every seed's final test accuracy ...
+CIFAR_ACC_TARGET_AUG = 0.85  # ... at least this, without and with augmentation (issue 28's targets)
 
 RATIO_PANEL = (3.0, 10.0, 30.0)
 SHARE_PANEL = (0.25, 0.5, 0.75)

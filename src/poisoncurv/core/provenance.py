@@ -35,11 +35,20 @@ def short_commit(commit: str) -> str:
     return commit[:8] + ("+dirty" if commit.endswith("+dirty") else "")
 
 
+def training_hours(provenances: Iterable[dict[str, Any]]) -> float:
+    """Hours of training behind runs with these provenances: the sum of their wall times, a training shared by several
+    clean runs (``shared_training``, :func:`poisoncurv.lab.train.train_shared`) counted once."""
+    seen: dict[tuple[str, ...] | int, float] = {}
+    for i, p in enumerate(provenances):
+        seen[tuple(p["shared_training"]) if p.get("shared_training") else i] = float(p["wall_time_s"])
+    return sum(seen.values()) / 3600
+
+
 def training_summary(provenances: Iterable[dict[str, Any]]) -> str:
     """Who trained a chapter's lab runs, from each run's recorded provenance: how many runs on which device, the
-    torch threads when every run used the same number, how many commits, and the wall time in all, e.g.
-    ``"183 training runs (119 on AMD EPYC, 64 on Intel Xeon; 1 torch thread each), from 9 commits, 2.4 hours of
-    training"``."""
+    torch threads when every run used the same number, how many commits, and the wall time in all (:func:`training_hours`),
+    e.g. ``"183 training runs (119 on AMD EPYC, 64 on Intel Xeon; 1 torch thread each), from 9 commits, 2.4 hours of
+    training"``; runs that shared a training are counted as such (``"52 lab runs in 46 trainings (...)"``)."""
     provs = list(provenances)
     devices, threads = Counter(), set()
     for p in provs:
@@ -51,9 +60,11 @@ def training_summary(provenances: Iterable[dict[str, Any]]) -> str:
         t = threads.pop()
         where += f"; {t} torch thread{'' if t == '1' else 's'} each"
     commits = {p["git_commit"] for p in provs}
-    hours = sum(float(p["wall_time_s"]) for p in provs) / 3600
-    return (f"{len(provs)} training run{'' if len(provs) == 1 else 's'} ({where}), from {len(commits)} "
-            f"commit{'' if len(commits) == 1 else 's'}, {hours:.2g} hours of training")
+    n_trainings = len({tuple(p["shared_training"]) if p.get("shared_training") else i for i, p in enumerate(provs)})
+    what = (f"{len(provs)} training run{'' if len(provs) == 1 else 's'}" if n_trainings == len(provs)
+            else f"{len(provs)} lab runs in {n_trainings} trainings")
+    return (f"{what} ({where}), from {len(commits)} commit{'' if len(commits) == 1 else 's'}, "
+            f"{training_hours(provs):.2g} hours of training")
 
 
 def library_versions() -> dict[str, str]:

@@ -179,13 +179,15 @@ def premise_gap(model: Model, loss_fn: Loss, x: Tensor, y: Tensor, *,
                 n_examples: int = 4, n_vectors: int = 2, seed: int = 0) -> float:
     """Largest ``‖H v − GGN v‖ / ‖GGN v‖`` over ``n_vectors`` random ``v`` on the first ``n_examples``
     examples, with ``H`` and ``GGN`` the generic input operators. Zero up to rounding exactly when
-    the outputs have no input curvature at these examples (the exact route's premise)."""
+    the outputs have no input curvature at these examples (the exact route's premise); zero also where both products
+    vanish (a softmax saturated to one-hot in float64 leaves no curvature at all, which the premise allows)."""
     xs, ys = x[:n_examples], y[:n_examples]
     H, G = input_hessian(model, loss_fn, xs, ys), input_ggn(model, loss_fn, xs, ys)
     gen = torch.Generator().manual_seed(seed)
     V = torch.randn(H.n, n_vectors, generator=gen, dtype=torch.float64).to(H.device, H.dtype)
     HV, GV = H @ V, G @ V
-    return float(((HV - GV).norm(dim=0) / GV.norm(dim=0)).max())
+    diff, scale = (HV - GV).norm(dim=0), GV.norm(dim=0)
+    return float(torch.where((diff == 0) & (scale == 0), torch.zeros_like(diff), diff / scale).max())
 
 
 def default_premise_rtol(dtype: torch.dtype) -> float:
