@@ -6,14 +6,14 @@ model, ``tests/benchmarks/test_gpu_check.py``). The first run on a GPU is its fi
 
 What it measures, in this order, each part skipped (and marked so) once the budget is spent:
 
-1. a PreAct-ResNet-110 CIFAR training epoch (batch 128, 50 000 images, augmentation on, the lab's own
-   training step: :func:`poisoncurv.lab.train.penalised_loss` under its GPU mode, bf16 autocast and
-   channels-last) for κ = 0 and κ > 0, eager and compiled; κ > 0 compiled is expected to fail (no double
-   backward through compiled graphs): the error is recorded. Median step time × steps per epoch; the
-   first steps (compilation, cuDNN autotuning) are timed apart. Data: the CIFAR-10 copy when present,
-   else random images (the timing does not depend on the pixels; the JSON says which);
-2. one ``measure="deep"`` evaluation of PreAct-ResNet-110 at the gpu profile's ``n_eval`` for CIFAR-10
-   (exact Jacobians) and CIFAR-100 (Lanczos on Hessian-vector products), random weights;
+1. a CIFAR training epoch (50 000 images, augmentation on, the lab's own training step:
+   :func:`poisoncurv.lab.train.penalised_loss` in the configuration's mode, bf16 autocast, channels-last) of the
+   network of each GPU profile of ``grids/ch07.yaml`` (``gpu``: ConvNet-64 at batch 512; ``full``: PreAct-ResNet-110
+   at batch 128) for κ = 0 eager and compiled and κ > 0 eager (compiled graphs have no double backward). Median step
+   time × steps per epoch; the first steps (compilation, cuDNN autotuning) are timed apart. Data: the CIFAR-10 copy
+   when present, else random images (the timing does not depend on the pixels; the JSON says which);
+2. one ``measure="deep"`` evaluation of each network at its profile's ``n_eval``, on CIFAR-10 (exact Jacobians) and,
+   for ``full``, CIFAR-100 (Lanczos on Hessian-vector products), random weights;
 3. the curvature benchmarks on CUDA at small sizes (``bench_curvature.py``, ``bench_eigen.py``; they write
    their own JSON files beside this one), then, with two minutes left, ``bench_peers.py``'s target methods
    (the block solver on the exact and on the autograd operator against ``eigsh`` on each) for LeNet on
@@ -25,7 +25,8 @@ What it measures, in this order, each part skipped (and marked so) once the budg
 
 It writes ``benchmarks/results/gpu_check.json`` (atomically, with provenance) and prints the projected
 wall time of the ``gpu`` and ``full`` profiles of ``grids/ch07.yaml`` on one such GPU, from the epoch and
-evaluation times (:func:`project`). Without a GPU it stops at once with exit status 2.
+evaluation times (:func:`project`: runs one after another; a sweep that runs several small ConvNet runs at once on one
+GPU, ``make sweep ... MAX_PARALLEL=4``, takes less). Without a GPU it stops at once with exit status 2.
 
 Usage: ``make gpu-check`` or ``python benchmarks/gpu_check.py [--budget-s 480] [--out PATH]``.
 """
@@ -51,11 +52,12 @@ from poisoncurv.core.paths import GRIDS_DIR  # noqa: E402
 from poisoncurv.core.provenance import RunRecord  # noqa: E402
 from poisoncurv.core.results import write_json_atomic  # noqa: E402
 from poisoncurv.lab.cache import get  # noqa: E402
-from poisoncurv.lab.config import NUM_CLASSES, LabConfig, profile_config  # noqa: E402
+from poisoncurv.lab.config import NUM_CLASSES, LabConfig  # noqa: E402
 from poisoncurv.lab.data import ImageData, load, locate, to_float  # noqa: E402
 from poisoncurv.lab.deep import make_probe  # noqa: E402
 from poisoncurv.lab.grid import load_grid  # noqa: E402
 from poisoncurv.lab.train import (  # noqa: E402
+    TRIGGER_FIELDS,  # noqa: E402
     TrainForward,
     augment,
     autocast,
@@ -149,17 +151,22 @@ def eval_time(cfg: LabConfig, device: torch.device, data: ImageData) -> dict[str
             "trig_top1": out["trig_top"][0], "data_source": data.source}
 
 
-def project(configs: list[LabConfig], epoch_s: dict[bool, float], eval_s: dict[str, float], eval_n: int) -> dict[str, Any]:
-    """Projected wall time of ``configs`` run one after another on one GPU: per run, ``epochs × epoch_s[κ > 0]``
-    (``epoch_s`` for 50 000 training images, scaled by the run's ``n_train``) plus ``(epochs × evals_per_epoch + 1)``
-    evaluations of ``eval_s[dataset]`` each (measured at ``eval_n`` probe inputs, scaled by the run's ``n_eval``).
-    Returns ``{"runs", "hours", "per_run_hours": {min, median, max}}``."""
-    per_run = []
+def project(configs: list[LabConfig], epoch_s: dict[tuple[str, bool], float], eval_s: dict[tuple[str, str], float],
+            eval_n: int) -> dict[str, Any]:
+    """Projected wall time of ``configs`` run one after another on one GPU: per run, ``epochs × epoch_s[(model, κ > 0)]``
+    (``epoch_s`` for 50 000 training images at the run's batch size, scaled by the run's ``n_train``) plus
+    ``(epochs × evals_per_epoch + 1)`` evaluations of ``eval_s[(model, dataset)]`` each (measured at ``eval_n`` probe
+    inputs, scaled by the run's ``n_eval``); a shared training of clean references counts once, with its extra
+    evaluations. Returns ``{"runs", "trainings", "hours", "per_run_hours": {min, median, max}}``."""
+    per_run, trainings = [], {}
     for c in configs:
-        train_s = c.epochs * epoch_s[c.kappa > 0] * (c.n_train or 50000) / 50000
-        per_run.append(train_s + (c.epochs * c.evals_per_epoch + 1) * eval_s[c.dataset] * c.n_eval / eval_n)
+        evals = (c.epochs * c.evals_per_epoch + 1) * eval_s[(c.model, c.dataset)] * c.n_eval / eval_n
+        train_s = c.epochs * epoch_s[(c.model, c.kappa > 0)] * (c.n_train or 50000) / 50000
+        shared = replace(c, **{f: getattr(LabConfig, f) for f in TRIGGER_FIELDS}) if c.theta == 0 else c.key()
+        per_run.append(evals + (0.0 if shared in trainings else train_s))
+        trainings[shared] = True
     hours = [s / 3600 for s in per_run]
-    return {"runs": len(configs), "hours": sum(hours),
+    return {"runs": len(configs), "trainings": len(trainings), "hours": sum(hours),
             "per_run_hours": {"min": min(hours), "median": statistics.median(hours), "max": max(hours)} if hours else None}
 
 
@@ -198,21 +205,24 @@ def smoke_runs(device: torch.device, grids: tuple[str, ...] = ("ch06", "ch07"),
     return {"runs": runs, "drivers": drivers}
 
 
-DRIVERS = {"ch06": "cnn_mnist", "ch07": "resnet_cifar"}
+# each chapter's driver and the analyses of it that glue values
+DRIVERS = {"ch06": ("cnn_mnist", ("lag", "thetas", "features", "defences")),
+           "ch07": ("resnet_cifar", ("fits", "lag", "features", "defences"))}
 
 
 def driver_check(grid: str, device: str, results_dir: str) -> dict[str, Any]:
     """The chapter driver of ``grid`` on its smoke runs cached in ``<results_dir>/lab`` (trained on ``device``): the
-    number of values its lag, θ, feature and defence analyses glue, or the error."""
-    mod = importlib.import_module(f"poisoncurv.chapters.{DRIVERS[grid]}")
+    number of values its analyses (:data:`DRIVERS`) glue, or the error."""
+    name, analyses = DRIVERS[grid]
+    mod = importlib.import_module(f"poisoncurv.chapters.{name}")
     t = time.perf_counter()
     try:
         runs = mod.load_runs("smoke", device, results_dir)
         runs = runs["cifar10"] if isinstance(runs, dict) else runs
-        n = sum(len(f(runs).summary()) for f in (mod.lag, mod.thetas, mod.features, mod.defences))
+        n = sum(len(getattr(mod, f)(runs).summary()) for f in analyses)
     except Exception as err:  # the analysis of GPU-trained runs is what this check is for
-        return {"driver": DRIVERS[grid], "error": f"{type(err).__name__}: {str(err)[:300]}"}
-    return {"driver": DRIVERS[grid], "glued_values": n, "wall_s": round(time.perf_counter() - t, 2)}
+        return {"driver": name, "error": f"{type(err).__name__}: {str(err)[:300]}"}
+    return {"driver": name, "glued_values": n, "wall_s": round(time.perf_counter() - t, 2)}
 
 
 def _sync(device: torch.device) -> None:
@@ -264,39 +274,46 @@ def main(argv: list[str] | None = None) -> int:
     cifar = dataset_or_synthetic("cifar10", 512, 512, (3, 32, 32))
     record = RunRecord(profile="gpu", device=str(device), seed=0, data_source=cifar.source)
     report: dict[str, Any] = {"budget_s": args.budget_s, "epochs": {}, "evals": {}}
-    kappa_pos = 0.06103515625   # κ_paper = 1e3 with B = 128
-    for label, kappa, compiled, need in (("k0_eager", 0.0, False, 30), ("k0_compiled", 0.0, True, 150),
-                                         ("kpos_eager", kappa_pos, False, 30), ("kpos_compiled", kappa_pos, True, 150)):
-        if remaining() < need:
-            report["epochs"][label] = {"skipped": "time budget"}
-            continue
-        cfg = profile_config("gpu", dataset="cifar10", model="preresnet110", kappa=kappa, device="cuda")
-        report["epochs"][label] = epoch_time(cfg, device, cifar, compiled)
-        print(label, report["epochs"][label], flush=True)
-    for name in ("cifar10", "cifar100"):
-        if remaining() < 60:
-            report["evals"][name] = {"skipped": "time budget"}
-            continue
-        cfg = profile_config("gpu", dataset=name, model="preresnet110", measure="deep", n_eval=EVAL_N, theta=0.01,
-                             attack="cross-stochastic", device="cuda")
-        report["evals"][name] = eval_time(cfg, device, dataset_or_synthetic(name, 2000, 2000, (3, 32, 32)))
-        print("eval", name, report["evals"][name], flush=True)
+    profiles = {p: load_grid(GRIDS_DIR / "ch07.yaml", p, check_device=False) for p in ("gpu", "full")}
+    for g in profiles.values():
+        c = g.runs[0].config
+        kappa_pos = next(r.config.kappa for r in g.group("defence") if r.config.kappa > 0)
+        for label, kappa, compiled, need in (("k0_eager", 0.0, False, 30), ("k0_compiled", 0.0, True, 150),
+                                             ("kpos_eager", kappa_pos, False, 30)):
+            key = f"{c.model}/{label}"
+            if remaining() < need:
+                report["epochs"][key] = {"skipped": "time budget"}
+                continue
+            cfg = replace(c, dataset="cifar10", kappa=kappa, augment=True, device="cuda")
+            report["epochs"][key] = epoch_time(cfg, device, cifar, compiled)
+            print(key, report["epochs"][key], flush=True)
+        for name in sorted({r.config.dataset for r in g.runs}):
+            key = f"{c.model}/{name}"
+            if remaining() < 60:
+                report["evals"][key] = {"skipped": "time budget"}
+                continue
+            cfg = replace(c, dataset=name, measure="deep", n_eval=EVAL_N, theta=0.01, attack="cross-stochastic", device="cuda")
+            report["evals"][key] = eval_time(cfg, device, dataset_or_synthetic(name, 2000, 2000, (3, 32, 32)))
+            print("eval", key, report["evals"][key], flush=True)
     report["curvature"] = _curvature_benchmarks(args.out.parent) if remaining() > 150 else {"skipped": "time budget"}
     report["peers"] = _peers_benchmark(args.out.parent) if remaining() > 120 else {"skipped": "time budget"}
     report["lab"] = _lab_benchmark(args.out.parent) if remaining() > 90 else {"skipped": "time budget"}
     report["smoke"] = smoke_runs(device, remaining=remaining)
-    ep = report["epochs"]
-    best0 = min((ep[k]["epoch_s"] for k in ("k0_eager", "k0_compiled") if "epoch_s" in ep[k]), default=None)
-    bestp = min((ep[k]["epoch_s"] for k in ("kpos_eager", "kpos_compiled") if "epoch_s" in ep[k]), default=None)
-    evals = {k: v["eval_s"] for k, v in report["evals"].items() if "eval_s" in v}
-    if best0 is not None and bestp is not None and len(evals) == 2:
-        report["projection"] = {p: project(load_grid(GRIDS_DIR / "ch07.yaml", p, check_device=False).configs(),
-                                           {False: best0, True: bestp}, evals, EVAL_N) for p in ("gpu", "full")}
-        for p, proj in report["projection"].items():
-            print(f"projected ch07 {p} profile: {proj['runs']} runs, {proj['hours']:.1f} GPU-hours on one such GPU "
-                  f"(median run {proj['per_run_hours']['median']:.2f} h)", flush=True)
-    else:
-        report["projection"] = {"skipped": "epoch or evaluation times missing"}
+    ep, report["projection"] = report["epochs"], {}
+    for p, g in profiles.items():
+        model = g.runs[0].config.model
+
+        def best(*labels: str, model: str = model) -> float | None:
+            return min((ep[f"{model}/{lb}"]["epoch_s"] for lb in labels if "epoch_s" in ep.get(f"{model}/{lb}", {})), default=None)
+
+        epoch_s = {(model, False): best("k0_eager", "k0_compiled"), (model, True): best("kpos_eager")}
+        eval_s = {(model, d): report["evals"].get(f"{model}/{d}", {}).get("eval_s") for d in {r.config.dataset for r in g.runs}}
+        if None in epoch_s.values() or None in eval_s.values():
+            report["projection"][p] = {"skipped": "epoch or evaluation times missing"}
+            continue
+        proj = report["projection"][p] = project(g.configs(), epoch_s, eval_s, EVAL_N)
+        print(f"projected ch07 {p} profile: {proj['runs']} runs in {proj['trainings']} trainings, {proj['hours']:.2f} GPU-hours "
+              f"one after another on one such GPU (median run {proj['per_run_hours']['median'] * 3600:.0f} s)", flush=True)
     report["data_note"] = "CIFAR-10 copy" if cifar.source != SYNTHETIC else f"synthetic fallback: {SYNTHETIC}"
     report["provenance"] = record.finish()
     write_json_atomic(args.out, report)

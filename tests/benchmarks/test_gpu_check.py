@@ -4,6 +4,7 @@ import itertools
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -27,10 +28,16 @@ def test_projection_by_hand():
     a = profile_config("gpu", dataset="cifar10", model="preresnet110", epochs=2, evals_per_epoch=1, n_eval=256, device="cpu")
     b = profile_config("gpu", dataset="cifar100", model="preresnet110", epochs=3, evals_per_epoch=1, n_eval=512, n_train=25000,
                        kappa=0.5, device="cpu")
-    got = gpu_check.project([a, b], {False: 10.0, True: 30.0}, {"cifar10": 2.0, "cifar100": 4.0}, eval_n=256)
+    c = profile_config("gpu", dataset="cifar10", model="convnet64", epochs=2, evals_per_epoch=1, n_eval=256, theta=0.0,
+                       device="cpu")
+    d = replace(c, attack="badnets")       # a clean reference that shares c's training: its evaluations only
+    epoch_s = {("preresnet110", False): 10.0, ("preresnet110", True): 30.0, ("convnet64", False): 1.0}
+    eval_s = {("preresnet110", "cifar10"): 2.0, ("preresnet110", "cifar100"): 4.0, ("convnet64", "cifar10"): 0.5}
+    got = gpu_check.project([a, b, c, d], epoch_s, eval_s, eval_n=256)
     # a: 2 epochs × 10 s + 3 evaluations × 2 s = 26 s; b: 3 × 30 s × ½ (half the images) + 4 × 4 s × 2 (twice the inputs) = 77 s
-    assert got["runs"] == 2
-    assert got["hours"] == pytest.approx(103 / 3600, rel=1e-12)
+    # c: 2 × 1 s + 3 × 0.5 s = 3.5 s; d: 3 × 0.5 s = 1.5 s
+    assert (got["runs"], got["trainings"]) == (4, 3)
+    assert got["hours"] == pytest.approx(108 / 3600, rel=1e-12)
     assert got["per_run_hours"]["max"] == pytest.approx(77 / 3600, rel=1e-12)
 
 
@@ -64,7 +71,8 @@ def test_synthetic_fallback_and_smoke_runs_within_the_budget(tmp_path, monkeypat
     assert d.source == gpu_check.SYNTHETIC and d.num_classes == 100 and d.x_train.shape == (40, 3, 32, 32)
     budget = itertools.chain([100.0], itertools.repeat(0.0))     # time for one run, then none
     out = gpu_check.smoke_runs(torch.device("cpu"), ("ch07",), remaining=lambda: next(budget))
-    assert len(out["runs"]) == 8 and sum("skipped" in r for r in out["runs"]) == 7
+    n = len(gpu_check.load_grid(gpu_check.GRIDS_DIR / "ch07.yaml", "smoke").runs)
+    assert len(out["runs"]) == n and sum("skipped" in r for r in out["runs"]) == n - 1
     assert out["drivers"] == {"ch07": {"skipped": "runs missing"}}
     first = out["runs"][0]
     assert "error" not in first and 0 <= first["asr"] <= 1 and first["data_source"] == gpu_check.SYNTHETIC
@@ -77,7 +85,7 @@ def test_smoke_runs_then_the_chapter_driver_end_to_end_on_cpu(tmp_path, monkeypa
     monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "cache"))
     monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "none"))
     out = gpu_check.smoke_runs(torch.device("cpu"), ("ch07",))
-    assert len(out["runs"]) == 8 and not [r for r in out["runs"] if "error" in r or "skipped" in r]
+    assert len(out["runs"]) == 15 and not [r for r in out["runs"] if "error" in r or "skipped" in r]
     check = out["drivers"]["ch07"]
     assert "error" not in check, check
     assert check["driver"] == "resnet_cifar" and check["glued_values"] > 50
