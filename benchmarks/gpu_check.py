@@ -57,7 +57,6 @@ from poisoncurv.lab.data import ImageData, load, locate, to_float  # noqa: E402
 from poisoncurv.lab.deep import make_probe  # noqa: E402
 from poisoncurv.lab.grid import load_grid  # noqa: E402
 from poisoncurv.lab.train import (  # noqa: E402
-    TRIGGER_FIELDS,  # noqa: E402
     TrainForward,
     augment,
     autocast,
@@ -67,6 +66,7 @@ from poisoncurv.lab.train import (  # noqa: E402
     penalised_loss,
     prepare,
     train_mode,
+    training_key,
 )
 
 OUT = Path(__file__).resolve().parent / "results" / "gpu_check.json"
@@ -162,7 +162,7 @@ def project(configs: list[LabConfig], epoch_s: dict[tuple[str, bool], float], ev
     for c in configs:
         evals = (c.epochs * c.evals_per_epoch + 1) * eval_s[(c.model, c.dataset)] * c.n_eval / eval_n
         train_s = c.epochs * epoch_s[(c.model, c.kappa > 0)] * (c.n_train or 50000) / 50000
-        shared = replace(c, **{f: getattr(LabConfig, f) for f in TRIGGER_FIELDS}) if c.theta == 0 else c.key()
+        shared = training_key(c)
         per_run.append(evals + (0.0 if shared in trainings else train_s))
         trainings[shared] = True
     hours = [s / 3600 for s in per_run]
