@@ -38,10 +38,13 @@ def short_commit(commit: str) -> str:
 def training_hours(provenances: Iterable[dict[str, Any]]) -> float:
     """Hours of training behind runs with these provenances: the sum of their wall times, a training shared by several
     clean runs (``shared_training``, :func:`poisoncurv.lab.train.train_shared`) counted once."""
-    seen: dict[tuple[str, ...] | int, float] = {}
-    for i, p in enumerate(provenances):
-        seen[tuple(p["shared_training"]) if p.get("shared_training") else i] = float(p["wall_time_s"])
+    seen = {_training_id(i, p): float(p["wall_time_s"]) for i, p in enumerate(provenances)}
     return sum(seen.values()) / 3600
+
+
+def _training_id(i: int, p: dict[str, Any]) -> tuple[str, ...] | int:
+    """Which training the ``i``-th run with provenance ``p`` came from: the keys of a shared training, else ``i``."""
+    return tuple(p["shared_training"]) if p.get("shared_training") else i
 
 
 def training_summary(provenances: Iterable[dict[str, Any]]) -> str:
@@ -60,7 +63,7 @@ def training_summary(provenances: Iterable[dict[str, Any]]) -> str:
         t = threads.pop()
         where += f"; {t} torch thread{'' if t == '1' else 's'} each"
     commits = {p["git_commit"] for p in provs}
-    n_trainings = len({tuple(p["shared_training"]) if p.get("shared_training") else i for i, p in enumerate(provs)})
+    n_trainings = len({_training_id(i, p) for i, p in enumerate(provs)})
     what = (f"{len(provs)} training run{'' if len(provs) == 1 else 's'}" if n_trainings == len(provs)
             else f"{len(provs)} lab runs in {n_trainings} trainings")
     return (f"{what} ({where}), from {len(commits)} commit{'' if len(commits) == 1 else 's'}, "
