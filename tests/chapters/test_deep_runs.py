@@ -192,17 +192,21 @@ def test_feature_rows_keep_successful_seeds_and_test_the_entk_ordering():
 
     def fin(rp):
         return {"ntk_poison": {"R_median": rp}, "ntk_clean": {"R_median": 0.04}}
-    seeds = [(cfg(attack="badnets", theta=0.05, seed=s), feat(0.5 + 0.2 * (s % 2), 0.8), fin(0.02)) for s in range(6)]
+    seeds = [(cfg(attack="badnets", theta=0.05, seed=s), feat(0.5 + 0.2 * (s % 2), 0.8 if s < 5 else 0.6), fin(0.02))
+             for s in range(6)]                                        # seed 5: 0.7 from the poisons, 0.6 within the target
     failed = (cfg(attack="badnets", theta=0.05, seed=6), feat(9.0, 0.8, asr=0.1), fin(0.08))   # R ratio 2: not counted
     f = dr.feature_result(chapter({"seeds": seeds + [failed]}), ["seeds"], "t", "run")
     row = f.rows[0]
     assert (row.n_seeds, row.n_runs) == (6, 7)
     assert row.values["feat_trig_to_poison"] == pytest.approx((0.6, np.std([0.5, 0.7] * 3, ddof=1)))
     assert row.near_clone and row.values["R_ratio"][0] == pytest.approx(0.5)
+    assert row.near_clone_seeds() == (5, 1, pytest.approx(2 * 7 / 2**6))   # near in seeds 0-4, apart in seed 5
     assert row.ntk_ordering() == (6, 0, 2 * 0.5**6, "flatter")
     s = f.summary()
     assert s["t_n_near_clone"] == 1 and s["t_n_ntk_flatter"] == 1 and s["t_feat_badnets_n_success"] == 6
+    assert (s["t_feat_badnets_near_clone_n_seeds"], s["t_feat_badnets_apart_n_seeds"]) == (5, 1)
     assert f.ntk_table().rows[0][2] == "6/7" and f.ntk_table().rows[0][-1] == "flatter"
+    assert f.table().rows[0][-1] == "5/1 (p = 0.22)"
 
 
 def test_a_defence_of_an_attack_that_fails_undefended_is_not_evidence():

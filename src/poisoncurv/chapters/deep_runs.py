@@ -493,7 +493,8 @@ FEATURES = {"feat_trig_to_poison": "trig → poison mean", "feat_trig_to_target"
 class FeatureRow:
     """Final feature geometry and eNTK ratios of one attack (mean and sd over seeds), poisoned or clean. Poisoned
     rows hold only the seeds whose attack succeeds at the end (``n_seeds`` of ``n_runs``): a failed implant says
-    nothing about the geometry of one that works. ``r_ratios``: ``R_poison / R_clean`` per seed kept."""
+    nothing about the geometry of one that works. ``r_ratios``: ``R_poison / R_clean`` per seed kept;
+    ``near_margins``: per seed kept, target → target mean minus trig → poison mean (≥ 0: a near clone in that seed)."""
 
     attack: str
     theta: float
@@ -501,12 +502,19 @@ class FeatureRow:
     values: dict[str, tuple[float | None, float | None]]   # FEATURES keys, R_poison, R_clean, R_ratio
     n_runs: int = 0
     r_ratios: tuple[float, ...] = ()
+    near_margins: tuple[float, ...] = ()
 
     @property
     def near_clone(self) -> bool | None:
         """Triggered inputs sit as close to the poisons' mean as clean target images to their own class mean."""
         a, b = self.values["feat_trig_to_poison"][0], self.values["feat_target_to_target"][0]
         return None if a is None or b is None else a <= b
+
+    def near_clone_seeds(self) -> tuple[int, int, float]:
+        """Seeds whose triggered inputs end as close to the poisons' mean as clean target images to theirs, seeds
+        where they end farther, and the exact sign-test p of the two counts."""
+        near, apart = sum(m >= 0 for m in self.near_margins), sum(m < 0 for m in self.near_margins)
+        return near, apart, stats.sign_test(near, apart)
 
     def ntk_ordering(self) -> tuple[int, int, float, str]:
         """Seeds with a flatter (``R_ratio < 1``) and a steeper eNTK around the poisons, the exact sign-test p, and the
@@ -537,6 +545,8 @@ class FeatureResult:
             for k in ("R_poison", "R_clean", "R_ratio"):
                 out[f"{s}_{k}"] = r.values[k][0] if r.values[k][0] is not None else "none"
             out[f"{s}_near_clone"] = "yes" if r.near_clone else "no"
+            near, apart, p_near = r.near_clone_seeds()
+            out |= {f"{s}_near_clone_n_seeds": near, f"{s}_apart_n_seeds": apart, f"{s}_near_clone_p": p_near}
             flat, steep, p, verdict = r.ntk_ordering()
             out |= {f"{s}_n_success": r.n_seeds, f"{s}_n_runs": r.n_runs, f"{s}_ntk_n_flatter": flat, f"{s}_ntk_n_steeper": steep,
                     f"{s}_ntk_p": p, f"{s}_ntk_verdict": verdict}
@@ -549,13 +559,16 @@ class FeatureResult:
 
     def table(self) -> Table:
         """Feature distances and collapse ratios (the eNTK ratios are :meth:`ntk_table`)."""
-        rows = [[r.attack, r.theta, r.n_seeds, *[_fmt(r.values[k]) for k in FEATURES]] for r in self.rows]
+        rows = [[r.attack, r.theta, r.n_seeds, *[_fmt(r.values[k]) for k in FEATURES],
+                 "—" if r.theta == 0 else "{}/{} (p = {:.2g})".format(*r.near_clone_seeds())] for r in self.rows]
         return Table(f"tbl-{self.tag}-features",
                      r"Penultimate features at the end of training (mean ± sd over seeds): mean distances in units of the "
                      r"clean within-class spread $\sigma_w$ (trig: triggered test inputs; target: clean target-class test "
                      r"images), and collapse ratios $\operatorname{tr}\Sigma_B/\operatorname{tr}\Sigma_W$ by true (source) "
-                     r"class. $\theta = 0$: the clean model with the trigger applied at test time. " + self.run_label,
-                     ["attack", "θ", "seeds", *FEATURES.values()], rows)
+                     r"class. $\theta = 0$: the clean model with the trigger applied at test time. Near clones: seeds whose "
+                     r"triggered inputs end at most as far from the poisons' mean as clean target images from theirs / seeds "
+                     r"where they end farther, and the exact sign-test $p$. " + self.run_label,
+                     ["attack", "θ", "seeds", *FEATURES.values(), "near clones / apart"], rows)
 
     def ntk_table(self) -> Table:
         """The empirical-NTK ratios of the poisoned runs."""
@@ -604,7 +617,9 @@ def feature_result(runs: ChapterRuns, groups: Iterable[str], tag: str, run_label
             xs = [v[k] for v in vals if v[k] is not None and math.isfinite(v[k])]
             values[k] = _mean_sd(xs)
         ratios = tuple(float(v["R_ratio"]) for v in vals if v["R_ratio"] is not None and math.isfinite(v["R_ratio"]))
-        rows.append(FeatureRow(attack, theta, len(vals), values, n_runs[(attack, theta)], ratios))
+        margins = tuple(float(v["feat_target_to_target"] - v["feat_trig_to_poison"]) for v in vals
+                        if v["feat_target_to_target"] is not None and v["feat_trig_to_poison"] is not None)
+        rows.append(FeatureRow(attack, theta, len(vals), values, n_runs[(attack, theta)], ratios, margins))
     rows.sort(key=lambda r: (r.attack, r.theta))
     return FeatureResult(tag, tuple(rows), run_label)
 
