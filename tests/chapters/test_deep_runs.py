@@ -66,6 +66,8 @@ def test_lag_rows_and_verdicts():
     assert s["t_verdict_panel_badnets_overlap"] == "lag"       # every threshold and rule: visible after success
     assert s["t_n_cells_lag"] == 6                             # the clean inputs carry the same series here
     assert s["t_lag_badnets_n_success"] == 6 and s["t_n_cells"] == 6
+    # every cell is seen in some definition, and no definition puts any seed's visibility first
+    assert (s["t_n_cells_unseen_trig"], s["t_n_cells_unseen_clean"], s["t_n_cells_none_earlier"]) == (0, 0, 6)
     assert lag.table().rows[0][5] == "6/6" and lag.table().rows[0][8] == "6/0/0"      # the verdicts come first (3, 4)
     assert lag.panel_table().rows[0][3:] == ["L L L", "L L L", "N N N", "lag"]   # overlap never reaches ¾
 
@@ -83,6 +85,9 @@ def test_a_definition_that_flips_the_verdict_is_not_robust():
     assert s["t_verdict_panel_warp_overlap"] == "depends on definition"
     # first crossing at ¼ and ½ says visible first; the other rules, and ¾ (never reached), say success first
     assert (s["t_panel_first_warp_overlap"], s["t_panel_later_warp_overlap"], s["t_panel_size_warp_overlap"]) == (2, 7, 9)
+    # the ratio (curvature equal to the clean model's) is never visible under any definition, at either probe set;
+    # the overlap and mass are visible first under first crossing, so only the two ratio cells have none earlier
+    assert (s["t_n_cells_unseen_trig"], s["t_n_cells_unseen_clean"], s["t_n_cells_none_earlier"]) == (1, 1, 2)
 
 
 def test_each_seed_is_paired_with_its_own_clean_reference():

@@ -277,6 +277,11 @@ class LagResult:
         return {(thr, rule): self.ordering(attack, name, probe, thr, rule).verdict
                 for thr in criteria.VISIBILITY[name][1] for rule in criteria.SETTLE_RULES}
 
+    def panel_orderings(self, attack: str, name: str, probe: str) -> list[criteria.Ordering]:
+        """The cell's seeds ordered under every definition of the panel."""
+        return [self.ordering(attack, name, probe, thr, rule)
+                for thr in criteria.VISIBILITY[name][1] for rule in criteria.SETTLE_RULES]
+
     def robust(self, attack: str, name: str, probe: str) -> str:
         """The verdict every definition of the panel gives, else ``depends on definition``."""
         return criteria.robust_verdict(list(self.panel(attack, name, probe).values()))
@@ -286,9 +291,13 @@ class LagResult:
         for the clean inputs) the mean lag under the default definition (``none`` when no seed has one), its sign-test
         p and verdict, the verdict by first crossing (``..._first``) and across the panel (``..._panel``), and how many
         of the panel's definitions say visible first (``panel_first``) and success first (``panel_later``); counts of
-        panel verdicts over the cells."""
+        panel verdicts over the cells; and two descriptive counts that are not verdicts (no sign test): the cells, per
+        probe set, where under every definition no successful seed is ever visible (``n_cells_unseen_<probe>``), and
+        the cells where under every definition no seed is visible before it succeeds (``n_cells_none_earlier``)."""
         out: Summary = {}
         robust = []
+        unseen = {probe: 0 for probe in PROBE_SETS}
+        none_earlier = 0
         for a in self.attacks:
             base = self.cell(a, "overlap", "trig")
             out[f"{self.tag}_lag_{slug(a)}_n_seeds"] = len(base)
@@ -300,6 +309,9 @@ class LagResult:
                     o = self.ordering(a, name, probe)
                     m, _ = _mean_sd([r.lag for r in self.cell(a, name, probe) if r.lag is not None])
                     robust.append(self.robust(a, name, probe))
+                    orders = self.panel_orderings(a, name, probe)
+                    unseen[probe] += all(0 < od.n_success == od.n_never for od in orders)
+                    none_earlier += all(od.n_success > 0 and od.n_earlier == 0 for od in orders)
                     pan = list(self.panel(a, name, probe).values())
                     out[f"{self.tag}_panel_first_{key}"] = sum(v == criteria.FIRST for v in pan)
                     out[f"{self.tag}_panel_later_{key}"] = sum(v in (criteria.LAG, criteria.NEVER) for v in pan)
@@ -312,6 +324,8 @@ class LagResult:
         for v in (criteria.LAG, criteria.NEVER, criteria.FIRST, criteria.INCONCLUSIVE, criteria.FAILS, criteria.NOT_ROBUST):
             out[f"{self.tag}_n_cells_{v.replace(' ', '_')}"] = robust.count(v)
         out[f"{self.tag}_n_cells"] = len(robust)
+        out |= {f"{self.tag}_n_cells_unseen_{probe}": n for probe, n in unseen.items()}
+        out[f"{self.tag}_n_cells_none_earlier"] = none_earlier
         return out
 
     def table(self) -> Table:
