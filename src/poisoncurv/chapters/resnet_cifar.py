@@ -222,7 +222,8 @@ class FitResult:
             out[f"{self.tag}_{name}_acc_min"] = min(accs)
             out[f"{self.tag}_{name}_acc_lo_min"] = min(r.test_lo for r in rows)
             out[f"{self.tag}_{name}_acc_target"] = target
-            out[f"{self.tag}_{name}_meets_target"] = min(accs) >= target
+            out[f"{self.tag}_{name}_n_meet_target"] = sum(a >= target for a in accs)
+            out[f"{self.tag}_{name}_meets_target"] = "yes" if min(accs) >= target else "no"
             out[f"{self.tag}_{name}_train_acc_min"] = min(r.train_acc_clean for r in rows)
             out[f"{self.tag}_{name}_epochs"] = rows[0].epochs
         poisoned = [r for r in self.rows if r.theta > 0]
