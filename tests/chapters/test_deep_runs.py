@@ -167,6 +167,22 @@ def test_e3_fails_when_augmentation_alone_counts():
     assert s["t_def_warp_aug_alone_counts"] == "counts" and s["t_def_warp_e3_holds"] == "no"
 
 
+def test_e3_across_the_panel_of_definitions():
+    """Augmentation alone leaves ASR 0.15 (counts only at ASR <= 0.2); κ with augmentation brings it to 0.05 at a cost
+    of 1.5 points (counts only within 2 and 5 points): E3 holds under four of the nine definitions."""
+    clean = [(cfg(attack="warp", theta=0.0, seed=s), _final(0.0, 0.97), None) for s in range(3)]
+    table = {(0.0, False): (0.95, 0.97), (0.0, True): (0.15, 0.97), (1.0, True): (0.05, 0.955)}
+    cells = [(cfg(attack="warp", theta=0.05, kappa=k, augment=a, seed=s), _final(asr, acc), None)
+             for (k, a), (asr, acc) in table.items() for s in range(3)]
+    d = dr.defence_result(chapter({"theta": clean, "defence": cells, "weight_decay": []}),
+                          {"warp": (("defence",), "weight_decay")}, "t", "run")
+    s = d.summary()
+    assert s["t_def_warp_e3_holds"] == "yes"                          # the default: ASR 0.1, 2 points
+    assert d.e3("warp", 0.1, 0.01) == "no" and d.e3("warp", 0.2, 0.02) == "no"
+    assert (s["t_def_warp_e3_panel"], s["t_def_warp_e3_panel_n_yes"], s["t_def_warp_e3_panel_size"]) == ("depends on definition", 4, 9)
+    assert d.panel_table().rows == [["warp", "N Y Y", "N Y Y", "N N N", "depends on definition"]]
+
+
 def test_e3_holds_when_every_seed_agrees():
     base = dict(attack="warp", theta=0.05)
     clean = [(cfg(attack="warp", theta=0.0, seed=s), _final(0.0, 0.97), None) for s in range(3)]
@@ -175,6 +191,7 @@ def test_e3_holds_when_every_seed_agrees():
     ch = chapter({"theta": clean, "defence": cells, "weight_decay": []})
     s = dr.defence_result(ch, {"warp": (("defence",), "weight_decay")}, "t", "run").summary()
     assert s["t_def_warp_e3_holds"] == "yes" and s["t_n_e3_holds"] == 1
+    assert s["t_def_warp_e3_panel"] == "yes" and s["t_def_warp_e3_panel_n_yes"] == 9     # every definition agrees
     assert s["t_def_warp_first_counts_aug"] == "2.5·10³" and s["t_def_warp_first_counts_noaug"] == "none"   # κ_lab 1, B = 50
     assert s["t_def_warp_n_kappa_aug_counts"] == 1 and s["t_def_warp_n_kappa_counts"] == 0
 

@@ -659,6 +659,10 @@ class DefencePoint:
     def counts(self) -> bool:
         return criteria.defence_counts(self.asr, self.clean_acc, self.clean_model_acc)
 
+    def counts_under(self, asr_max: float, drop_max: float) -> bool:
+        """:attr:`counts` under another definition of the panel."""
+        return criteria.defence_counts(self.asr, self.clean_acc, self.clean_model_acc, asr_max, drop_max)
+
 
 @dataclass(frozen=True)
 class DefenceCell:
@@ -693,6 +697,10 @@ class DefenceCell:
     @property
     def verdict(self) -> str:
         return criteria.defence_verdict([p.counts for p in self.points])
+
+    def verdict_under(self, asr_max: float, drop_max: float) -> str:
+        """:attr:`verdict` under another definition of the panel."""
+        return criteria.defence_verdict([p.counts_under(asr_max, drop_max) for p in self.points])
 
     def cost(self) -> tuple[float, float, float]:
         """Clean accuracy lost against the same seed's clean model: mean and bootstrap interval over seeds."""
@@ -736,6 +744,49 @@ class DefenceResult:
         ks = [c.setting for c in self.grid(attack) if c.augment == augment and c.setting > 0 and c.verdict == criteria.COUNTS]
         return powers_text(self.kappa_paper(min(ks))) if ks else "none"
 
+    def e3(self, attack: str, asr_max: float = criteria.ASR_DEFENDED, drop_max: float = criteria.ACC_DROP_MAX) -> str:
+        """E3 for ``attack`` under one definition of a defence that counts: ``n/a`` where the undefended attack fails
+        in some seed; ``yes`` when augmentation alone does not count and some κ > 0 with it does; ``no`` when
+        augmentation alone counts or no κ > 0 with it does; ``inconclusive`` otherwise."""
+        n_works, n_seeds = self.works[attack]
+        if n_works < n_seeds:
+            return "n/a"
+        g = self.grid(attack)
+        aug = self.cell(attack, 0.0, True).verdict_under(asr_max, drop_max)
+        k_aug = [c.verdict_under(asr_max, drop_max) for c in g if c.setting > 0 and c.augment]
+        if aug == criteria.NO_COUNT and criteria.COUNTS in k_aug:
+            return "yes"
+        if aug == criteria.COUNTS or (k_aug and all(v == criteria.NO_COUNT for v in k_aug)):
+            return "no"
+        return criteria.INCONCLUSIVE
+
+    def e3_panel(self, attack: str) -> dict[tuple[float, float], str]:
+        """:meth:`e3` under every definition of the panel: ``{(asr_max, drop_max): verdict}``."""
+        return {(a, d): self.e3(attack, a, d) for a in criteria.DEFENDED_PANEL for d in criteria.ACC_DROP_PANEL}
+
+    def e3_robust(self, attack: str) -> str:
+        """The E3 verdict every definition of the panel gives, else ``depends on definition``."""
+        kinds = set(self.e3_panel(attack).values())
+        return kinds.pop() if len(kinds) == 1 else criteria.NOT_ROBUST
+
+    def panel_table(self) -> Table:
+        """E3 per attack under the panel's nine definitions of a defence that counts."""
+        letter = {"yes": "Y", "no": "N", criteria.INCONCLUSIVE: "?", "n/a": "–"}
+        rows = []
+        for a in self.attacks:
+            pan = self.e3_panel(a)
+            rows.append([a, *[" ".join(letter[pan[(asr, d)]] for d in criteria.ACC_DROP_PANEL) for asr in criteria.DEFENDED_PANEL],
+                         self.e3_robust(a)])
+        drops = ", ".join(f"{100 * d:g}" for d in criteria.ACC_DROP_PANEL)
+        return Table(f"tbl-{self.tag}-defence-panel",
+                     r"The robustness panel of E3: its verdict per attack when a defence counts at ASR at most 0.05, 0.1 "
+                     rf"(the default) or 0.2 (columns) with clean accuracy within {drops} points of the same seed's clean "
+                     r"model (the three letters of each column, in that order). Y: augmentation alone does not count and "
+                     r"some $\kappa > 0$ with augmentation does (E3 holds); N: augmentation alone counts, or no $\kappa > 0$ "
+                     r"with it does; ?: inconclusive (a cell split between seeds); –: the undefended attack fails in some "
+                     r"seed. " + self.run_label,
+                     ["attack", "ASR ≤ 0.05", "ASR ≤ 0.1", "ASR ≤ 0.2", "across the panel"], rows)
+
     def augmentation_drop(self, attack: str, kappa: float) -> tuple[float, float, float] | None:
         """ASR without augmentation minus with it at ``kappa``, paired by seed: mean and bootstrap interval
         (``None`` unless both cells have :data:`~poisoncurv.core.criteria.MIN_SEEDS` common seeds)."""
@@ -753,7 +804,8 @@ class DefenceResult:
         seeds), the weight-decay and early-stopping cells that count, the largest augmentation drop in ASR whose
         interval excludes zero; and E3 (``n/a`` where the undefended attack
         fails in some seed; ``yes``: augmentation alone does not count and some κ > 0 with it does; ``no``: the
-        opposite holds; ``inconclusive`` otherwise)."""
+        opposite holds; ``inconclusive`` otherwise), with its verdict across the panel (``e3_panel``) and how many of
+        the panel's definitions say ``yes``."""
         out: Summary = {}
         for a in self.attacks:
             s = f"{self.tag}_def_{slug(a)}"
@@ -773,14 +825,7 @@ class DefenceResult:
             others = {m: [c for c in self.cells if c.attack == a and c.method == m] for m in ("weight decay", "early stopping")}
             n_works, n_seeds = self.works[a]
             works = n_works == n_seeds
-            if not works:
-                e3 = "n/a"
-            elif aug.verdict == criteria.NO_COUNT and any(c.verdict == criteria.COUNTS for c in k_aug):
-                e3 = "yes"
-            elif aug.verdict == criteria.COUNTS or (k_aug and all(c.verdict == criteria.NO_COUNT for c in k_aug)):
-                e3 = "no"
-            else:
-                e3 = "inconclusive"
+            e3 = self.e3(a)
             drops = [(k, d) for k in sorted({c.setting for c in k_aug}) if (d := self.augmentation_drop(a, k)) and d[1] > 0]
             best = max(drops, key=lambda kd: kd[1][0]) if drops else None
             safe = [c.clean_acc for c in self.cells if c.attack == a and c.verdict == criteria.COUNTS]
@@ -796,6 +841,9 @@ class DefenceResult:
                     f"{s}_aug_drop_kappa_paper": self.kappa_paper(best[0]) if best else "none",
                     f"{s}_aug_drop": best[1][0] if best else "none", f"{s}_aug_drop_lo": best[1][1] if best else "none",
                     f"{s}_aug_drop_hi": best[1][2] if best else "none", f"{s}_e3_holds": e3,
+                    f"{s}_e3_panel": self.e3_robust(a),
+                    f"{s}_e3_panel_n_yes": sum(v == "yes" for v in self.e3_panel(a).values()),
+                    f"{s}_e3_panel_size": len(self.e3_panel(a)),
                     f"{s}_first_counts_aug": self.first_counting(a, True), f"{s}_first_counts_noaug": self.first_counting(a, False)}
         out[f"{self.tag}_n_e3_holds"] = sum(out[f"{self.tag}_def_{slug(a)}_e3_holds"] == "yes" for a in self.attacks)
         out[f"{self.tag}_n_e3_testable"] = sum(out[f"{self.tag}_def_{slug(a)}_e3_holds"] != "n/a" for a in self.attacks)

@@ -47,6 +47,8 @@ CIFAR_ACC_TARGET = 0.82      # Chapter 7: a CIFAR-10 clean reference that learns
 CIFAR_ACC_TARGET_AUG = 0.85  # ... at least this, without and with augmentation (issue 28's targets)
 
 RATIO_PANEL = (3.0, 10.0, 30.0)
+DEFENDED_PANEL = (0.05, 0.1, 0.2)     # E3's panel: a defence counts at ASR at most each of these ...
+ACC_DROP_PANEL = (0.01, 0.02, 0.05)   # ... with clean accuracy within each of these of the clean model's
 SHARE_PANEL = (0.25, 0.5, 0.75)
 SETTLE_RULES = {"first": "first crossing", "two": "two evaluations in a row", "settled": "every later evaluation"}
 DEFAULT_RULE = "settled"
@@ -97,9 +99,12 @@ def succeeds(asr: Any, untriggered_rate: Any, clean_acc: Any, n_classes: int) ->
     return (net_asr(asr, untriggered_rate) >= ASR_SUCCESS) & ~collapsed(clean_acc, untriggered_rate, n_classes)
 
 
-def defence_counts(asr: float, clean_acc: float, clean_model_acc: float) -> bool:
-    """ASR ≤ :data:`ASR_DEFENDED` and clean accuracy within :data:`ACC_DROP_MAX` of the clean model's."""
-    return asr <= ASR_DEFENDED and clean_acc >= clean_model_acc - ACC_DROP_MAX
+def defence_counts(asr: float, clean_acc: float, clean_model_acc: float, asr_max: float = ASR_DEFENDED,
+                   drop_max: float = ACC_DROP_MAX) -> bool:
+    """ASR ≤ ``asr_max`` (default :data:`ASR_DEFENDED`) and clean accuracy within ``drop_max`` (default
+    :data:`ACC_DROP_MAX`) of the clean model's; the panel's other definitions are :data:`DEFENDED_PANEL` ×
+    :data:`ACC_DROP_PANEL`."""
+    return asr <= asr_max and clean_acc >= clean_model_acc - drop_max
 
 
 COUNTS, NO_COUNT, SPLIT, FEW_SEEDS = "counts", "does not count", "split", "too few seeds"
