@@ -250,3 +250,29 @@ def test_clean_model_matches_files_written_before_a_field_existed():
     assert ch.clean_model(ch.results[poisoned.key()]) is old
     assert ch.clean_model({**ch.results[poisoned.key()], "config": {**ch.results[poisoned.key()]["config"],
                                                                      "filter": "ac"}}) is None
+
+
+def test_hardware_compare_in_seed_units_and_only_for_the_chapters_runs(tmp_path):
+    """Three seeds' accuracies 0.96, 0.97, 0.98 (sd 0.01); seed 0 retrained at 0.975 is +1.5 seed sd. A retrained pair
+    of another profile (seed 9, not among the chapter's runs) is left out; with none left the result is empty."""
+    import json
+
+    from poisoncurv.chapters import hardware as hw
+
+    def run(theta, seed, acc):
+        return (cfg(attack="badnets", theta=theta, seed=seed), rows([0.0, 1.0], [0.0, 0.9 if theta else 0.0], acc=[0.1, acc]), None)
+
+    items = [run(th, s, 0.96 + 0.01 * s) for s in range(3) for th in (0.0, 0.05)]
+    ch = chapter({"seeds": items})
+    for theta, seed, acc in ((0.0, 0, 0.975), (0.05, 0, 0.975), (0.0, 9, 0.5), (0.05, 9, 0.5)):
+        c, epochs, _ = run(theta, seed, acc)
+        (tmp_path / f"{c.key()}.json").write_text(json.dumps(run_file(c, epochs)))
+    res = hw.compare(ch, ("seeds",), tmp_path, "t")
+    assert [(r.attack, r.seed) for r in res.rows] == [("badnets", 0)]
+    assert res.rows[0].in_seed_sd["clean_acc"] == pytest.approx(1.5)
+    assert res.summary()["t_hw_n_runs"] == 1 and res.summary()["t_hw_max_sd_clean_acc"] == pytest.approx(1.5)
+    other = chapter({"seeds": [run(th, 5, 0.9) for th in (0.0, 0.05)]})             # a profile none was retrained for
+    empty = hw.compare(other, ("seeds",), tmp_path, "t")
+    assert empty.rows == () and np.isnan(empty.summary()["t_hw_max_sd_clean_acc"]) and empty.table("run").rows == []
+    with pytest.raises(ValueError, match="no retrained poisoned runs"):
+        hw.compare(ch, ("seeds",), tmp_path / "missing", "t")

@@ -63,7 +63,7 @@ class HardwareResult:
     n_seeds: int
 
     def summary(self) -> dict[str, float | int | str]:
-        worst = {q: max(abs(r.in_seed_sd[q]) for r in self.rows) for q in QUANTITIES}
+        worst = {q: max((abs(r.in_seed_sd[q]) for r in self.rows), default=float("nan")) for q in QUANTITIES}
         return {f"{self.tag}_hw_n_runs": len(self.rows), f"{self.tag}_hw_n_seeds": self.n_seeds,
                 **{f"{self.tag}_hw_max_sd_{q}": v for q, v in worst.items()},
                 f"{self.tag}_hw_n_sign_flips": sum(a != b for r in self.rows for a, b in [r.verdicts])}
@@ -75,10 +75,10 @@ class HardwareResult:
                 rows.append([f"{r.attack}, seed {r.seed}", name, f"{r.committed[q]:.4g}", f"{r.retrained[q]:.4g}",
                              f"{r.in_seed_sd[q]:+.2f}"])
             rows.append([f"{r.attack}, seed {r.seed}", "clean-input ratio settles", *r.verdicts, "–"])
-        first = self.rows[0]
+        cpus = (self.rows[0].cpu_committed, self.rows[0].cpu_retrained) if self.rows else ("one CPU", "another (none in this profile)")
         return Table(f"tbl-{self.tag}-hardware",
-                     f"Committed runs trained on {first.cpu_committed} retrained, same configuration and code path, on "
-                     f"{first.cpu_retrained}: final values of each and the difference in standard deviations over the "
+                     f"Committed runs trained on {cpus[0]} retrained, same configuration and code path, on "
+                     f"{cpus[1]}: final values of each and the difference in standard deviations over the "
                      f"{self.n_seeds} seeds of the chapter (log10 for eigenvalues and ratios); last row: whether the "
                      r"clean-input $u^\top Hu$ ratio settles above 10 after success, before it, or never. " + run_label,
                      ["run", "quantity", "committed", "retrained", "difference (seed sd)"], rows)
@@ -95,12 +95,13 @@ def _lag_sign(res: dict[str, Any], clean: dict[str, Any]) -> str:
 
 def compare(runs: dr.ChapterRuns, groups: tuple[str, ...], retrained_dir: Path, tag: str) -> HardwareResult:
     """Every poisoned run retrained in ``retrained_dir`` (lab results files, with their clean references) against the
-    committed one, in units of the seed spread of ``groups``' runs of the same attack and poison fraction."""
+    committed one, in units of the seed spread of ``groups``' runs of the same attack and poison fraction; retrained
+    runs that are not among ``runs`` (another profile's) are left out."""
     files = {p.stem: json.loads(p.read_text()) for p in sorted(Path(retrained_dir).glob("*.json"))}
     rows = []
     for key, res in files.items():
         cfg = LabConfig(**res["config"])
-        if cfg.theta == 0:
+        if cfg.theta == 0 or key not in runs.results:
             continue
         committed = runs.results[key]
         clean_key = LabConfig(**{**res["config"], "theta": 0.0}).key()
@@ -114,7 +115,7 @@ def compare(runs: dr.ChapterRuns, groups: tuple[str, ...], retrained_dir: Path, 
         rows.append(HardwareRow(key, cfg.attack, cfg.seed, committed["provenance"]["device_name"].removeprefix("CPU: "),
                                 res["provenance"]["device_name"].removeprefix("CPU: "), old, new, diff,
                                 (_lag_sign(committed, runs.clean_of(committed)), _lag_sign(res, files[clean_key]))))
-    if not rows:
+    if not any(LabConfig(**res["config"]).theta > 0 for res in files.values()):
         raise ValueError(f"no retrained poisoned runs in {retrained_dir}")
     n_seeds = len({r["config"]["seed"] for r in runs.groups(groups)})
     return HardwareResult(tag, tuple(rows), n_seeds)
