@@ -28,7 +28,7 @@ wall time of the ``gpu`` and ``full`` profiles of ``grids/ch07.yaml`` on one suc
 evaluation times (:func:`project`: runs one after another; a sweep that runs several small ConvNet runs at once on one
 GPU, ``make sweep ... MAX_PARALLEL=4``, takes less). Without a GPU it stops at once with exit status 2.
 
-Usage: ``make gpu-check`` or ``python benchmarks/gpu_check.py [--budget-s 480] [--out PATH]``.
+Usage: ``make gpu-check`` or ``python -m benchmarks.gpu_check [--budget-s 480] [--out PATH]`` from the repository root.
 """
 
 from __future__ import annotations
@@ -48,15 +48,15 @@ from typing import Any
 
 import torch
 
-from poisoncurv.core.paths import GRIDS_DIR  # noqa: E402
-from poisoncurv.core.provenance import RunRecord  # noqa: E402
-from poisoncurv.core.results import write_json_atomic  # noqa: E402
-from poisoncurv.lab.cache import get  # noqa: E402
-from poisoncurv.lab.config import NUM_CLASSES, LabConfig  # noqa: E402
-from poisoncurv.lab.data import ImageData, load, locate, to_float  # noqa: E402
-from poisoncurv.lab.deep import make_probe  # noqa: E402
-from poisoncurv.lab.grid import load_grid  # noqa: E402
-from poisoncurv.lab.train import (  # noqa: E402
+from poisoncurv.core.paths import GRIDS_DIR
+from poisoncurv.core.provenance import RunRecord
+from poisoncurv.core.results import write_json_atomic
+from poisoncurv.lab.cache import get
+from poisoncurv.lab.config import NUM_CLASSES, LabConfig
+from poisoncurv.lab.data import ImageData, load, locate, to_float
+from poisoncurv.lab.deep import make_probe
+from poisoncurv.lab.grid import load_grid
+from poisoncurv.lab.train import (
     TrainForward,
     augment,
     autocast,
