@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poisoncurv.book.figures import FIGURES_ENV, export_figures
+from poisoncurv.book.figures import FIGURES_ENV, export_figures, setup_plots
+from poisoncurv.core.contract import ChapterResult
 from poisoncurv.core.profiles import device_name
 from poisoncurv.core.prose import GluedText, round_sig
 from poisoncurv.core.provenance import RunRecord, provenance_markdown
@@ -27,7 +28,8 @@ def quiet_library_warnings() -> None:
 class Chapter:
     """One executed chapter: parameters, glued values and provenance.
 
-    Create it in the chapter's first code cell, before any work, so its wall time covers the chapter.
+    Create it with :meth:`start` in the chapter's first code cell, before any work, so its wall time covers the chapter.
+    :meth:`show` glues a driver's result (a :class:`~poisoncurv.core.contract.ChapterResult`) and displays its tables;
     ``glue`` stores a rounded number under ``key`` both for the page (``{glue:text}`key```) and for the
     machine-readable results file that :meth:`finish` writes when ``results_dir`` is set. The text
     ``<name>_run`` that figure and table captions cite is glued by :meth:`glue_run` ("cpu profile, device cpu
@@ -57,12 +59,23 @@ class Chapter:
             self.figures_dir = os.environ.get(FIGURES_ENV) or (
                 str(Path(self.results_dir) / "figures") if self.results_dir is not None else None)
         export_figures(self.name, self.figures_dir)
-        if self.device == "cpu":
+
+    @classmethod
+    def start(cls, name: str, profile: str, device: str, seed: int, data_source: str, results_dir: str | None = None,
+              dtype: str | None = None) -> Chapter:
+        """Create the chapter and set up its kernel: one torch thread on the CPU, torch's default ``dtype`` if given
+        (``"float64"`` for the synthetic chapters) and the book's plot style (:func:`~poisoncurv.book.figures.setup_plots`)."""
+        import torch
+
+        chapter = cls(name, profile, device, seed, data_source, results_dir=results_dir)
+        if device == "cpu":
             # One thread: floating-point reductions in a fixed order (the committed outputs are
             # reproducible bit for bit), and on a 2-core machine the small solves run faster.
-            import torch
-
             torch.set_num_threads(1)
+        if dtype is not None:
+            torch.set_default_dtype(getattr(torch, dtype))
+        setup_plots()
+        return chapter
 
     @property
     def run_label(self) -> str:
@@ -104,8 +117,18 @@ class Chapter:
         for key, value in summary.items():
             self.glue(key, value, sig if isinstance(sig, int) else sig.get(key, 4))
 
+    def show(self, result: ChapterResult, tables: bool = True) -> None:
+        """Glue every entry of ``result.summary()`` (numbers to ``result.digits(key)`` significant digits), then display
+        ``result.tables()`` in order (``tables=False``: glue only, for a chapter that shows the tables further down)."""
+        for key, value in result.summary().items():
+            self.glue(key, value, result.digits(key))
+        if tables:
+            for table in result.tables():
+                self.show_table(table)
+
     def show_table(self, table: Table) -> None:
-        """Display ``table`` as a numbered, captioned table (label ``table.name``)."""
+        """Display ``table`` as a numbered, captioned table (label ``table.name``): a provenance table, or a result's
+        table that the chapter places after a figure."""
         from IPython.display import Markdown, display
 
         display(Markdown(table.markdown()))
