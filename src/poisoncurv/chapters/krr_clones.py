@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
 from poisoncurv.core.profiles import by_profile, resolve_device
 from poisoncurv.curvature import input_hessian, input_jacobian
@@ -151,13 +152,15 @@ def exact_regime(kernel: Kernel, cfg: dict[str, Any], seed: int, device: str = "
 
 
 @dataclass(frozen=True)
-class ExactSweep:
+class ExactSweep(ChapterResult):
     """The exact regime for each kernel of :data:`KERNELS` (``by_kernel``), and the Gaussian ``R_k`` against ``r²/ℓ⁴``."""
+
+    sig = {f"ch1_slope_{k}": 6 for k in KERNELS}
 
     by_kernel: dict[str, ExactRegime]
     gaussian_Rk_closed: float
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         e = self.by_kernel.values()
         out: dict[str, float | int] = {
             "ch1_shift_max_rel_err": max(rel_err(r.shift_meas, r.shift_pred) for r in e),
@@ -179,12 +182,14 @@ def exact_sweep(cfg: dict[str, Any], seed: int, device: str = "cpu") -> ExactSwe
 
 
 @dataclass(frozen=True)
-class LinearPatch:
+class LinearPatch(ChapterResult):
     """Linear kernel with a patch trigger ``t`` on coordinates every clean input leaves at zero.
 
     Also the clean bulk edge ``Λ_clean = |W_clean|₂²`` (the same at every input) and the trigger norm
     ``τ/√Λ_clean`` above which a linear model's spike lags its success.
     """
+
+    sig = {"ch1_linear_Rk_times_t2": 6, "ch1_linear_trigger_norm": 3, "ch1_linear_norm_threshold": 3}
 
     m: int
     sm_rel_err: float
@@ -200,7 +205,7 @@ class LinearPatch:
         """``τ/√Λ_clean``: triggers of larger norm are visible only after they succeed."""
         return self.tau / float(np.sqrt(self.lambda_clean))
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         return {"ch1_sm_rel_err": self.sm_rel_err, "ch1_linear_shift_rel_err": self.shift_rel_err,
                 "ch1_linear_Rk_rel_spread": self.R_k_rel_spread, "ch1_linear_Rk_times_t2": self.R_k_times_t2,
                 "ch1_linear_m": self.m, "ch1_linear_trigger_norm": self.trigger_norm,
@@ -230,7 +235,7 @@ def linear_patch(cfg: dict[str, Any], seed: int, patch: int = 3, device: str = "
 
 
 @dataclass(frozen=True)
-class OverlapSweep:
+class OverlapSweep(ChapterResult):
     """The laws as the cluster centre moves from far away (``D/ℓ`` large) into the clean cloud (``D = 0``).
 
     Per spread (dict key, in units of ℓ; 0 = exact clones), arrays over ``distance_over_ell``: measured spike
@@ -240,6 +245,8 @@ class OverlapSweep:
     top eigenvalue of the whole Gauss-Newton matrix, ``λ_max((J₀+ΔJ)ᵀ(J₀+ΔJ)) − λ_max(J₀ᵀJ₀)`` (``whole``),
     and the clean model's ``λ_max(J₀ᵀJ₀)`` at the query (``clean_top``).
     """
+
+    sig = 3
 
     distance_over_ell: np.ndarray
     law_ratio: dict[float, np.ndarray]
@@ -260,7 +267,7 @@ class OverlapSweep:
         hi_sigma = np.sqrt(self.clean_top) + np.sqrt(self.own)
         return lo_sigma**2 - self.clean_top, hi_sigma**2 - self.clean_top
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         D = self.distance_over_ell
         far = D >= FAR_D
         lo, hi = self.weyl_band()
@@ -323,8 +330,10 @@ def overlap_sweep(kernel: Kernel, cfg: dict[str, Any], seed: int, device: str = 
 
 
 @dataclass(frozen=True)
-class NTKGap:
+class NTKGap(ChapterResult):
     """Relative gap network vs NTK regression per width (``gaps``: ``(widths, seeds)``), and fitted exponents."""
+
+    sig = 3
 
     widths: np.ndarray
     gaps: np.ndarray
@@ -347,7 +356,7 @@ class NTKGap:
         """Exponent fitted seed by seed, ``(seeds,)``."""
         return np.array([loglog_slope(self.widths, self.gaps[:, s]) for s in range(self.gaps.shape[1])])
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         s = self.seed_slopes
         return {"ch1_ntk_gap_slope": self.slope, "ch1_ntk_gap_at_max_width": float(self.gap_mean[-1]),
                 "ch1_ntk_max_width": int(self.widths[-1]), "ch1_ntk_seed_slope_std": float(s.std(ddof=1)),
