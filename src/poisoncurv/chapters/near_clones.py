@@ -22,6 +22,7 @@ from scipy.special import lambertw
 from torch import Tensor
 
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.core.tables import Table
@@ -92,10 +93,16 @@ def settings(profile: str) -> dict[str, Any]:
     }
 
 
-def setting_summary(cfg: dict[str, Any]) -> dict[str, float | int]:
-    """The sizes the chapter's text quotes."""
-    return {"ch2_n_clean": cfg["n_clean"], "ch2_n_test": cfg["n_test"], "ch2_m_near": cfg["m_near"],
-            "ch2_ridge": cfg["ridge"], "ch2_ell": cfg["lengthscale"]}
+@dataclass(frozen=True)
+class Setting(ChapterResult):
+    """The sizes the chapter's text quotes, from the profile's settings ``cfg``."""
+
+    cfg: dict[str, Any]
+
+    def summary(self) -> Summary:
+        cfg = self.cfg
+        return {"ch2_n_clean": cfg["n_clean"], "ch2_n_test": cfg["n_test"], "ch2_m_near": cfg["m_near"],
+                "ch2_ridge": cfg["ridge"], "ch2_ell": cfg["lengthscale"]}
 
 
 def far_setup(cfg: dict[str, Any], seed: int) -> dict[str, Tensor]:
@@ -175,12 +182,15 @@ def near_clone_law(name: str, cfg: dict[str, Any], seed: int) -> NearCloneLaw:
 
 
 @dataclass(frozen=True)
-class NearCloneLaws:
+class NearCloneLaws(ChapterResult):
     """The near-clone law for the Gaussian and the Laplace kernel (``by_kernel``)."""
+
+    sig = {"ch2_eff_slope_gaussian": 3, "ch2_spike_slope_laplace": 3, "ch2_law_max_rel_err": 2, "ch2_r_law_min": 2,
+           "ch2_r_law_max": 2, "ch2_slope_bound": 2, "ch2_spike_at_min_r": 2, "ch2_spike_laplace_at_min_r": 3}
 
     by_kernel: dict[str, NearCloneLaw]
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> Summary:
         g, lap = self.by_kernel["gaussian"], self.by_kernel["laplace"]
         return {"ch2_eff_slope_gaussian": g.eff_slope, "ch2_spike_slope_gaussian": g.spike_slope,
                 "ch2_spike_slope_laplace": lap.spike_slope,
@@ -202,13 +212,15 @@ def near_clone_laws(cfg: dict[str, Any], seed: int) -> NearCloneLaws:
 
 
 @dataclass(frozen=True)
-class PhaseDiagram:
+class PhaseDiagram(ChapterResult):
     """Success and visibility over the grid ``(m, r/ℓ)`` (arrays ``(len(m), len(r))``), Gaussian kernel.
 
     ``gains``: ``S(m)|y_t|`` per ``m``; ``r_vis`` and ``r_succ``: the closed-form boundaries per ``m`` (in ℓ);
     ``r_vis_limit`` and ``r_succ_limit``: their limits as ``m → ∞`` (``S → 1/k(ζ,ζ) = 1``), and
     ``r_vis_limit_root``: the same limit found by root finding on the spike law (a check of the Lambert form).
     """
+
+    sig = 3
 
     r_over_ell: np.ndarray
     m: np.ndarray
@@ -227,7 +239,7 @@ class PhaseDiagram:
     ch1_ceiling_ratio: float
     m_check: tuple[int, ...]
 
-    def summary(self) -> dict[str, float | int | str]:
+    def summary(self) -> Summary:
         r, succ, vis = self.r_over_ell, self.success, self.visible
         return {"ch2_lambda_clean": self.Lambda_clean, "ch2_ceiling_ratio": self.ceiling_ratio,
                 "ch2_phase_direct_max_rel_err": self.direct_max_rel_gap,
@@ -314,13 +326,15 @@ def flow_crossings(clean: KRRFlow, pois: KRRFlow, x0: Tensor, t: Tensor, tau: fl
 
 
 @dataclass(frozen=True)
-class LagGaussian:
+class LagGaussian(ChapterResult):
     """Times to success and to visibility under gradient flow (Gaussian kernel, ``m_near`` far clones), per ``r/ℓ``.
 
     ``eff``, ``spike``: ``(T, B)`` on the time grid ``t``; ``t_succ``, ``t_vis``: crossing times found by root
     finding on the flow; ``cf_*``: their closed forms; ``t_vis_moving``: visibility against the bulk edge of the
     clean flow at the same time (``moving_edge``, ``(T,)``), read off the grid.
     """
+
+    sig = 3
 
     r_over_ell: np.ndarray
     t: np.ndarray
@@ -354,7 +368,7 @@ class LagGaussian:
         fin = np.isfinite(self.cf_t_succ) & np.isfinite(self.cf_t_vis) & (self.cf_t_succ > 0)
         return max(rel_err(self.t_succ[fin], self.cf_t_succ[fin]), rel_err(self.t_vis[fin], self.cf_t_vis[fin]))
 
-    def summary(self) -> dict[str, float | int | bool]:
+    def summary(self) -> Summary:
         lag, r = self.lag, self.r_over_ell
         both = np.isfinite(lag)
         return {"ch2_lag_crossing_max_rel_err": self.crossing_max_rel_err, "ch2_euler_rel_gap": self.euler_rel_gap,
@@ -397,12 +411,14 @@ def lag_gaussian(cfg: dict[str, Any], seed: int) -> LagGaussian:
 
 
 @dataclass(frozen=True)
-class LagLinear:
+class LagLinear(ChapterResult):
     """The same times for the linear kernel and a patch trigger, per patch value ``a`` (dict keys).
 
     ``t_succ[a]``, ``t_vis[a]``: ``(n_sources,)``; ``trigger_norm[a]``; ``Lambda_clean = |W_clean|₂²``; and the
     gap between the closed-form flow and explicit primal gradient descent.
     """
+
+    sig = 3
 
     t_succ: dict[float, np.ndarray]
     t_vis: dict[float, np.ndarray]
@@ -414,7 +430,7 @@ class LagLinear:
     def lag(self, a: float) -> np.ndarray:
         return self.t_vis[a] - self.t_succ[a]
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> Summary:
         out = {"ch2_linear_lag_spread": max(float(np.ptp(self.lag(a))) for a in self.t_succ),
                "ch2_linear_lambda_clean": self.Lambda_clean,
                "ch2_linear_norm_threshold": self.tau / float(np.sqrt(self.Lambda_clean)), "ch2_primal_rel_gap": self.primal_rel_gap}
@@ -454,11 +470,13 @@ def lag_linear(cfg: dict[str, Any], seed: int, patch: int = 3, n_sources: int = 
 
 
 @dataclass(frozen=True)
-class OverlapFloor:
+class OverlapFloor(ChapterResult):
     """Near-clone law when the clones overlap the clean data, per distance ``D/ℓ`` of ``zeta`` from the cloud (dict keys).
 
     ``ratio[D] = R_eff·ℓ⁴/r²`` over ``r_over_ell``; ``spike[D]``, ``eff[D]``: measured; ``floor[D] = R_eff(zeta)``.
     """
+
+    sig = 2
 
     r_over_ell: np.ndarray
     ratio: dict[float, np.ndarray]
@@ -472,7 +490,7 @@ class OverlapFloor:
         """``r*/ℓ = ℓ sqrt(R_eff(zeta))``."""
         return self.ell * math.sqrt(self.floor[D])
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> Summary:
         D0 = min(self.spike)
         out = {"ch2_overlap_law_max_rel_err": self.law_max_rel_gap, "ch2_overlap_r_min": float(self.r_over_ell[0]),
                "ch2_overlap_spike_slope_small_r_D0": loglog_slope(self.r_over_ell[:5], self.spike[D0][:5])}
@@ -509,11 +527,13 @@ def overlap_floor(cfg: dict[str, Any], seed: int) -> OverlapFloor:
 
 
 @dataclass(frozen=True)
-class CleanClone:
+class CleanClone(ChapterResult):
     """A poison ``x_c + εu`` near a clean training point, per ``eps``: closed form and direct solves (``isolated``, ``cloud``).
 
     ``shift_poison[where]``, ``shift_clean[where]``, ``aligned[where]`` (``|ΔJ(x_p)u|²``) and ``floor[where]`` (its value at ``ε = 0``).
     """
+
+    sig = 3
 
     eps: np.ndarray
     closed_shift_poison: np.ndarray
@@ -527,7 +547,7 @@ class CleanClone:
     limit_shift_norm: float
     small_eps_A: float
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> Summary:
         eps, iso, cloud = self.eps, self.aligned["isolated"], self.aligned["cloud"]
         small = eps < self.eps_star / 10
         return {
@@ -596,8 +616,10 @@ class GeometryRow:
 
 
 @dataclass(frozen=True)
-class TriggerGeometry:
+class TriggerGeometry(ChapterResult):
     """Rows of :class:`GeometryRow` for each pixel set and amplitude."""
+
+    sig = 3
 
     rows: tuple[GeometryRow, ...]
     m: int
@@ -607,7 +629,7 @@ class TriggerGeometry:
     def row(self, pixels: str, a: float) -> GeometryRow:
         return next(r for r in self.rows if r.pixels == pixels and r.a == a)
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         far = max(r.a for r in self.rows)
         near = [r for r in self.rows if r.a < far]
         return {"ch2_geo_m": self.m, "ch2_geo_n": self.n_triggered, "ch2_geo_far_a": far, "ch2_geo_ell": self.ell,
@@ -630,6 +652,10 @@ class TriggerGeometry:
                       "nearest poison $r/\\ell$", "clean curvature / $\\Lambda_{\\text{clean}}$"],
                      [[r.pixels, r.a, r.success, r.own_visible, r.whole_visible, r.flagged, r.nearest_poison, r.clean_curvature]
                       for r in self.rows])
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def trigger_geometry(cfg: dict[str, Any], seed: int, patch: int = 3) -> TriggerGeometry:
@@ -672,7 +698,7 @@ def trigger_geometry(cfg: dict[str, Any], seed: int, patch: int = 3) -> TriggerG
 
 
 @dataclass(frozen=True)
-class ReLUNTKCurvature:
+class ReLUNTKCurvature(ChapterResult):
     """``R_k(ζ + r e, ζ)·|ζ|²`` of the two-layer ReLU NTK against ``r/|ζ|``, per direction ``e`` (dict keys).
 
     Directions: "tangential" (``e ⊥ ζ``), "oblique" (45° from ``ζ``), "random"; closed form (``closed``) and
@@ -680,6 +706,8 @@ class ReLUNTKCurvature:
     where the kernel has its cusp. ``gaussian``: ``r²/ℓ⁴`` with ``ℓ = |ζ|`` for comparison.
     ``ntk_rel_gap``: closed-form NTK against the empirical NTK of a network of width ``width``.
     """
+
+    sig = {"ch2_relu_cusp_factor": 5}
 
     r: np.ndarray
     closed: dict[str, np.ndarray]
@@ -689,7 +717,7 @@ class ReLUNTKCurvature:
     ntk_rel_gap: float
     width: int
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         return {"ch2_relu_autograd_max_rel_err": max(rel_err(self.autograd[k], self.closed[k]) for k in self.closed),
                 "ch2_relu_cusp_factor": CUSP_FACTOR,
                 "ch2_relu_tangential_limit_rel_err": rel_err(self.closed["tangential"][0], CUSP_FACTOR),
