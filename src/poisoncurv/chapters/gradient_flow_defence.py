@@ -15,6 +15,7 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.core.tables import Table
@@ -35,24 +36,7 @@ from poisoncurv.krr.regularised import (
     sylvester_ridge_solution,
 )
 
-Summary = dict[str, float | int | str]
 RUN = "Run: {glue:text}`ch03_gradient_flow_defence_run`."     # ends every caption of the chapter
-
-# significant digits of each glued value (default 4), as the chapter has always shown them
-SIG = {"ch3_loss_penalty_rel_err": 2, "ch3_loss_ridge_rel_err": 2, "ch3_loss_kappa_ref": 3, "ch3_loss_eff_global_ref": 3,
-       "ch3_loss_eff_descent_ref": 3, "ch3_loss_kappa_local_branch": 3,
-       **dict.fromkeys(("ch3_df_max_step", "ch3_ddf_max", "ch3_res_min_step", "ch3_data_min_step", "ch3_pen_max_step",
-                        "ch3_df_at_min", "ch3_df_at_max", "ch3_eff_at_min", "ch3_eff_at_max", "ch3_res_counter_d",
-                        "ch3_res_counter_fd", "ch3_res_counter_data", "ch3_counter_Eu_max", "ch3_a_poison", "ch3_a_clean",
-                        "ch3_cost_kappa", "ch3_cost_eff_ratio", "ch3_cost_r2_before", "ch3_cost_r2_after", "ch3_h_p",
-                        "ch3_viol_random", "ch3_viol_fisher_penalty", "ch3_viol_fisher_data", "ch3_iso_clean_fit_min",
-                        "ch3_iso_clean_eq_min", "ch3_iso_eig_ratio", "ch3_multi_a_spread_min", "ch3_multi_isotropic_gap_max",
-                        "ch3_multi_factor_gap_max"), 3),
-       **dict.fromkeys(("ch3_df_fd_rel_err", "ch3_curves_vs_direct", "ch3_linear_df_rel_err", "ch3_rate_rel_err",
-                        "ch3_bound_min_gap", "ch3_counter_Eu0", "ch3_cluster_law_rel_err", "ch3_cluster_min_s",
-                        "ch3_frontier_eff_rel_err", "ch3_frontier_r2_abs_err", "ch3_factor_gap_equal_eig",
-                        "ch3_factor_vs_theory", "ch3_iso_poison_dev", "ch3_multi_sylvester_res",
-                        "ch3_viol_hessian", "ch3_multi_sylvester_gap"), 2)}
 
 DTYPE = torch.float64
 
@@ -159,7 +143,7 @@ def penalty_identities(data: dict[str, Any], kappa: float) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class TwoPenalties:
+class TwoPenalties(ChapterResult):
     """The paper's loss-gradient penalty against the model-gradient (ridge) penalty on the patch data.
 
     Per ``kappa`` (``(K,)``): ``mu`` (effective ridge of the minimiser L-BFGS finds from ``w = 0``),
@@ -167,6 +151,9 @@ class TwoPenalties:
     ``n_stationary``, ``J_gap`` (J found minus the smallest stationary J), ``efficacy``, ``r2`` and their
     ``*_global`` versions. ``ridge_kappa``, ``ridge_efficacy``: the ridge curve; ``eff_unreg``: efficacy at 0.
     """
+
+    sig = {"ch3_loss_penalty_rel_err": 2, "ch3_loss_ridge_rel_err": 2, "ch3_loss_kappa_ref": 3,
+           "ch3_loss_eff_global_ref": 3, "ch3_loss_eff_descent_ref": 3, "ch3_loss_kappa_local_branch": 3}
 
     kappa: np.ndarray
     mu: np.ndarray
@@ -240,7 +227,7 @@ def cost_of_safety(data: dict[str, Any], epsilon: float) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class Frontier:
+class Frontier(ChapterResult):
     """Safety-efficacy frontier of the model-gradient (ridge) penalty, per ``kappa`` ``(K,)``.
 
     ``eff_sim``, ``r2_sim`` (Euler flow), ``eff_th``, ``r2_th`` (closed form); contraction factors
@@ -248,6 +235,10 @@ class Frontier:
     and ``factor_theory``; the unregularised efficacy and fit; the cost of safety at ``epsilon``
     (:func:`cost_of_safety`); the Euler step and horizon.
     """
+
+    sig = {"ch3_frontier_eff_rel_err": 2, "ch3_frontier_r2_abs_err": 2, "ch3_factor_gap_equal_eig": 2,
+           "ch3_factor_vs_theory": 2, "ch3_cost_kappa": 3, "ch3_cost_eff_ratio": 3, "ch3_cost_r2_before": 3,
+           "ch3_cost_r2_after": 3, "ch3_h_p": 3}
 
     kappa: np.ndarray
     eff_sim: np.ndarray
@@ -331,11 +322,16 @@ def krr_data(cfg: dict[str, Any], seed: int) -> dict[str, Tensor]:
 
 
 @dataclass(frozen=True)
-class DfSweep:
+class DfSweep(ChapterResult):
     """Regularised KRR over the fine grid ``kappa`` ``(K,)``: ``df``, ``residual``, ``data_term``, ``penalty``
     ``(K,)``; poison ``efficacy`` at the trigger on the coarser grid ``kappa_eff``; ``n`` training points;
     ``checks`` (steps along the grid, derivative checks; see :func:`krr_sweep`) and the three-point
     ``counter`` example (:func:`residual_counterexample`)."""
+
+    sig = {"ch3_df_max_step": 3, "ch3_ddf_max": 3, "ch3_df_fd_rel_err": 2, "ch3_curves_vs_direct": 2,
+           "ch3_linear_df_rel_err": 2, "ch3_res_min_step": 3, "ch3_data_min_step": 3, "ch3_pen_max_step": 3,
+           "ch3_df_at_min": 3, "ch3_df_at_max": 3, "ch3_eff_at_min": 3, "ch3_eff_at_max": 3, "ch3_res_counter_d": 3,
+           "ch3_res_counter_fd": 3, "ch3_res_counter_data": 3}
 
     kappa: np.ndarray
     df: np.ndarray
@@ -436,7 +432,7 @@ def bound_violations(H: Tensor, F: Tensor, e0: Tensor, kappa: float, directions:
 
 
 @dataclass(frozen=True)
-class Contraction:
+class Contraction(ChapterResult):
     """Gradient flow on regularised KRR in feature coordinates (see :func:`eigenmode_contraction`).
 
     Per eigenvector of the Hessian ``H_J`` ``(r,)``: ``mu`` (eigenvalue), ``a`` (penalty energy ``vᵀFv``),
@@ -445,6 +441,10 @@ class Contraction:
     random unit directions and of eigenvectors of the penalty Fisher ``F`` and of the data Fisher ``Λ/n``
     that violate the reviewed bound, and the same for eigenvectors of ``H_J`` (none may).
     """
+
+    sig = {"ch3_rate_rel_err": 2, "ch3_bound_min_gap": 2, "ch3_counter_Eu0": 2, "ch3_counter_Eu_max": 3,
+           "ch3_a_poison": 3, "ch3_a_clean": 3, "ch3_viol_random": 3, "ch3_viol_fisher_penalty": 3,
+           "ch3_viol_fisher_data": 3, "ch3_viol_hessian": 2}
 
     mu: np.ndarray
     a: np.ndarray
@@ -530,9 +530,11 @@ def eigenmode_contraction(cfg: dict[str, Any], data: dict[str, Tensor], seed: in
 
 
 @dataclass(frozen=True)
-class ClusterEnergy:
+class ClusterEnergy(ChapterResult):
     """Penalty energy per unit norm of a clustered poison's function: ``ratio`` and the small-spread ``law``
     against ``spread`` ``(S,)``; the log-log ``slope`` for ``s ≤ 0.1ℓ`` and the law's error at the smallest ``s``."""
+
+    sig = {"ch3_cluster_law_rel_err": 2, "ch3_cluster_min_s": 2}
 
     spread: np.ndarray
     ratio: np.ndarray
@@ -572,11 +574,13 @@ def cluster_penalty_energy(cfg: dict[str, Any], seed: int) -> ClusterEnergy:
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class IsolatedClones:
+class IsolatedClones(ChapterResult):
     """Regularised Gaussian KRR with ``m`` exact clones ``iso_distance·ℓ`` from the clean data, per ``kappa`` ``(K,)``:
     the poison's prediction ``poison_factor`` (``f_κ(ζ)/f_0(ζ)``), the clean fit kept (``clean_fit_factor``,
     ``|f_κ(X_c)|/|f_0(X_c)|``) and the component of the fit along the clean kernel eigenvector whose eigenvalue is
     nearest the cluster's (``clean_eq_factor``); ``eig_ratio`` = that eigenvalue over the cluster's (``m``)."""
+
+    sig = {"ch3_iso_poison_dev": 2, "ch3_iso_clean_fit_min": 3, "ch3_iso_clean_eq_min": 3, "ch3_iso_eig_ratio": 3}
 
     kappa: np.ndarray
     poison_factor: np.ndarray
@@ -627,12 +631,15 @@ def isolated_clones(cfg: dict[str, Any], data: dict[str, Tensor]) -> IsolatedClo
 
 
 @dataclass(frozen=True)
-class MatrixRidge:
+class MatrixRidge(ChapterResult):
     """The paper's loss-gradient penalty with ``C`` outputs on the patch data, per ``kappa`` ``(K,)``: the Sylvester
     residual ``|WH + AW − B|/|B|`` at the minimiser, its gap to :func:`sylvester_ridge_solution`, the spread of the
     eigenvalues of ``A`` (``a_max/a_min``), the distance to the nearest isotropic ridge solution
     (``min_μ |W − B(H + μI)^{-1}|/|W|``), and ``factor_gap`` (largest gap between the poison mode's contraction in
     the target output and the equal-eigenvalue clean mode's contraction in any output)."""
+
+    sig = {"ch3_multi_sylvester_res": 2, "ch3_multi_sylvester_gap": 2, "ch3_multi_a_spread_min": 3,
+           "ch3_multi_isotropic_gap_max": 3, "ch3_multi_factor_gap_max": 3}
 
     kappa: np.ndarray
     sylvester_residual: np.ndarray
@@ -661,6 +668,10 @@ class MatrixRidge:
             columns=["$\\kappa$", "Sylvester residual", "$a_{\\max}/a_{\\min}$", "isotropic gap", "contraction gap"],
             rows=[[float(k), float(r), float(a), float(g), float(f)] for k, r, a, g, f in
                   zip(self.kappa, self.sylvester_residual, self.a_spread, self.isotropic_gap, self.factor_gap)])
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def multi_output_data(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
