@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.fitting import rel_err
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.krr.derivative_krr import equivalent_kernel, fit_derivative_krr, objective
@@ -77,24 +78,14 @@ def _peak_length_sq(X: Tensor, ridge: float, kappa: float, u: list[float], eps: 
     return float(-kt[1] * eps**2 / (kt[0] - 2 * kt[1] + kt[2]))
 
 
-Summary = dict[str, float | int | str]
 FILTER_GAMMAS = (0.3, 3.0, 30.0)   # penalty strengths of the filter-gain panel
-SIG = {**dict.fromkeys(("ch4_stationarity", "ch4_equiv_rel_err", "ch4_fourier_max_err", "ch4_fourier_gamma_max",
-                        "ch4_laplace_max_rel_err", "ch4_laplace_c_rel_err", "ch4_slope_2d_abs", "ch4_slope_quad_max_err",
-                        "ch4_gamma_10pct", "ch4_law_gamma_max", "ch4_fit_fixed_res_max", "ch4_fit_gamma_max",
-                        "ch4_fit_free_res_max", "ch4_across_dev", "ch4_along_vs_1d", "ch4_across_profile_err",
-                        "ch4_aniso_gamma_max", "ch4_isolated_max_rel_dev", "ch4_nc_gaussian_eff0_small",
-                        "ch4_nc_gaussian_eff0_l", "ch4_nc_laplace_eff0_small", "ch4_nc_laplace_eff0_l",
-                        "ch4_nc_gaussian_err_at_half", "ch4_nc_gaussian_err_at_0", "ch4_nc_laplace_err_at_half",
-                        "ch4_nc_laplace_err_at_0"), 2),
-       **dict.fromkeys(("ch4_slope_3d_quad", "ch4_sparse_lc2_at_max_gamma", "ch4_cont_lc2_at_max_gamma", "ch4_fit_c_fixed",
-                        "ch4_fit_c_peak", "ch4_fit_free_l2_max", "ch4_fit_free_ridge_max", "ch4_along_at_max",
-                        "ch4_nc_gaussian_half_ratio", "ch4_nc_laplace_half_ratio"), 3)}
 
 
 @dataclass(frozen=True)
-class Exactness:
+class Exactness(ChapterResult):
     """The solver on a random problem: stationarity of the objective and agreement with KRR on ``k̃``."""
+
+    sig = {"ch4_stationarity": 2, "ch4_equiv_rel_err": 2}
 
     stationarity: float          # |∇ objective| at the solution over |Y|
     equivalent_rel_err: float    # relative gap between the solver and KRR with the equivalent kernel
@@ -121,9 +112,11 @@ def exactness_check(seed: int, n: int = 30, d: int = 3, ridge: float = 0.1, kapp
 
 
 @dataclass(frozen=True)
-class FourierCheck:
+class FourierCheck(ChapterResult):
     """Finite-sample ``k̃(t, 0)`` against the continuum inverse transform of ``S_eff``, by ``kappa``, and the filter
     gains ``S_eff/S`` by ``(kernel, gamma)``; ``t`` of shape ``(T,)``, ``w`` of shape ``(W,)``."""
+
+    sig = {"ch4_fourier_max_err": 2, "ch4_fourier_gamma_max": 2}
 
     t: np.ndarray
     finite: dict[float, np.ndarray]      # kappa -> k̃(t, 0), shape (T,)
@@ -166,9 +159,12 @@ def fourier_check(cfg: dict[str, Any]) -> FourierCheck:
 
 
 @dataclass(frozen=True)
-class LengthLaw:
+class LengthLaw(ChapterResult):
     """``ℓ_c²/ℓ²`` of the finite-sample equivalent Gaussian kernel against ``gamma`` (shape ``(G,)``) on 1-d grids,
     by spacing, with the continuum curve and the first-order law; the first-order coefficient ``s_d`` measured."""
+
+    sig = {"ch4_slope_2d_abs": 2, "ch4_slope_quad_max_err": 2, "ch4_slope_3d_quad": 3, "ch4_gamma_10pct": 2,
+           "ch4_sparse_lc2_at_max_gamma": 3, "ch4_cont_lc2_at_max_gamma": 3, "ch4_law_gamma_max": 2}
 
     gammas: np.ndarray
     finite: dict[float, np.ndarray]     # spacing -> ℓ_c²/ℓ², shape (G,)
@@ -217,8 +213,11 @@ def gaussian_length_law(cfg: dict[str, Any]) -> LengthLaw:
 
 
 @dataclass(frozen=True)
-class KrrFitLength:
+class KrrFitLength(ChapterResult):
     """The plain Gaussian KRR closest to the penalised predictor, per ``kappa`` (arrays of shape ``(K,)``)."""
+
+    sig = {"ch4_fit_c_fixed": 3, "ch4_fit_c_peak": 3, "ch4_fit_fixed_res_max": 2, "ch4_fit_gamma_max": 2,
+           "ch4_fit_free_l2_max": 3, "ch4_fit_free_ridge_max": 3, "ch4_fit_free_res_max": 2}
 
     kappas: np.ndarray
     gammas: np.ndarray
@@ -264,8 +263,10 @@ def krr_fit_length(cfg: dict[str, Any], seed: int) -> KrrFitLength:
 
 
 @dataclass(frozen=True)
-class LaplaceLaw:
+class LaplaceLaw(ChapterResult):
     """Exponential kernel, integrated penalty: brute force against closed-form Laplace KRR, per ``kappa`` (shape ``(K,)``)."""
+
+    sig = {"ch4_laplace_max_rel_err": 2, "ch4_laplace_c_rel_err": 2}
 
     kappas: np.ndarray
     le_measured: np.ndarray   # ℓ_e from the decay of the brute-force response to one point
@@ -303,9 +304,12 @@ def laplace_law(cfg: dict[str, Any]) -> LaplaceLaw:
 
 
 @dataclass(frozen=True)
-class Anisotropy:
+class Anisotropy(ChapterResult):
     """Training points on the line ``x₂ = 0``: ``ℓ_c²`` along and across it per ``kappa`` (shape ``(K,)``), and
     ``k̃(x, 0)`` on a plane grid (``grid`` of shape ``(G,)``, fields ``(G, G)``) without and with ``kappa_field``."""
+
+    sig = {"ch4_across_dev": 2, "ch4_along_vs_1d": 2, "ch4_across_profile_err": 2, "ch4_along_at_max": 3,
+           "ch4_aniso_gamma_max": 2}
 
     kappas: np.ndarray
     gammas: np.ndarray
@@ -392,10 +396,14 @@ class NearCloneKernel:
 
 
 @dataclass(frozen=True)
-class NearCloneSweep:
+class NearCloneSweep(ChapterResult):
     """Near clones ``x_c + r·u`` labelled ``y_c + 1``: efficacy and clean error against ``kappa`` (shape ``(K,)``), per
     kernel (``"gaussian"``: the plane, pointwise penalty; ``"laplace"``: the line, integrated penalty), and the
     efficacy of an isolated cluster of clones (Gaussian)."""
+
+    sig = {"ch4_isolated_max_rel_dev": 2,
+           **{f"ch4_nc_{name}_{q}": n for name in ("gaussian", "laplace") for q, n in
+              (("half_ratio", 3), ("eff0_small", 2), ("eff0_l", 2), ("err_at_half", 2), ("err_at_0", 2))}}
 
     kappas: np.ndarray
     r: tuple[float, ...]
