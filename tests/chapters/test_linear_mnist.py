@@ -150,7 +150,7 @@ def test_amplitude_result_glues_every_run_and_the_law_fixes_the_squared_ratio(am
     # the prediction of the ceiling: the fainter trigger leaves the larger squared-loss spike
     assert s["ch5_amp_ratio_squared_a25"] > s["ch5_amp_ratio_squared_a100"]
     assert s["ch5_sq_bound_over_clean_a100"] == pytest.approx(2 / 9 / lam, rel=1e-12)
-    assert all(amp.sig()[k] == 2 for k in s if k.startswith(("ch5_amp_overlap", "ch5_amp_ratio")))
+    assert all(amp.digits(k) == 2 for k in s if k.startswith(("ch5_amp_overlap", "ch5_amp_ratio")))
 
 
 def test_amplitude_visible_first_lists_runs_visible_before_success(amp):

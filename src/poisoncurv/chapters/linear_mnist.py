@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from poisoncurv.core import criteria
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CURV_RATIO_VISIBLE
 from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
 from poisoncurv.core.prose import round_sig
@@ -23,7 +24,6 @@ from poisoncurv.lab.config import LabConfig, profile_config
 from poisoncurv.lab.data import SOURCES, ImageData, load, locate
 from poisoncurv.lab.grid import load_grid
 
-Summary = dict[str, float | int | str]
 RUN = "Run: {glue:text}`ch05_linear_mnist_run`."     # ends every caption of the chapter
 MASS_K = 4                # criterion 2: mass of the trigger in the top-4 eigenspace (top 5 eigenvalues are stored)
 
@@ -113,7 +113,7 @@ def provenance_table(results: dict[str, dict[str, Any]]) -> Table:
 
 
 @dataclass(frozen=True)
-class Setting:
+class Setting(ChapterResult):
     """The sizes and data of the chapter's runs, as the lab recorded them (read from the θ sweep's runs)."""
 
     data_source: str
@@ -261,8 +261,10 @@ class VisibilityRow:
 
 
 @dataclass(frozen=True)
-class VisibilityResult:
+class VisibilityResult(ChapterResult):
     """:class:`VisibilityRow` for every poisoned run of the θ sweep (κ = 0)."""
+
+    sig = 3
 
     rows: tuple[VisibilityRow, ...]
 
@@ -291,6 +293,10 @@ class VisibilityResult:
                       "uᵀHu / λ_clean"],
                      [[r.loss, r.theta, r.asr, r.overlap, r.mass_lb, r.curv_ratio, r.spike_ratio] for r in self.rows])
 
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
+
 
 def visibility_criteria(sweep: dict[str, list[dict[str, Any]]]) -> VisibilityResult:
     """The three criteria of :class:`VisibilityRow` at the end of every poisoned run of a θ sweep."""
@@ -311,8 +317,10 @@ def visibility_criteria(sweep: dict[str, list[dict[str, Any]]]) -> VisibilityRes
 # ---- issue 9, item 9: the squared-loss amplitude bound ----------------------------------------------------
 
 @dataclass(frozen=True)
-class AmplitudeBound:
+class AmplitudeBound(ChapterResult):
     """Squared loss: the ceiling ``2/‖a t‖²`` of the spike against the clean top eigenvalue, per amplitude."""
+
+    sig = 3
 
     amplitudes: tuple[float, ...]
     bound: tuple[float, ...]         # 2 / ‖a t‖²
@@ -341,13 +349,13 @@ def amplitude_bound(amp: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]])
     return AmplitudeBound(amps, bound, lam_clean, spike, shift2)
 
 
-AMP_SIG = {"overlap": 2, "asr": 3, "shift2": 3, "ratio": 2}   # significant digits of the per-run glue values
-
-
 @dataclass(frozen=True)
-class AmplitudeResult:
+class AmplitudeResult(ChapterResult):
     """The amplitude sweep at ``theta``: :func:`lag_row` of every run by ``(loss, amplitude)``, in sweep order,
     and the squared-loss ceiling of :class:`AmplitudeBound`."""
+
+    sig = {"ch5_amp_lo": 4, "ch5_amp_hi": 4, "ch5_theta_amplitude": 4}
+    metric_sig: ClassVar[dict[str, int]] = {"overlap": 2, "asr": 3, "shift2": 3, "ratio": 2}   # per-run values, by metric
 
     theta: float
     rows: dict[tuple[str, float], dict[str, Any]]
@@ -378,10 +386,12 @@ class AmplitudeResult:
         out |= {"ch5_amp_lo": self.amplitudes[0], "ch5_amp_hi": self.amplitudes[-1], "ch5_theta_amplitude": self.theta}
         return out | self.bound.summary()
 
-    def sig(self) -> dict[str, int]:
-        """Significant digits of every summary key (per-run values: :data:`AMP_SIG`; the sweep's range and θ: 4; the rest: 3)."""
-        out = {k: AMP_SIG.get(k.split("_")[2], 3) if k.startswith("ch5_amp_") else 3 for k in self.summary()}
-        return out | dict.fromkeys(("ch5_amp_lo", "ch5_amp_hi", "ch5_theta_amplitude"), 4)
+    def digits(self, key: str) -> int:
+        """:attr:`sig` (the sweep's range and θ); a per-run value ``ch5_amp_<metric>_...``: :attr:`metric_sig`; the rest
+        (the runs visible first, the ceiling's values): 3."""
+        if key in self.sig:
+            return self.sig[key]
+        return self.metric_sig.get(key.split("_")[2], 3) if key.startswith("ch5_amp_") else 3
 
     def table(self) -> Table:
         """Final numbers of every run of the sweep ("never": the condition never settled)."""
@@ -393,6 +403,10 @@ class AmplitudeResult:
                      r"the top-1 overlap settles at $\ge 1/2$, the final overlap, and $u^\top H u/\lambda_{\text{clean}}$. " + RUN,
                      ["model", "amplitude a", "R_k", "final ‖Δf‖²", "final ASR", "visible from epoch", "final overlap",
                       "uᵀHu / λ_clean"], rows)
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def _epoch(t: float) -> str:
@@ -408,12 +422,6 @@ def amplitude_result(amp: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
 
 
 # ---- the input-gradient penalty: the κ sweep -----------------------------------------------------------------
-
-KAPPA_SIG = {**{f"ch5_{k}_{loss}": sig for loss in LOSSES for k, sig in
-                (("margin_kappa0", 3), ("margin_kappa_max", 3), ("clean_acc_kappa0", 3), ("clean_acc_kappa_max", 3),
-                 ("kappa_overlap0", 2), ("kappa_overlap_max", 2), ("kappa_overlap_argmax", 2), ("kappa_half", 2))},
-             "ch5_margin_kappa0_min": 3, "ch5_margin_kappa_max_max": 3}
-
 
 @dataclass(frozen=True)
 class KappaCurve:
@@ -433,15 +441,20 @@ class KappaCurve:
 
 
 @dataclass(frozen=True)
-class KappaResult:
+class KappaResult(ChapterResult):
     """The κ sweep at ``theta``: one :class:`KappaCurve` per loss."""
+
+    sig = {**{f"ch5_{k}_{loss}": n for loss in LOSSES for k, n in
+              (("margin_kappa0", 3), ("margin_kappa_max", 3), ("clean_acc_kappa0", 3), ("clean_acc_kappa_max", 3),
+               ("kappa_overlap0", 2), ("kappa_overlap_max", 2), ("kappa_overlap_argmax", 2), ("kappa_half", 2))},
+           "ch5_margin_kappa0_min": 3, "ch5_margin_kappa_max_max": 3}
 
     theta: float
     curves: dict[str, KappaCurve]
 
     def summary(self) -> Summary:
         """Margin, clean accuracy and overlap without penalty and at the largest κ, the largest overlap and where,
-        where the margin first falls below 1/2; the extremes over both losses (significant digits: :data:`KAPPA_SIG`)."""
+        where the margin first falls below 1/2; the extremes over both losses (significant digits: :attr:`sig`)."""
         out: Summary = {"ch5_theta_kappa": self.theta}
         for loss, c in self.curves.items():
             i = int(c.overlap.argmax())
@@ -482,8 +495,10 @@ class FrontierPoint:
 
 
 @dataclass(frozen=True)
-class Frontier:
+class Frontier(ChapterResult):
     """Every defended model of both losses, and the clean models' accuracy they are judged against."""
+
+    sig = 3
 
     points: tuple[FrontierPoint, ...]
     clean_acc: dict[str, float]
@@ -522,6 +537,10 @@ class Frontier:
                      "its clean accuracy is also within 2 points of the clean model's. " + RUN,
                      ["model", "defence", "setting", "ASR", "clean acc.", "clean model's acc.", "counts"], rows)
 
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
+
 
 def frontier(results: dict[str, dict[str, Any]], profile: str) -> Frontier:
     """The safety-efficacy frontier at ``theta_kappa`` from :func:`load_runs`: the κ sweep, the weight-decay
@@ -542,13 +561,12 @@ def frontier(results: dict[str, dict[str, Any]], profile: str) -> Frontier:
 
 # ---- success and visibility over training ------------------------------------------------------------------
 
-LAG_SIG = {**{f"ch5_{k}_{loss}": sig for loss in LOSSES for k, sig in
-              (("asr_top_theta", 3), ("overlap_top_theta", 2), ("max_overlap_top_theta", 2), ("clean_acc_clean", 3))}}
-
-
 @dataclass(frozen=True)
-class LagResult:
+class LagResult(ChapterResult):
     """:func:`lag_table` of a θ sweep (``rows[loss]``), the clean models' accuracy and the largest θ."""
+
+    sig = {f"ch5_{k}_{loss}": n for loss in LOSSES for k, n in
+           (("asr_top_theta", 3), ("overlap_top_theta", 2), ("max_overlap_top_theta", 2), ("clean_acc_clean", 3))}
 
     rows: dict[str, list[dict[str, Any]]]
     clean_acc: dict[str, float]
@@ -556,7 +574,7 @@ class LagResult:
 
     def summary(self) -> Summary:
         """How many poisoned runs succeed, before / after / with visibility (top-1 criterion), and the
-        largest-θ runs' final numbers (significant digits: :data:`LAG_SIG`)."""
+        largest-θ runs' final numbers (significant digits: :attr:`sig`)."""
         rows = [r for loss in LOSSES for r in self.rows[loss]]
         ok = [r for r in rows if r["t_success"] is not None]
         out: Summary = {"ch5_n_runs": len(rows), "ch5_n_success": len(ok),
@@ -581,6 +599,10 @@ class LagResult:
                      [[loss, r["theta"], r["t_success"], r["t_visible"], r["asr"], r["overlap"], r["max_overlap"],
                        r["spike_ratio"]] for loss in LOSSES for r in self.rows[loss]])
 
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
+
 
 def lag_result(sweep: dict[str, list[dict[str, Any]]], profile: str) -> LagResult:
     """:class:`LagResult` of a θ sweep (:func:`theta_sweep`)."""
@@ -589,15 +611,14 @@ def lag_result(sweep: dict[str, list[dict[str, Any]]], profile: str) -> LagResul
     return LagResult(lag_table(sweep, s["asr_success"]), clean, s["thetas"][-1])
 
 
-LAW_SIG = {"ch5_law_max_rel_err_squared": 2, "ch5_visibility_threshold_agreement": 3, "ch5_clean_shift2_squared": 2,
-           "ch5_clean_shift2_ce": 2, "ch5_poisoned_shift2_squared": 3, "ch5_poisoned_shift2_ce": 3}
-
-
 @dataclass(frozen=True)
-class LawPoints:
+class LawPoints(ChapterResult):
     """Chapter 1's law on MNIST: every measurement of every poisoned run of the θ sweep, per loss, as the predicted
     spike ``R_k|Δf|²`` and the measured curvature ``uᵀHu``, both over the clean model's top eigenvalue at the same
     measurement (arrays of one length per loss), and whether the top-1 overlap was ≥ ½ there."""
+
+    sig = {"ch5_law_max_rel_err_squared": 2, "ch5_visibility_threshold_agreement": 3, "ch5_clean_shift2_squared": 2,
+           "ch5_clean_shift2_ce": 2, "ch5_poisoned_shift2_squared": 3, "ch5_poisoned_shift2_ce": 3}
 
     predicted: dict[str, np.ndarray]
     measured: dict[str, np.ndarray]
@@ -606,7 +627,7 @@ class LawPoints:
     shift2_clean: dict[str, float]       # final |Δf|² of the clean run and of the poisoned run at θ_kappa
     shift2_poisoned: dict[str, float]
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         agree = sum(int(np.sum(self.visible[k] == (self.measured[k] > 1))) for k in LOSSES)
         total = sum(len(self.predicted[k]) for k in LOSSES)
         out: dict[str, float | int] = {"ch5_law_max_rel_err_squared": self.law_max_rel_err_squared,
