@@ -267,12 +267,12 @@ def test_hardware_compare_in_seed_units_and_only_for_the_chapters_runs(tmp_path)
     for theta, seed, acc in ((0.0, 0, 0.975), (0.05, 0, 0.975), (0.0, 9, 0.5), (0.05, 9, 0.5)):
         c, epochs, _ = run(theta, seed, acc)
         (tmp_path / f"{c.key()}.json").write_text(json.dumps(run_file(c, epochs)))
-    res = hw.compare(ch, ("seeds",), tmp_path, "t")
+    res = hw.compare(ch, ("seeds",), tmp_path, "t", "run")
     assert [(r.attack, r.seed) for r in res.rows] == [("badnets", 0)]
     assert res.rows[0].in_seed_sd["clean_acc"] == pytest.approx(1.5)
     assert res.summary()["t_hw_n_runs"] == 1 and res.summary()["t_hw_max_sd_clean_acc"] == pytest.approx(1.5)
     other = chapter({"seeds": [run(th, 5, 0.9) for th in (0.0, 0.05)]})             # a profile none was retrained for
-    empty = hw.compare(other, ("seeds",), tmp_path, "t")
-    assert empty.rows == () and np.isnan(empty.summary()["t_hw_max_sd_clean_acc"]) and empty.table("run").rows == []
+    empty = hw.compare(other, ("seeds",), tmp_path, "t", "run")
+    assert empty.rows == () and np.isnan(empty.summary()["t_hw_max_sd_clean_acc"]) and empty.table().rows == []
     with pytest.raises(ValueError, match="no retrained poisoned runs"):
-        hw.compare(ch, ("seeds",), tmp_path / "missing", "t")
+        hw.compare(ch, ("seeds",), tmp_path / "missing", "t", "run")

@@ -104,7 +104,7 @@ def test_smoke_measurements_consistent_and_defence_counts(smoke):
         for p in c.points:
             assert p.counts == (p.asr <= 0.1 and p.clean_acc >= d.clean_acc(p.attack) - 0.02)
     assert d.batch_size == 64 and d.kappa_paper(1.0) == 4096
-    assert len(ex.provenance(smoke).rows) == len(ex.grid("smoke").runs)
+    assert len(ex.provenance(smoke).runs_table.rows) == len(ex.grid("smoke").runs)
 
 
 def _kendall(x, y):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.chapters import hardware as hw
 from poisoncurv.chapters.linear_mnist import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapter 5)
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.paths import GRIDS_DIR, RESULTS_DIR, chapter_lab_dir
 from poisoncurv.core.tables import Table
 from poisoncurv.lab.grid import Grid, load_grid
@@ -38,7 +39,7 @@ def load_runs(profile: str, device: str = "cpu", results_dir: str | None = None,
 
 
 @dataclass(frozen=True)
-class Setting:
+class Setting(ChapterResult):
     """What every run shares, for the page: sizes, schedule and the attacks' parameters."""
 
     n_train: int | None
@@ -59,8 +60,8 @@ class Setting:
     kappas: tuple[float, ...]
     data_source: str
 
-    def summary(self) -> dr.Summary:
-        out: dr.Summary = {f"{TAG}_{k}": getattr(self, k) for k in (
+    def summary(self) -> Summary:
+        out: Summary = {f"{TAG}_{k}": getattr(self, k) for k in (
             "n_eval", "epochs", "evals_per_epoch", "batch_size", "lr", "weight_decay", "top_k", "target", "warp_strength",
             "n_runs", "n_seeds")}
         out[f"{TAG}_n_train"] = self.n_train or "all 60000"
@@ -110,7 +111,7 @@ def defences(runs: dr.ChapterRuns) -> dr.DefenceResult:
 
 def hardware(runs: dr.ChapterRuns) -> hw.HardwareResult:
     """Committed seed runs retrained on another CPU model (``results/hardware/xeon/``) against the seed spread."""
-    return hw.compare(runs, SEED_GROUPS, HARDWARE_DIR, TAG)
+    return hw.compare(runs, SEED_GROUPS, HARDWARE_DIR, TAG, RUN)
 
 
 def provenance(runs: dr.ChapterRuns) -> Table:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from poisoncurv.core import criteria, stats
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CURV_RATIO_VISIBLE  # noqa: F401 (the pages read them here)
 from poisoncurv.core.prose import powers_text
 from poisoncurv.core.provenance import short_commit, training_hours
@@ -31,7 +32,6 @@ from poisoncurv.lab.data import NUM_CLASSES, ImageData
 from poisoncurv.lab.grid import Grid
 
 PROBE_SETS = {"trig": "triggered inputs", "clean": "clean inputs"}
-Summary = dict[str, float | int | str]
 
 
 def slug(attack: str) -> str:
@@ -147,9 +147,11 @@ def criterion(res: dict[str, Any], clean: dict[str, Any] | None, name: str, prob
 # ---- consistency of the measurements ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Consistency:
+class Consistency(ChapterResult):
     """Checks that hold by construction in every run and measurement: the exact route's premise (float64 gap),
     ``overlap ≤ mass ≤ 1``, and ``uᵀHu ≤ λ₁`` (Rayleigh quotient), with the worst case over every row."""
+
+    sig = 3
 
     tag: str
     premise_gap_max: float
@@ -251,8 +253,10 @@ VERDICT_CODES = {criteria.LAG: "L", criteria.NEVER: "N", criteria.FIRST: "V", cr
 
 
 @dataclass(frozen=True)
-class LagResult:
+class LagResult(ChapterResult):
     """The lag of a chapter: :class:`LagRow` per poisoned seed run, criterion, probe set and definition."""
+
+    sig = 3
 
     tag: str
     rows: tuple[LagRow, ...]
@@ -372,6 +376,10 @@ class LagResult:
                      ["attack", "probe set", "criterion", "low threshold", "default threshold", "high threshold",
                       "across the panel"], rows)
 
+    def tables(self) -> tuple[Table, ...]:
+        """The lag table, then the robustness panel (the order the chapter shows them)."""
+        return (self.table(), self.panel_table())
+
 
 def lag_result(runs: ChapterRuns, groups: Iterable[str], tag: str, run_label: str) -> LagResult:
     return LagResult(tag, tuple(lag_rows(runs, groups)), run_label)
@@ -427,9 +435,11 @@ def ratio_metric(probe: str) -> Callable[[dict[str, Any], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
-class TopEigenResult:
+class TopEigenResult(ChapterResult):
     """Final top eigenvalue of the poisoned models over their clean references', per attack (mean over seeds), at
     triggered and at clean inputs: ``ratios[attack][probe]``."""
+
+    sig = 3
 
     tag: str
     ratios: dict[str, dict[str, float]]
@@ -453,8 +463,10 @@ def top_eigen_result(runs: ChapterRuns, groups: Iterable[str], tag: str) -> TopE
 # ---- attacks × θ -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ThetaResult:
+class ThetaResult(ChapterResult):
     """Final numbers of every run of the θ groups, with the clean reference's curvature for the ratios."""
+
+    sig = 3
 
     tag: str
     rows: tuple[dict[str, Any], ...]
@@ -480,6 +492,10 @@ class ThetaResult:
                      r"robust accuracy (triggered inputs still given their true class), and at triggered (trig) and clean "
                      r"test inputs the top-1 overlap$^2$, the top-$k$ mass of the poison direction and $u^\top H u$ over the "
                      r"clean model's. " + self.run_label, cols, [[r[k] for k in keys] for r in self.rows])
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def theta_result(runs: ChapterRuns, groups: Iterable[str], tag: str, run_label: str) -> ThetaResult:
@@ -541,7 +557,10 @@ class FeatureRow:
 
 
 @dataclass(frozen=True)
-class FeatureResult:
+class FeatureResult(ChapterResult):
+
+    sig = 3
+
     tag: str
     rows: tuple[FeatureRow, ...]
     run_label: str
@@ -600,6 +619,10 @@ class FeatureResult:
                      r"seeds flatter / steeper, the exact sign-test $p$ and what it shows. The two kinds of pair are not at "
                      r"equal distances. " + self.run_label,
                      ["attack", "θ", "seeds", "R poison", "R clean", "R poison / R clean", "flatter/steeper", "p", "shows"], rows)
+
+    def tables(self) -> tuple[Table, ...]:
+        """The feature-distance table, then the NTK one (the order the chapter shows them)."""
+        return (self.table(), self.ntk_table())
 
 
 def _fmt(v: tuple[float | None, float | None]) -> str:
@@ -708,7 +731,10 @@ class DefenceCell:
 
 
 @dataclass(frozen=True)
-class DefenceResult:
+class DefenceResult(ChapterResult):
+
+    sig = 3
+
     tag: str
     cells: tuple[DefenceCell, ...]
     works: dict[str, tuple[int, int]]    # by attack: seeds where the undefended attack succeeds at the end, seeds
@@ -872,6 +898,10 @@ class DefenceResult:
                      r"untriggered inputs sent to the target) has no meaningful ASR. Runs with $\kappa > 0$ also cap the learning rate at "
                      r"$1/\kappa_{\text{lab}}$ and clip the gradient norm at 10. " + self.run_label,
                      ["attack", "augm.", "κ paper", "verdict", "counts / seeds", "clean acc.", "cost (points)", "ASR"], rows)
+
+    def tables(self) -> tuple[Table, ...]:
+        """The defence table, then the robustness panel (the order the chapter shows them)."""
+        return (self.table(), self.panel_table())
 
 
 def _seed_cells(points: list[DefencePoint]) -> tuple[DefenceCell, ...]:

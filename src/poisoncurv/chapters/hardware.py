@@ -18,6 +18,7 @@ import numpy as np
 
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.core import criteria
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.tables import Table
 from poisoncurv.lab.config import LabConfig
 
@@ -57,18 +58,23 @@ class HardwareRow:
 
 
 @dataclass(frozen=True)
-class HardwareResult:
+class HardwareResult(ChapterResult):
+    """Every retrained run against its committed file (:func:`compare`); ``run_label`` ends the table's caption."""
+
+    sig = 2
+
     tag: str
     rows: tuple[HardwareRow, ...]
     n_seeds: int
+    run_label: str
 
-    def summary(self) -> dict[str, float | int | str]:
+    def summary(self) -> Summary:
         worst = {q: max((abs(r.in_seed_sd[q]) for r in self.rows), default=float("nan")) for q in QUANTITIES}
         return {f"{self.tag}_hw_n_runs": len(self.rows), f"{self.tag}_hw_n_seeds": self.n_seeds,
                 **{f"{self.tag}_hw_max_sd_{q}": v for q, v in worst.items()},
                 f"{self.tag}_hw_n_sign_flips": sum(a != b for r in self.rows for a, b in [r.verdicts])}
 
-    def table(self, run_label: str) -> Table:
+    def table(self) -> Table:
         rows = []
         for r in self.rows:
             for q, name in QUANTITIES.items():
@@ -80,8 +86,12 @@ class HardwareResult:
                      f"Committed runs trained on {cpus[0]} retrained, same configuration and code path, on "
                      f"{cpus[1]}: final values of each and the difference in standard deviations over the "
                      f"{self.n_seeds} seeds of the chapter (log10 for eigenvalues and ratios); last row: whether the "
-                     r"clean-input $u^\top Hu$ ratio settles above 10 after success, before it, or never. " + run_label,
+                     r"clean-input $u^\top Hu$ ratio settles above 10 after success, before it, or never. " + self.run_label,
                      ["run", "quantity", "committed", "retrained", "difference (seed sd)"], rows)
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def _lag_sign(res: dict[str, Any], clean: dict[str, Any]) -> str:
@@ -93,7 +103,7 @@ def _lag_sign(res: dict[str, Any], clean: dict[str, Any]) -> str:
     return "never" if t_v is None else "after success" if t_v > t_s else "before success" if t_v < t_s else "same time"
 
 
-def compare(runs: dr.ChapterRuns, groups: tuple[str, ...], retrained_dir: Path, tag: str) -> HardwareResult:
+def compare(runs: dr.ChapterRuns, groups: tuple[str, ...], retrained_dir: Path, tag: str, run_label: str) -> HardwareResult:
     """Every poisoned run retrained in ``retrained_dir`` (lab results files, with their clean references) against the
     committed one, in units of the seed spread of ``groups``' runs of the same attack and poison fraction; retrained
     runs that are not among ``runs`` (another profile's) are left out."""
@@ -118,4 +128,4 @@ def compare(runs: dr.ChapterRuns, groups: tuple[str, ...], retrained_dir: Path, 
     if not any(LabConfig(**res["config"]).theta > 0 for res in files.values()):
         raise ValueError(f"no retrained poisoned runs in {retrained_dir}")
     n_seeds = len({r["config"]["seed"] for r in runs.groups(groups)})
-    return HardwareResult(tag, tuple(rows), n_seeds)
+    return HardwareResult(tag, tuple(rows), n_seeds, run_label)

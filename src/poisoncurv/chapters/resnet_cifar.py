@@ -19,8 +19,10 @@ from scipy.stats import kendalltau
 
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.core import criteria, stats
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
 from poisoncurv.core.prose import powers_text
+from poisoncurv.core.provenance import training_hours
 from poisoncurv.core.tables import Table
 from poisoncurv.lab.cache import result_path
 from poisoncurv.lab.config import NUM_CLASSES, SPLIT_SIZES
@@ -95,7 +97,7 @@ def model_label(model: str) -> str:
 
 
 @dataclass(frozen=True)
-class Setting:
+class Setting(ChapterResult):
     """What the runs share, for the page: the model, the E2 runs' sizes and schedule, each attack's θ, the augmented
     clean reference's epochs, and the E3 runs' subset, schedule, κ and weight decays."""
 
@@ -133,8 +135,8 @@ class Setting:
     def has_cifar100(self) -> bool:
         return "cifar100" in self.datasets
 
-    def summary(self) -> dr.Summary:
-        out: dr.Summary = {f"{TAG}_{k}": getattr(self, k) for k in (
+    def summary(self) -> Summary:
+        out: Summary = {f"{TAG}_{k}": getattr(self, k) for k in (
             "n_params", "n_eval", "epochs", "evals_per_epoch", "batch_size", "lr", "weight_decay", "label_smoothing",
             "warp_strength", "n_runs", "n_seeds", "def_epochs", "def_batch_size", "def_n_seeds")}
         out[f"{TAG}_model"] = model_label(self.model)
@@ -197,10 +199,12 @@ class FitRow:
 
 
 @dataclass(frozen=True)
-class FitResult:
+class FitResult(ChapterResult):
     """How well the models of the E2 runs and the augmented clean reference fit: the clean references against the
     targets of :data:`poisoncurv.core.criteria.CIFAR_ACC_TARGET` and ``CIFAR_ACC_TARGET_AUG`` (every seed's final test
     accuracy at least the target), and how close each model gets to zero training error."""
+
+    sig = 3
 
     tag: str
     rows: tuple[FitRow, ...]
@@ -210,8 +214,8 @@ class FitResult:
         """The clean references (θ = 0) with or without augmentation, one per seed (the attacks share them)."""
         return list({r.seed: r for r in self.rows if r.theta == 0 and r.augment == augment}.values())
 
-    def summary(self) -> dr.Summary:
-        out: dr.Summary = {}
+    def summary(self) -> Summary:
+        out: Summary = {}
         for aug, target, name in ((False, criteria.CIFAR_ACC_TARGET, "clean"), (True, criteria.CIFAR_ACC_TARGET_AUG, "clean_aug")):
             rows = self.clean(aug)
             if not rows:
@@ -253,6 +257,10 @@ class FitResult:
                      f"by the three attacks. " + self.run_label,
                      ["model", "θ", "augmentation", "seeds", "epochs", "test accuracy", "train acc. (clean)",
                       "train acc. (poisons)"], rows)
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def fits(runs: dr.ChapterRuns, dataset: str = "cifar10") -> FitResult:
@@ -296,12 +304,29 @@ def defences(runs: dr.ChapterRuns, dataset: str = "cifar10") -> dr.DefenceResult
     return dr.defence_result(runs, grids, _tag(dataset), RUN)
 
 
-def provenance(runs: dict[str, dr.ChapterRuns]) -> Table:
-    """One provenance table over every data set's runs."""
+@dataclass(frozen=True)
+class Provenance(ChapterResult):
+    """The training behind the chapter: its hours over every data set's runs (glued) and their provenance table."""
+
+    sig = 2
+
+    hours: float
+    runs_table: Table
+
+    def summary(self) -> Summary:
+        return {f"{TAG}_training_hours": self.hours}
+
+    def tables(self) -> tuple[Table, ...]:
+        return (self.runs_table,)
+
+
+def provenance(runs: dict[str, dr.ChapterRuns]) -> Provenance:
+    """The hours of training and one provenance table over every data set's runs."""
     first = next(iter(runs.values()))
     merged = dr.ChapterRuns(replace(first.grid, groups={f"{d}/{n}": rs for d, r in runs.items() for n, rs in r.grid.groups.items()}),
                             {k: v for r in runs.values() for k, v in r.results.items()})
-    return dr.provenance_table(merged, "tbl-ch7-provenance", RUN)
+    hours = training_hours(r["provenance"] for d in runs.values() for r in d.results.values())
+    return Provenance(hours, dr.provenance_table(merged, "tbl-ch7-provenance", RUN))
 
 
 def consistency(runs: dict[str, dr.ChapterRuns]) -> dr.Consistency:
@@ -310,17 +335,19 @@ def consistency(runs: dict[str, dr.ChapterRuns]) -> dr.Consistency:
 
 
 @dataclass(frozen=True)
-class MarkerOrder:
+class MarkerOrder(ChapterResult):
     """How consistently each spectral marker at the end of training orders with κ, per attack and augmentation:
     Kendall's τ between κ and the marker over the κ > 0 cells and the undefended one (``None`` with fewer than
     three cells). The paper reports a less consistent ordering for deterministic poisons (E3)."""
+
+    sig = 3
 
     tag: str
     rows: tuple[tuple[str, bool, str, float | None], ...]   # attack, augment, marker key, τ
     run_label: str
 
-    def summary(self) -> dr.Summary:
-        out: dr.Summary = {}
+    def summary(self) -> Summary:
+        out: Summary = {}
         for attack in dict.fromkeys(r[0] for r in self.rows):
             taus = [abs(t) for a, _, _, t in self.rows if a == attack and t is not None]
             out[f"{self.tag}_order_{dr.slug(attack)}_mean_abs_tau"] = float(np.mean(taus)) if taus else "none"
@@ -333,6 +360,10 @@ class MarkerOrder:
                      r"monotone ordering). " + self.run_label,
                      ["attack", "augmentation", "marker", "Kendall τ"],
                      [[a, "on" if aug else "off", MARKERS[m], "—" if t is None else t] for a, aug, m, t in self.rows])
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def marker_order(runs: dr.ChapterRuns, dataset: str = "cifar10") -> MarkerOrder:
