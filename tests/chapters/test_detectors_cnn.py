@@ -64,7 +64,7 @@ def test_frontier_rules_on_hand_made_points():
         pts += [_point("A", "1", acc - 0.005, 0.5, s), _point("A", "2", acc - 0.08, 0.05, s), _point("A", "3", acc - 0.03, 0.08, s),
                 _point("B", "1", acc + 0.003, 0.02, s), _point("C", "1", 0.5, 0.6, s),
                 _point("E", "1", acc + 0.001, 0.2 if s == 2 else 0.02, s)]
-    f = cx.Frontier("x", none, tuple(pts))
+    f = cx.Frontier("x", none, tuple(pts), tag="t")
     assert f.best_free("A").setting == "1" and f.cheapest_safe("A").setting == "3"
     assert f.best_free("C") is None and f.cheapest_safe("C") is None
     assert f.best_free("D") is None and f.cells("D")[0].call == "too few seeds"
@@ -75,14 +75,14 @@ def test_frontier_rules_on_hand_made_points():
     assert f.clean_acc == pytest.approx(0.98) and a1.clean_acc == pytest.approx(0.975)
     assert f.cells("E")[0].spread("asr") == pytest.approx((0.06, 0.12))                    # mean 0.08 of 0.02, 0.02, 0.2
     assert f.cells("E")[0].call == "seeds disagree" and f.cells("E")[0].calls() == ["free and safe"] * 2 + ["not safe"]
-    s = f.summary("t")
+    s = f.summary()
     assert s["ch8_t_n_free_safe"] == 2 and s["ch8_t_n_families"] == 5 and s["ch8_t_n_seeds"] == 3   # B and E by the means ...
     assert s["ch8_t_n_free_safe_solid"] == 1 and s["ch8_t_free_call_b"] == "free and safe"   # ... but every seed only in B
     assert s["ch8_t_free_asr_b"] == pytest.approx(0.02) and "ch8_t_safe_acc_c" not in s
     assert s["ch8_t_safe_acc_a"] == pytest.approx(0.95) and s["ch8_t_safe_setting_a"] == "3"
     assert s["ch8_t_free_setting_a"] == "1" and s["ch8_t_free_cost_a"] == pytest.approx(0.005)
     assert s["ch8_t_solid_settings_b"] == "1" and s["ch8_t_solid_settings_e"] == "none"
-    assert "seeds disagree (2 free and safe, 1 not safe)" in {r[2] for r in f.table("tbl-t", "c").rows}   # the call, third
+    assert "seeds disagree (2 free and safe, 1 not safe)" in {r[2] for r in f.table().rows}   # the call, third
 
 
 @pytest.mark.parametrize("acc, asr, call", [
@@ -239,7 +239,7 @@ def test_frontier_from_the_committed_runs():
         assert (p.tpr, p.fpr, p.asr) == (res["filter"]["tpr"], res["filter"]["fpr"], res["epochs"][-1]["asr"])
         base = bases[r.config.seed]
         assert res["poison"]["n_poison"] == round(len(base["poison"]["poison_idx"]) * (1 - p.tpr))
-    s = f.summary("fr")
+    s = f.summary()
     for name in DETECTOR_OF.values():
         asr = [filters[name, seed].asr for seed in bases]
         assert s[f"ch8_fr_filter_asr_max_{glue_key(name)}"] == max(asr)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.digests import json_key
 from poisoncurv.core.paths import chapter_derived_dir
 from poisoncurv.core.profiles import by_profile
@@ -65,12 +66,18 @@ def settings(profile: str) -> dict[str, Any]:
     }
 
 
-def setting_summary(cfg: dict[str, Any]) -> dict[str, float | int]:
-    """The sizes the chapter's text quotes."""
-    return {"ch8_syn_p": cfg["syn_p"], "ch8_syn_n_class": cfg["syn_n_class"], "ch8_syn_eps": cfg["syn_eps"],
-            "ch8_syn_seeds": cfg["syn_seeds"], "ch8_n_clean": cfg["n_clean"], "ch8_n_test": cfg["n_test"],
-            "ch8_m": cfg["m"], "ch8_ell": cfg["lengthscale"], "ch8_ridge": cfg["ridge"], "ch8_n_features": cfg["n_features"],
-            "ch8_seeds": cfg["boundary_seeds"], "ch8_auroc_found": AUROC_FOUND}
+@dataclass(frozen=True)
+class Setting(ChapterResult):
+    """The sizes the chapter's text quotes, from the profile's settings ``cfg``."""
+
+    cfg: dict[str, Any]
+
+    def summary(self) -> Summary:
+        cfg = self.cfg
+        return {"ch8_syn_p": cfg["syn_p"], "ch8_syn_n_class": cfg["syn_n_class"], "ch8_syn_eps": cfg["syn_eps"],
+                "ch8_syn_seeds": cfg["syn_seeds"], "ch8_n_clean": cfg["n_clean"], "ch8_n_test": cfg["n_test"],
+                "ch8_m": cfg["m"], "ch8_ell": cfg["lengthscale"], "ch8_ridge": cfg["ridge"], "ch8_n_features": cfg["n_features"],
+                "ch8_seeds": cfg["boundary_seeds"], "ch8_auroc_found": AUROC_FOUND}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -78,17 +85,19 @@ def setting_summary(cfg: dict[str, Any]) -> dict[str, float | int]:
 
 
 @dataclass(frozen=True)
-class SyntheticCheck:
+class SyntheticCheck(ChapterResult):
     """AUROC (within the poisons' class) of each detector against the sub-cluster's ``separation``: ``auroc[name]``
     is ``(len(separation), seeds)``; ``oracle_que``: QUE scores whitened with the true clean law ``N(0, I)`` instead
     of SPECTRE's robust estimate; ``null_sd``: the AUROC's standard deviation when nothing separates the poisons."""
+
+    sig = 3
 
     separation: np.ndarray
     auroc: dict[str, np.ndarray]
     oracle_que: np.ndarray
     null_sd: float
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> Summary:
         null = self.separation == 0
         means = {k: v.mean(1) for k, v in self.auroc.items()}
         found = [self.separation[m >= AUROC_FOUND].min() if (m >= AUROC_FOUND).any() else math.inf for m in means.values()]
@@ -145,7 +154,7 @@ def kernel_features(kernel: Kernel, X: Tensor, n_features: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class BoundarySweep:
+class BoundarySweep(ChapterResult):
     """Attack, sample-level detectors and input curvature against the trigger amplitude ``a`` (in ℓ).
 
     Arrays are ``(len(a), seeds)``: ``success`` (fraction of triggered test inputs of the non-target classes with
@@ -155,6 +164,8 @@ class BoundarySweep:
     triggered from clean test inputs) and ``nearest_clean`` (median distance of a poison to its nearest clean
     training input, in ℓ).
     """
+
+    sig = 3
 
     a: np.ndarray
     success: np.ndarray
@@ -172,7 +183,7 @@ class BoundarySweep:
         """Whether the attack succeeds on half of the triggered inputs (seed mean), per amplitude."""
         return self.success.mean(1) >= 0.5
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         k = int(np.argmax(self.succeeds)) if self.succeeds.any() else len(self.a) - 1
         out: dict[str, float | int] = {"ch8_eps": self.eps, "ch8_a_min": float(self.a[0]), "ch8_a_far": float(self.a[-1]),
                                        "ch8_a_succ": float(self.a[k]), "ch8_succ_found": int(self.succeeds.any()),
@@ -219,6 +230,10 @@ class BoundarySweep:
                      f"and far from the data ($a/\\ell = {self.a[-1]:g}$); means over {self.success.shape[1]} seeds. " + RUN,
                      ["detector", *[f"{rate} {where}" for where in cols for rate in ("TPR", "FPR")]],
                      [[n, *[float(r[n][i].mean()) for i in cols.values() for r in (self.tpr, self.fpr)]] for n in self.auroc])
+
+    def tables(self) -> tuple[Table, ...]:
+        """The AUROC table, then the rates (the order the chapter shows them)."""
+        return (self.table(), self.rates_table())
 
 
 def glue_key(name: str) -> str:

@@ -19,6 +19,7 @@ import torch
 
 from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
 from poisoncurv.core import criteria, stats
+from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import GRIDS_DIR, chapter_derived_dir, chapter_lab_dir
 from poisoncurv.core.prose import powers_text
@@ -170,9 +171,11 @@ def sample_auroc(poisoned: list[RunDetection], name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CNNDetection:
+class CNNDetection(ChapterResult):
     """Chapter 6's seed runs seen by the detectors: ``runs[attack]`` = ``(clean, poisoned)`` lists of
     :class:`RunDetection` over seeds."""
+
+    sig = 3
 
     runs: dict[str, tuple[list[RunDetection], list[RunDetection]]]
 
@@ -182,7 +185,7 @@ class CNNDetection:
     def model_test(self, attack: str, name: str) -> stats.AurocTest:
         return model_test(*self.runs[attack], name)
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         out: dict[str, float | int] = {}
         means = []
         for a, (_, poisoned) in self.runs.items():
@@ -224,6 +227,10 @@ class CNNDetection:
                      r"every attack's clean models are the same trainings). " + MODEL_CAPTION + " " + RUN,
                      ["attack", "score", *MODEL_COLUMNS], rows)
 
+    def tables(self) -> tuple[Table, ...]:
+        """The detection table, then the model-level one (the order the chapter shows them)."""
+        return (self.table(), self.model_table())
+
 
 def _split(runs: list[RunDetection]) -> tuple[list[RunDetection], list[RunDetection]]:
     return [r for r in runs if r.config.theta == 0], [r for r in runs if r.config.theta > 0]
@@ -245,10 +252,12 @@ def cnn_detection(profile: str, results_dir: str | None = None) -> CNNDetection:
 
 
 @dataclass(frozen=True)
-class CNNBoundary:
+class CNNBoundary(ChapterResult):
     """The deterministic cross at amplitude ``a`` ``(A,)`` (a poison lies ``trigger_norm = 3a`` from its source):
     ``runs[i]`` = ``(clean, poisoned)`` over seeds at ``a[i]``; ``nearest_clean``: the median distance from a clean
     training image to its nearest other training image (the scale the trigger's distance is compared with)."""
+
+    sig = 3
 
     a: np.ndarray
     runs: tuple[tuple[list[RunDetection], list[RunDetection]], ...]
@@ -279,7 +288,7 @@ class CNNBoundary:
         """Amplitudes at which the attack works (mean ASR ≥ :data:`~poisoncurv.core.criteria.ASR_SUCCESS`), bool ``(A,)``."""
         return self.asr().mean(1) >= criteria.ASR_SUCCESS
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         works = self.works()
         i_min = int(np.argmax(works)) if works.any() else len(self.a) - 1
         out: dict[str, float | int] = {
@@ -333,6 +342,10 @@ class CNNBoundary:
                      r"clean trainings serves every amplitude). " + RUN,
                      ["a", "distance", "ASR", "ASR (clean model)", *DETECTORS, "uᵀHu (known trigger)", "λ₁/λ₂ (trigger-free)",
                       "σ₁/σ₂ (trigger-free)"], rows)
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def nearest_clean_distance(x: torch.Tensor, n: int = 1000) -> float:
@@ -441,13 +454,16 @@ class FrontierCell:
 
 
 @dataclass(frozen=True)
-class Frontier:
+class Frontier(ChapterResult):
     """Every defence against one attack over seeds: ``undefended`` holds the model of each seed without any defence,
-    ``points`` every defended model of every seed."""
+    ``points`` every defended model of every seed; its glue keys start ``ch8_<tag>_``."""
+
+    sig = 3
 
     attack: str
     undefended: tuple[FrontierPoint, ...]
     points: tuple[FrontierPoint, ...]
+    tag: str = "fr"
 
     @property
     def seeds(self) -> list[int]:
@@ -490,13 +506,14 @@ class Frontier:
         ok = [c for c in self.cells(family) if c.n >= criteria.MIN_SEEDS and c.asr <= criteria.ASR_DEFENDED]
         return max(ok, key=lambda c: c.clean_acc) if ok else None
 
-    def summary(self, tag: str) -> dict[str, float | int | str]:
+    def summary(self) -> Summary:
         """The undefended models' mean accuracy and ASR; per family the setting, mean ASR, mean cost and call of
         :meth:`best_free` and the setting and accuracy of :meth:`cheapest_safe`; how many families have a free cell whose
         mean ASR is at most 0.1 (point estimates) and how many a cell whose call is ``free and safe`` (and per family
         the settings of those cells, or ``none``); per filter its call, highest ASR, lowest TPR and mean cost over
         seeds; the filters' extreme TPR, FPR and ASR over all seeds; the seed count."""
-        out: dict[str, float | int | str] = {f"ch8_{tag}_acc_none": self.clean_acc, f"ch8_{tag}_asr_none": self.asr,
+        tag = self.tag
+        out: Summary = {f"ch8_{tag}_acc_none": self.clean_acc, f"ch8_{tag}_asr_none": self.asr,
                                              f"ch8_{tag}_n_seeds": len(self.undefended)}
         n_free_safe = n_solid = 0
         for fam in self.families():
@@ -528,7 +545,7 @@ class Frontier:
         out[f"ch8_{tag}_n_families"] = len(self.families())
         return out
 
-    def table(self, name: str, caption: str) -> Table:
+    def table(self) -> Table:
         """One row per cell (the undefended models first): defence, setting, the call over seeds, seeds, mean clean
         accuracy, mean cost and ASR each with the envelope of the seeds' intervals, and the filters' TPR and FPR (means)."""
         none = FrontierCell("none", "undefended", self.undefended, self.undefended)
@@ -545,13 +562,20 @@ class Frontier:
                 call += " (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")"
             rows.append([c.family, c.setting, call, c.n, f"{c.clean_acc:.3f}", cost, f"{c.asr:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
                          *(("–", "–") if math.isnan(c.tpr) else (f"{c.tpr:.3f}", f"{c.fpr:.3f}"))])
-        return Table(name, caption + " Means over seeds. Cost: clean accuracy lost against the undefended model of the "
+        return Table("tbl-ch8-frontier",
+                     r"Every setting of {numref}`fig-ch8-frontier`: the defence, its setting, the seeds, the final clean "
+                     r"accuracy and ASR, and for the filters the share of poisons (TPR) and of clean examples (FPR) removed."
+                     " Means over seeds. Cost: clean accuracy lost against the undefended model of the "
                      "same seed, in points. In brackets, from the lowest lower end to the highest upper end of the seeds' 95 % "
                      "intervals over their test images (Newcombe's for the cost, Wilson's for the ASR). Call: a seed's model is "
                      "free and safe when its cost's interval stays within 1 point and its ASR's at or below 0.1, not free / "
                      "not safe when one interval lies wholly outside, otherwise within noise; a setting's call is the one "
                      "every seed makes (at least three seeds). " + RUN,
                      ["defence", "setting", "call", "seeds", "clean accuracy", "cost (points)", "ASR", "TPR", "FPR"], rows)
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] | None = None) -> FrontierPoint:
@@ -624,12 +648,14 @@ def lab_results(profile: str, results_dir: str | None = None) -> list[dict[str, 
 
 
 @dataclass(frozen=True)
-class Adaptive:
+class Adaptive(ChapterResult):
     """The low-curvature trigger (``lowcurv``) against the cross of the same norm and amplitude (``a = 1``):
     ``runs[label]`` = ``(clean, poisoned)`` over seeds, one label per attack and poison fraction (``"cross θ=1%"``,
     ``"lowcurv θ=5%"``, ...); ``surrogate_curv[attack]`` = ``tᵀ H̄ t`` on the attacker's surrogate (seed 0);
     ``defence``: the input-gradient penalty against ``lowcurv`` at ``defended`` (with the undefended run first);
     ``filters``: each detector's filter-then-retrain against it there; ``pattern``: the trigger ``(28, 28)`` of seed 0."""
+
+    sig = 3
 
     runs: dict[str, tuple[list[RunDetection], list[RunDetection]]]
     surrogate_curv: dict[str, float]
@@ -647,7 +673,7 @@ class Adaptive:
     def asr(self, label: str) -> np.ndarray:
         return np.array([r.asr for r in self.runs[label][1]])
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> Summary:
         out: dict[str, float | int] = {}
         for label, (clean, poisoned) in self.runs.items():
             k = glue_key(label.replace("θ=", "theta "))
@@ -700,6 +726,10 @@ class Adaptive:
                      r"each sample-level detector's AUROC. " + RUN,
                      ["trigger", "ASR", "uᵀHu ratio (triggered)", "uᵀHu ratio (clean)", "uᵀHu AUROC", "overlap AUROC",
                       "λ₁/λ₂ AUROC", *DETECTORS], rows)
+
+    def tables(self) -> tuple[Table, ...]:
+        """The tables in the order the chapter shows them."""
+        return (self.table(),)
 
 
 def _label(cfg: LabConfig) -> str:
