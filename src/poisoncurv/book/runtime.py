@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,11 +110,6 @@ class Chapter:
                 stored = int(value)
         glue(key, GluedText(stored), display=False)     # the page reads prose_text(stored); the results file the number
         self.values[key] = stored
-
-    def glue_summary(self, summary: Mapping[str, Any], sig: int | Mapping[str, int] = 4) -> None:
-        """Glue every entry of a driver's summary (``key -> number or text``); ``sig`` per key or for all."""
-        for key, value in summary.items():
-            self.glue(key, value, sig if isinstance(sig, int) else sig.get(key, 4))
 
     def show(self, result: ChapterResult, tables: bool = True) -> None:
         """Glue every entry of ``result.summary()`` (numbers to ``result.digits(key)`` significant digits), then display
