@@ -494,7 +494,6 @@ class ThetaResult(ChapterResult):
                      r"clean model's. " + self.run_label, cols, [[r[k] for k in keys] for r in self.rows])
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 
@@ -558,7 +557,6 @@ class FeatureRow:
 
 @dataclass(frozen=True)
 class FeatureResult(ChapterResult):
-
     sig = 3
 
     tag: str
@@ -732,7 +730,6 @@ class DefenceCell:
 
 @dataclass(frozen=True)
 class DefenceResult(ChapterResult):
-
     sig = 3
 
     tag: str

@@ -344,7 +344,6 @@ class CNNBoundary(ChapterResult):
                       "σ₁/σ₂ (trigger-free)"], rows)
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 
@@ -574,7 +573,6 @@ class Frontier(ChapterResult):
                      ["defence", "setting", "call", "seeds", "clean accuracy", "cost (points)", "ASR", "TPR", "FPR"], rows)
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 
@@ -728,7 +726,6 @@ class Adaptive(ChapterResult):
                       "λ₁/λ₂ AUROC", *DETECTORS], rows)
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 

@@ -670,7 +670,6 @@ class MatrixRidge(ChapterResult):
                   zip(self.kappa, self.sylvester_residual, self.a_spread, self.isotropic_gap, self.factor_gap)])
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 

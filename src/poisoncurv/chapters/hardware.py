@@ -90,7 +90,6 @@ class HardwareResult(ChapterResult):
                      ["run", "quantity", "committed", "retrained", "difference (seed sd)"], rows)
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 

@@ -294,7 +294,6 @@ class VisibilityResult(ChapterResult):
                      [[r.loss, r.theta, r.asr, r.overlap, r.mass_lb, r.curv_ratio, r.spike_ratio] for r in self.rows])
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 
@@ -405,7 +404,6 @@ class AmplitudeResult(ChapterResult):
                       "uᵀHu / λ_clean"], rows)
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 
@@ -538,7 +536,6 @@ class Frontier(ChapterResult):
                      ["model", "defence", "setting", "ASR", "clean acc.", "clean model's acc.", "counts"], rows)
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 
@@ -600,7 +597,6 @@ class LagResult(ChapterResult):
                        r["spike_ratio"]] for loss in LOSSES for r in self.rows[loss]])
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 

@@ -654,7 +654,6 @@ class TriggerGeometry(ChapterResult):
                       for r in self.rows])
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 

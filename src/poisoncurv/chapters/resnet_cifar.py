@@ -259,7 +259,6 @@ class FitResult(ChapterResult):
                       "train acc. (poisons)"], rows)
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 
@@ -362,7 +361,6 @@ class MarkerOrder(ChapterResult):
                      [[a, "on" if aug else "off", MARKERS[m], "—" if t is None else t] for a, aug, m, t in self.rows])
 
     def tables(self) -> tuple[Table, ...]:
-        """The tables in the order the chapter shows them."""
         return (self.table(),)
 
 
