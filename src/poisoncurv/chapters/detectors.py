@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
 from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.digests import json_key
+from poisoncurv.core.dtypes import THEORY_DTYPE as DTYPE
 from poisoncurv.core.paths import chapter_derived_dir
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.core.provenance import RunRecord
@@ -31,6 +31,7 @@ from poisoncurv.detect.spectre import que_scores
 from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors
 from poisoncurv.detect.synthetic import gaussian_mixture
 from poisoncurv.krr.kernels import Kernel, fit_krr, make_kernel
+from poisoncurv.krr.synthetic import clean_data, target_vector
 from poisoncurv.krr.visibility import bulk_edge, target_margin, top_gn_eigenvalue
 from poisoncurv.lab import derived
 
