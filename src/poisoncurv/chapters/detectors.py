@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from poisoncurv.core.contract import ChapterResult, Summary
+from poisoncurv.core.contract import ChapterResult, Summary, glue_key
+from poisoncurv.core.criteria import AUROC_FOUND
 from poisoncurv.core.digests import json_key
 from poisoncurv.core.dtypes import THEORY_DTYPE as DTYPE
 from poisoncurv.core.paths import chapter_derived_dir
@@ -37,7 +38,6 @@ from poisoncurv.lab import derived
 
 TARGET = 1      # the attacker's target class, as in Chapter 2
 RUN = "Run: {glue:text}`ch08_detectors_run`."
-AUROC_FOUND = 0.9   # the companion's threshold for "the detector finds the poisons"
 # The boundary sweep's points as a derived result (poisoncurv.lab.derived, keyed by sweep_key): bump the version
 # whenever boundary_point, kernel_features or the detectors change what they compute, and rerun the chapter.
 BOUNDARY = "ch08-kernel-boundary"
@@ -235,11 +235,6 @@ class BoundarySweep(ChapterResult):
     def tables(self) -> tuple[Table, ...]:
         """The AUROC table, then the rates (the order the chapter shows them)."""
         return (self.table(), self.rates_table())
-
-
-def glue_key(name: str) -> str:
-    """A glue-key fragment for a detector's name: ``"spectral (uncentred)"`` → ``"spectral_uncentred"``."""
-    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
 def boundary_point(cfg: dict[str, Any], a: float, seed: int) -> dict[str, Any]:
