@@ -1,9 +1,10 @@
 """Chapter 2 drivers: the near-clone regime, the detectability boundary, the lag in time, realistic
 trigger geometry and the kernel of ReLU networks.
 
-Everything is float64. Clean data follow Chapter 1 (:mod:`.krr_clones`): Gaussian clean inputs with
-one-hot class targets. Unless a driver says otherwise the trigger point ``zeta`` sits ``1000ℓ`` from the
-clean cloud, so every clean kernel value underflows to 0 (the exact tight-cluster assumption), and the
+Everything is float64. Clean data are Chapter 1's (:mod:`poisoncurv.krr.synthetic`): Gaussian clean inputs with
+one-hot class targets; the closed forms the chapter checks are in :mod:`poisoncurv.krr` (the visibility and success
+radii: :mod:`poisoncurv.krr.visibility`). Unless a driver says otherwise the trigger point ``zeta`` sits ``1000ℓ``
+from the clean cloud, so every clean kernel value underflows to 0 (the exact tight-cluster assumption), and the
 triggered query ``x0`` is at distance ``r`` from ``zeta``. Each driver returns a frozen dataclass whose
 ``summary()`` holds the chapter's glued numbers; tables are built here as :class:`~poisoncurv.core.tables.Table`.
 """
