@@ -2,10 +2,13 @@
 
 import importlib
 import inspect
+import json
 import pkgutil
+import re
 
 import poisoncurv.chapters
-from poisoncurv.core.contract import ChapterResult, Summary
+from poisoncurv.core.contract import ChapterResult, Summary, glue_key
+from poisoncurv.core.paths import BOOK_DIR
 
 
 def chapter_modules():
@@ -38,3 +41,23 @@ def test_results_take_no_arguments_and_use_the_one_summary_alias():
     for m in chapter_modules():
         assert getattr(m, "Summary", Summary) is Summary, f"{m.__name__} defines its own Summary"
         assert not hasattr(m, "SIG"), f"{m.__name__} keeps a digit table of its own"
+
+
+def test_every_driver_of_a_chapter_ends_its_captions_with_that_chapter_s_run_label():
+    """A chapter may have several drivers (Chapter 8: ``detectors`` and ``detectors_cnn``), each with its own ``RUN``
+    (drivers import no other driver: ``tests/test_layers.py``); each must be the label its chapter glues."""
+    seen = 0
+    for notebook in sorted(BOOK_DIR.glob("ch*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code")
+        for name in re.findall(r"^from poisoncurv\.chapters import (\w+)", code, re.M):
+            run = getattr(importlib.import_module(f"poisoncurv.chapters.{name}"), "RUN", None)
+            if run is not None:
+                assert run == f"Run: {{glue:text}}`{notebook.stem}_run`.", f"{name}.RUN in {notebook.name}: {run}"
+                seen += 1
+    assert seen >= 7
+
+
+def test_glue_key_fragments():
+    assert glue_key("spectral (uncentred)") == "spectral_uncentred"
+    assert glue_key("Activation clustering") == "activation_clustering"
+    assert glue_key("κ_paper = 1e4") == "κ_paper_1e4"

@@ -16,7 +16,7 @@ import torch
 from poisoncurv.book.claims import committed_values
 from poisoncurv.chapters import cnn_mnist
 from poisoncurv.chapters import detectors_cnn as cx
-from poisoncurv.chapters.detectors import glue_key
+from poisoncurv.core.contract import glue_key
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import chapter_lab_dir
 from poisoncurv.core.prose import round_sig

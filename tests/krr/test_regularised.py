@@ -39,17 +39,21 @@ def test_penalty_matrix_is_sum_of_squared_input_gradients(kernel):
 @pytest.mark.parametrize("kappa", [0.0, 0.05, 0.7, 20.0])
 def test_regularised_krr_matches_brute_force_minimisation(kappa):
     X, y, lam, kernel = torch.randn(9, 2), torch.randn(9), 0.02, GaussianKernel(1.0)
+    ridge = 9 * lam                                            # the module's one convention: ridge = nλ
     K, G = kernel(X, X), gradient_penalty_matrix(kernel, X)
     fc = feature_coordinates(K, G)
-    J = lambda a: regularised_krr_objective(a, K, G, y, lam, kappa)
+    J = lambda a: regularised_krr_objective(a, K, G, y, ridge, kappa)
     res = minimize(lambda v: float(J(torch.tensor(v))), np.zeros(9), method="BFGS",
                    jac=lambda v: torch.func.grad(J)(torch.tensor(v)).numpy(), options={"gtol": 1e-13})
-    fit_brute, fit = K @ torch.tensor(res.x), K @ fc.alpha(y, 9 * lam, kappa)
+    fit_brute, fit = K @ torch.tensor(res.x), K @ fc.alpha(y, ridge, kappa)
     assert float((fit_brute - fit).norm() / fit.norm()) < 1e-7
-    assert float(J(fc.alpha(y, 9 * lam, kappa))) <= res.fun + 1e-12
-    # normal equations (K² + nλK + κG) α = K y
-    a = fc.alpha(y, 9 * lam, kappa)
-    torch.testing.assert_close((K @ K + 9 * lam * K + kappa * G) @ a, K @ y, rtol=1e-8, atol=1e-8)
+    assert float(J(fc.alpha(y, ridge, kappa))) <= res.fun + 1e-12
+    # the mean-loss form (1/2n)|Kα − y|² + (λ/2)αᵀKα + (κ/2n)αᵀGα is the same objective
+    a = fc.alpha(y, ridge, kappa)
+    mean_form = 0.5 * ((K @ a - y) ** 2).mean() + 0.5 * lam * a @ K @ a + 0.5 * kappa / 9 * a @ G @ a
+    assert float(J(a)) == pytest.approx(float(mean_form), rel=1e-13)
+    # normal equations (K² + ridge·K + κG) α = K y
+    torch.testing.assert_close((K @ K + ridge * K + kappa * G) @ a, K @ y, rtol=1e-8, atol=1e-8)
 
 
 def test_df_strictly_decreasing_with_closed_form_derivative():

@@ -12,16 +12,17 @@ from dataclasses import dataclass
 
 from poisoncurv.chapters import deep_runs as dr
 from poisoncurv.chapters import hardware as hw
-from poisoncurv.chapters.linear_mnist import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapter 5)
+from poisoncurv.chapters import mnist_runs
+from poisoncurv.chapters.mnist_runs import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapters 5 and 8)
 from poisoncurv.core.contract import ChapterResult, Summary
-from poisoncurv.core.paths import GRIDS_DIR, RESULTS_DIR, chapter_lab_dir
+from poisoncurv.core.paths import RESULTS_DIR, chapter_lab_dir
 from poisoncurv.core.tables import Table
-from poisoncurv.lab.grid import Grid, load_grid
+from poisoncurv.lab.grid import Grid
 
 TAG = "ch6"
 RUN = "Run: {glue:text}`ch06_cnn_mnist_run`."   # ends every caption of the chapter
-GRID = GRIDS_DIR / "ch06.yaml"
-SEED_GROUPS = ("seeds", "seeds_warp")
+GRID = mnist_runs.CH06_GRID                   # grids/ch06.yaml (Chapter 8 reads it too, through mnist_runs)
+SEED_GROUPS = mnist_runs.CH06_SEED_GROUPS
 THETA_GROUPS = ("theta", "warp_theta")
 HARDWARE_DIR = RESULTS_DIR / "hardware" / "xeon"   # committed AMD EPYC runs retrained on an Intel Xeon
 DEFENCES = {"cross-stochastic": (("defence", "defence_seeds"), "weight_decay"),
@@ -30,7 +31,7 @@ DEFENCES = {"cross-stochastic": (("defence", "defence_seeds"), "weight_decay"),
 
 def grid(profile: str) -> Grid:
     """The chapter's runs for ``profile``."""
-    return load_grid(GRID, profile, check_device=False)
+    return mnist_runs.ch06_grid(profile)
 
 
 def load_runs(profile: str, device: str = "cpu", results_dir: str | None = None, progress: bool = False) -> dr.ChapterRuns:

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
-from poisoncurv.core.contract import ChapterResult, Summary
+from poisoncurv.core.contract import ChapterResult, Summary, glue_key
+from poisoncurv.core.criteria import AUROC_FOUND
 from poisoncurv.core.digests import json_key
+from poisoncurv.core.dtypes import THEORY_DTYPE as DTYPE
 from poisoncurv.core.paths import chapter_derived_dir
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.core.provenance import RunRecord
@@ -31,12 +32,12 @@ from poisoncurv.detect.spectre import que_scores
 from poisoncurv.detect.suite import DETECTORS, SPECTRE_ALPHA, score_detectors
 from poisoncurv.detect.synthetic import gaussian_mixture
 from poisoncurv.krr.kernels import Kernel, fit_krr, make_kernel
+from poisoncurv.krr.synthetic import clean_data, target_vector
 from poisoncurv.krr.visibility import bulk_edge, target_margin, top_gn_eigenvalue
 from poisoncurv.lab import derived
 
 TARGET = 1      # the attacker's target class, as in Chapter 2
 RUN = "Run: {glue:text}`ch08_detectors_run`."
-AUROC_FOUND = 0.9   # the companion's threshold for "the detector finds the poisons"
 # The boundary sweep's points as a derived result (poisoncurv.lab.derived, keyed by sweep_key): bump the version
 # whenever boundary_point, kernel_features or the detectors change what they compute, and rerun the chapter.
 BOUNDARY = "ch08-kernel-boundary"
@@ -234,11 +235,6 @@ class BoundarySweep(ChapterResult):
     def tables(self) -> tuple[Table, ...]:
         """The AUROC table, then the rates (the order the chapter shows them)."""
         return (self.table(), self.rates_table())
-
-
-def glue_key(name: str) -> str:
-    """A glue-key fragment for a detector's name: ``"spectral (uncentred)"`` → ``"spectral_uncentred"``."""
-    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
 def boundary_point(cfg: dict[str, Any], a: float, seed: int) -> dict[str, Any]:

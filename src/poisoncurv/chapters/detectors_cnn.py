@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from poisoncurv.chapters.detectors import AUROC_FOUND, RUN, glue_key
+from poisoncurv.chapters.mnist_runs import CH06_SEED_GROUPS, ch06_grid, ch06_runs, data_source, mnist
 from poisoncurv.core import criteria, stats
-from poisoncurv.core.contract import ChapterResult, Summary
+from poisoncurv.core.contract import ChapterResult, Summary, glue_key
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import GRIDS_DIR, chapter_derived_dir, chapter_lab_dir
 from poisoncurv.core.prose import powers_text
@@ -34,6 +34,7 @@ from poisoncurv.lab.data import to_float
 from poisoncurv.lab.filtering import DETECTOR_OF, features, known_poisons
 from poisoncurv.lab.grid import Grid, load_grid
 
+RUN = "Run: {glue:text}`ch08_detectors_run`."   # the chapter's run label, as in detectors (one chapter, two drivers)
 GRID = GRIDS_DIR / "ch08.yaml"
 
 MODEL_SCORES = {"trig_overlap": "top-1 overlap² at triggered inputs (trigger known)",
@@ -99,10 +100,9 @@ def detection_values(cfg: LabConfig, results_dir: str | None = None) -> dict[str
     """What :func:`detect_run` derives from the kept model's penultimate features of its own poisoned training set,
     computed from scratch (the weights must be kept): ``class_scores`` (:func:`class_level_scores`), and for a
     poisoned run each detector's ``samples[name]`` = ``{auroc, tpr, fpr}`` with the known ``eps`` (else ``None``)."""
-    from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
-    tr = cache.trained_run(cfg, chapter_lab_dir(results_dir), data=cnn_mnist.mnist())
+    tr = cache.trained_run(cfg, chapter_lab_dir(results_dir), data=mnist())
     feats = features(tr.model, tr.poisoned.x_train)
     y = tr.poisoned.y_train.numpy()
     out: dict[str, Any] = {"class_scores": class_level_scores(feats, y), "samples": None, "eps": None}
@@ -117,11 +117,10 @@ def detect_run(cfg: LabConfig, results_dir: str | None = None, cached: bool = Tr
     """:class:`RunDetection` of ``cfg`` from its cached results and kept weights (trained and kept if absent); what
     comes from the features (:func:`detection_values`) is read from ``<results_dir or results>/derived/`` (computed
     and written if absent or stale), or with ``cached=False`` computed afresh and written nowhere."""
-    from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
     lab = chapter_lab_dir(results_dir)
-    res = cache.get(cfg, lab, data=cnn_mnist.mnist, keep_model=True)
+    res = cache.get(cfg, lab, data=mnist, keep_model=True)
     last = res["epochs"][-1]
     if cached:
         inputs = {"weights_sha256": file_digest(cache.model_path(cfg, lab)), "data_source": res["data_source"]}
@@ -200,7 +199,7 @@ class CNNDetection(ChapterResult):
                 out[f"ch8_cnn_model_p_{name}_{k}"] = t.p
                 out[f"ch8_cnn_model_shows_{name}_{k}"] = criteria.separation(t)
             out[f"ch8_cnn_n_clean_{k}"], out[f"ch8_cnn_n_poisoned_{k}"] = len(self.runs[a][0]), len(self.runs[a][1])
-        out["ch8_cnn_n_cells_found"] = sum(m >= AUROC_FOUND for m in means)
+        out["ch8_cnn_n_cells_found"] = sum(m >= criteria.AUROC_FOUND for m in means)
         out["ch8_cnn_n_cells"] = len(means)
         out["ch8_cnn_n_models"] = sum(len(p) for _, p in self.runs.values())
         return out
@@ -238,10 +237,8 @@ def _split(runs: list[RunDetection]) -> tuple[list[RunDetection], list[RunDetect
 
 def cnn_detection(profile: str, results_dir: str | None = None) -> CNNDetection:
     """:class:`CNNDetection` from Chapter 6's seed runs of ``profile`` (cached with their final weights, or trained)."""
-    from poisoncurv.chapters import cnn_mnist
 
-    g = cnn_mnist.grid(profile)
-    configs = {r.config.key(): r.config for name in cnn_mnist.SEED_GROUPS if name in g.groups for r in g.group(name)}
+    configs = {r.config.key(): r.config for r in ch06_runs(ch06_grid(profile), CH06_SEED_GROUPS)}
     by_attack: dict[str, list[RunDetection]] = {}
     for cfg in configs.values():
         by_attack.setdefault(cfg.attack, []).append(detect_run(cfg, results_dir))
@@ -306,9 +303,9 @@ class CNNBoundary(ChapterResult):
             au = self.auroc(name).mean(1)
             out[f"ch8_amp_auroc_{glue_key(name)}_succ"] = float(au[i_min])
             out[f"ch8_amp_auroc_{glue_key(name)}_min"] = float(au[0])
-            found += au[i_min] >= AUROC_FOUND
-            # detector failing while the attack works: the largest amplitude with ASR ≥ criteria.ASR_SUCCESS and AUROC < AUROC_FOUND
-            blind = works & (au < AUROC_FOUND)
+            found += au[i_min] >= criteria.AUROC_FOUND
+            # detector failing while the attack works: the largest amplitude with ASR ≥ ASR_SUCCESS and AUROC < AUROC_FOUND
+            blind = works & (au < criteria.AUROC_FOUND)
             out[f"ch8_amp_blind_{glue_key(name)}"] = float(self.a[blind].max()) if blind.any() else 0.0
         out["ch8_amp_n_found_succ"] = int(found)
         for name in MODEL_SCORES:
@@ -357,7 +354,6 @@ def nearest_clean_distance(x: torch.Tensor, n: int = 1000) -> float:
 
 def cnn_boundary(profile: str, results_dir: str | None = None) -> CNNBoundary:
     """:class:`CNNBoundary` from the ``amplitude`` group of ``grids/ch08.yaml``."""
-    from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
     runs = grid(profile).group("amplitude")
@@ -365,9 +361,9 @@ def cnn_boundary(profile: str, results_dir: str | None = None) -> CNNBoundary:
     det = {r.config.key(): detect_run(r.config, results_dir) for r in runs}
     per_a = tuple(_split([det[r.config.key()] for r in runs if r.config.amplitude == ai]) for ai in a)
     lab = chapter_lab_dir(results_dir)
-    norms = np.array([cache.get(p[0].config, lab, data=cnn_mnist.mnist)["poison"]["trigger_norm"] for _, p in per_a])
+    norms = np.array([cache.get(p[0].config, lab, data=mnist)["poison"]["trigger_norm"] for _, p in per_a])
     first = runs[0].config
-    data = cnn_mnist.mnist().subset(first.n_train, first.n_test, first.seed)
+    data = mnist().subset(first.n_train, first.n_test, first.seed)
     return CNNBoundary(a, per_a, norms, nearest_clean_distance(to_float(data.x_train)))
 
 
@@ -591,11 +587,10 @@ def _n_test(res: dict[str, Any]) -> int:
 
 def filter_points(runs: list, results_dir: str | None) -> list[FrontierPoint]:
     """One point per filter run of a grid group (detector names as in :data:`DETECTORS`)."""
-    from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
     lab = chapter_lab_dir(results_dir)
-    return [_point("filter-then-retrain", DETECTOR_OF[r.config.filter], cache.get(r.config, lab, data=cnn_mnist.mnist))
+    return [_point("filter-then-retrain", DETECTOR_OF[r.config.filter], cache.get(r.config, lab, data=mnist))
             for r in runs]
 
 
@@ -603,12 +598,11 @@ def frontier(profile: str, results_dir: str | None = None) -> Frontier:
     """The stochastic cross (θ = 1 %) of Chapter 6's defence groups over the seeds of ``frontier_base``: κ with and
     without augmentation (``defence`` and ``defence_seeds``), weight decay, early stopping (every epoch of each
     undefended run) and this chapter's filter-then-retrain runs. Runs of seeds outside ``frontier_base`` are left out."""
-    from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
     lab = chapter_lab_dir(results_dir)
-    g6, g8 = cnn_mnist.grid(profile), grid(profile)
-    get = lambda cfg: cache.get(cfg, lab, data=cnn_mnist.mnist)  # noqa: E731
+    g6, g8 = ch06_grid(profile), grid(profile)
+    get = lambda cfg: cache.get(cfg, lab, data=mnist)  # noqa: E731
     bases = [r.config for r in g8.group("frontier_base")]
     seeds = {c.seed for c in bases}
     undefended, pts = [], []
@@ -616,14 +610,13 @@ def frontier(profile: str, results_dir: str | None = None) -> Frontier:
         none = get(base)
         undefended.append(_point("none", "undefended", none))
         pts += [_point("early stopping", f"epoch {row['epoch']:g}", none, row) for row in none["epochs"][1:-1]]
-    defences = {r.config.key(): r.config for g in ("defence", "defence_seeds") for r in g6.group(g)
-                if r.config.attack == bases[0].attack}
+    defences = {r.config.key(): r.config for r in ch06_runs(g6, ("defence", "defence_seeds")) if r.config.attack == bases[0].attack}
     for c in sorted(defences.values(), key=lambda c: (c.augment, c.kappa, c.seed)):
         if (c.kappa == 0 and not c.augment) or c.seed not in seeds:
             continue
         fam = ("augmentation" if c.kappa == 0 else "penalty + augmentation") if c.augment else "input-gradient penalty"
         pts.append(_point(fam, f"κ_paper = {powers_text(c.kappa * c.batch_size ** 2)}" if c.kappa else "shifts ≤ 2 px", get(c)))
-    pts += [_point("weight decay", f"wd = {r.config.weight_decay:g}", get(r.config)) for r in g6.group("weight_decay")
+    pts += [_point("weight decay", f"wd = {r.config.weight_decay:g}", get(r.config)) for r in ch06_runs(g6, ("weight_decay",))
             if r.config.seed in seeds]
     pts += [p for p in filter_points(g8.group("filter"), results_dir) if p.seed in seeds]
     return Frontier(bases[0].attack, tuple(undefended), tuple(pts))
@@ -632,14 +625,12 @@ def frontier(profile: str, results_dir: str | None = None) -> Frontier:
 def lab_results(profile: str, results_dir: str | None = None) -> list[dict[str, Any]]:
     """The results of every lab run this chapter reads, once each: the runs of ``grids/ch08.yaml`` and Chapter 6's
     defence groups behind the frontier."""
-    from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
     lab = chapter_lab_dir(results_dir)
-    g6 = cnn_mnist.grid(profile)
-    configs = [r.config for r in grid(profile).runs] + [r.config for name in ("defence", "defence_seeds", "weight_decay")
-                                                         for r in g6.group(name)]
-    return list({c.key(): cache.get(c, lab, data=cnn_mnist.mnist) for c in configs}.values())
+    configs = [r.config for r in grid(profile).runs] + [r.config for r in ch06_runs(ch06_grid(profile),
+                                                                                  ("defence", "defence_seeds", "weight_decay"))]
+    return list({c.key(): cache.get(c, lab, data=mnist) for c in configs}.values())
 
 
 # ---- the adaptive attacker --------------------------------------------------------------------------------
@@ -736,7 +727,6 @@ def _label(cfg: LabConfig) -> str:
 def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
     """:class:`Adaptive` from the ``adaptive``, ``adaptive_defence`` and ``adaptive_filter`` groups of ``grids/ch08.yaml``
     (the cross is the ``amplitude`` group's ``a = 1``)."""
-    from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab import cache
 
     g = grid(profile)
@@ -751,13 +741,13 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
             runs[_label(poisoned[0].config)] = (clean, poisoned)
     first = g.group("adaptive")[0].config
     s = derived.get(SURROGATE, first.key(), SURROGATE_VERSION, lambda: surrogate_values(first),
-                    chapter_derived_dir(results_dir), record=RunRecord(first.profile, "cpu", first.seed, cnn_mnist.data_source()))
+                    chapter_derived_dir(results_dir), record=RunRecord(first.profile, "cpu", first.seed, data_source()))
     surrogate = {a: float(s["curv"][a]) for a in ("cross-deterministic", "lowcurv")}
     defended = g.group("adaptive_defence")[0].config
     undefended = replace(defended, kappa=0.0)
-    defence = tuple([_point("none", "undefended", cache.get(undefended, lab, data=cnn_mnist.mnist))]
+    defence = tuple([_point("none", "undefended", cache.get(undefended, lab, data=mnist))]
                     + [_point("input-gradient penalty", f"κ_paper = {r.config.kappa * r.config.batch_size ** 2:g}",
-                              cache.get(r.config, lab, data=cnn_mnist.mnist)) for r in g.group("adaptive_defence")])
+                              cache.get(r.config, lab, data=mnist)) for r in g.group("adaptive_defence")])
     return Adaptive(runs, surrogate, _label(defended), defence, tuple(filter_points(g.group("adaptive_filter"), results_dir)),
                     pattern_from_pixels(s["pixels"]))
 
@@ -767,11 +757,10 @@ def surrogate_values(cfg: LabConfig) -> dict[str, Any]:
     :func:`~poisoncurv.lab.adaptive.lowcurv_pattern` builds it: its surrogate's mean input Hessian ``H̄``, the trigger's
     ``pixels`` (flat indices of the ones of the 0/1 pattern, ascending) and ``curv[attack]`` = ``tᵀ H̄ t`` for the
     cross and the low-curvature trigger ``t``."""
-    from poisoncurv.chapters import cnn_mnist
     from poisoncurv.lab.adaptive import lowcurv_pattern, surrogate_hessian
     from poisoncurv.lab.attacks import cross_pattern
 
-    data = cnn_mnist.mnist().subset(cfg.n_train, cfg.n_test, cfg.seed)
+    data = mnist().subset(cfg.n_train, cfg.n_test, cfg.seed)
     x, y = to_float(data.x_train), data.y_train
     H = surrogate_hessian(x, y, cfg.seed)          # the attacker's surrogate, as lowcurv_pattern builds it
     t = lowcurv_pattern(x, y, cfg.seed, H).flatten().double()

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from poisoncurv.core.contract import ChapterResult, Summary
+from poisoncurv.core.dtypes import THEORY_DTYPE as DTYPE
 from poisoncurv.core.fitting import rel_err
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.krr.derivative_krr import equivalent_kernel, fit_derivative_krr, objective
@@ -32,7 +33,6 @@ from poisoncurv.krr.spectral_filter import (
     window_count,
 )
 
-DTYPE = torch.float64
 ELL = 1.0
 
 

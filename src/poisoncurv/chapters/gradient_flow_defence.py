@@ -16,6 +16,7 @@ from scipy.optimize import minimize
 from torch import Tensor
 
 from poisoncurv.core.contract import ChapterResult, Summary
+from poisoncurv.core.dtypes import THEORY_DTYPE as DTYPE
 from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.core.tables import Table
@@ -37,8 +38,6 @@ from poisoncurv.krr.regularised import (
 )
 
 RUN = "Run: {glue:text}`ch03_gradient_flow_defence_run`."     # ends every caption of the chapter
-
-DTYPE = torch.float64
 
 
 def settings(profile: str) -> dict[str, Any]:

@@ -14,8 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from poisoncurv.core.contract import ChapterResult, Summary
+from poisoncurv.core.dtypes import THEORY_DTYPE as DTYPE
 from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
-from poisoncurv.core.profiles import by_profile, resolve_device
+from poisoncurv.core.profiles import by_profile
 from poisoncurv.curvature import input_hessian, input_jacobian
 from poisoncurv.krr.clones import (
     add_clones,
@@ -29,9 +30,9 @@ from poisoncurv.krr.clones import (
 )
 from poisoncurv.krr.kernels import KRR, Kernel, LinearKernel, fit_krr, make_kernel
 from poisoncurv.krr.ntk import train_vs_kernel
+from poisoncurv.krr.synthetic import clean_data, target_vector
 from poisoncurv.krr.visibility import bulk_edge, top_gn_eigenvalue
 
-DTYPE = torch.float64
 KERNELS = ("linear", "gaussian", "laplace")
 FAR_D = 5.0          # distances D/ℓ ≥ FAR_D count as "far from the clean cloud" in the overlap sweep
 
@@ -59,21 +60,6 @@ def settings(profile: str) -> dict[str, Any]:
         "ntk_seeds": by_profile(profile, smoke=3, cpu=8, gpu=16, full=32),
         "ntk_steps": 300,
     }
-
-
-def clean_data(n: int, d: int, n_classes: int, seed: int, device: str = "cpu") -> tuple[Tensor, Tensor]:
-    """Clean inputs ``X ~ N(0, I_d)`` ``(n, d)`` and one-hot targets ``(n, C)`` (class = argmax of the first ``C`` coordinates)."""
-    gen = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=gen, dtype=DTYPE).to(resolve_device(device))
-    labels = X[:, :n_classes].argmax(1)
-    return X, torch.nn.functional.one_hot(labels, n_classes).to(DTYPE)
-
-
-def target_vector(n_classes: int, target: int, like: Tensor) -> Tensor:
-    """The dirty label: one-hot of ``target``, shape ``(C,)``."""
-    y = torch.zeros(n_classes, dtype=like.dtype, device=like.device)
-    y[target] = 1.0
-    return y
 
 
 def trigger_query(zeta: Tensor, r: float, seed: int) -> Tensor:

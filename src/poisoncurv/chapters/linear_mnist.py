@@ -7,11 +7,11 @@ re-executes from the committed files in ``results/lab/`` and recomputes with ``F
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
 
+from poisoncurv.chapters.mnist_runs import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapters 6 and 8)
 from poisoncurv.core import criteria
 from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CURV_RATIO_VISIBLE
@@ -21,7 +21,6 @@ from poisoncurv.core.provenance import short_commit
 from poisoncurv.core.tables import Table
 from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
-from poisoncurv.lab.data import SOURCES, ImageData, load, locate
 from poisoncurv.lab.grid import load_grid
 
 RUN = "Run: {glue:text}`ch05_linear_mnist_run`."     # ends every caption of the chapter
@@ -83,12 +82,6 @@ def runs(profile: str, device: str = "cpu", seed: int = 0) -> dict[str, LabConfi
     return out
 
 
-def data_source() -> str:
-    """The data source this machine reads MNIST from (``"MNIST, cached lab runs only"`` without a copy)."""
-    found = locate("mnist")
-    return f"MNIST, {SOURCES[found]}" if found else "MNIST, cached lab runs only"
-
-
 def load_runs(profile: str, device: str, seed: int, results_dir: str | None = None,
               progress: bool = False) -> dict[str, dict[str, Any]]:
     """The results of every run of :func:`runs` (cached or trained), by name."""
@@ -135,19 +128,13 @@ class Setting(ChapterResult):
                 "ch5_lr_sq": self.lr["squared"], "ch5_trigger_norm": self.trigger_norm, "ch5_R_k": 1 / self.trigger_norm**2}
 
 
-def setting(sweep: dict[str, list[dict[str, Any]]], data_source: str) -> Setting:
+def setting(sweep: dict[str, list[dict[str, Any]]], source: str) -> Setting:
     """:class:`Setting` of a θ sweep (:func:`theta_sweep`; its first run per loss is the clean one, θ = 0)."""
     clean, poisoned = sweep["ce"][0], next(r for r in sweep["ce"] if r["config"]["theta"] > 0)
     c = clean["config"]
-    return Setting(data_source, int(clean["poison"]["n_train"]), int(clean["poison"]["n_trigger_test"]), int(c["epochs"]),
+    return Setting(source, int(clean["poison"]["n_train"]), int(clean["poison"]["n_trigger_test"]), int(c["epochs"]),
                    int(c["batch_size"]), int(c["evals_per_epoch"]), int(c["n_eval"]), int(c["target"]),
                    {loss: float(sweep[loss][0]["config"]["lr"]) for loss in LOSSES}, float(poisoned["poison"]["trigger_norm"]))
-
-
-@lru_cache(maxsize=1)
-def mnist() -> ImageData:
-    """MNIST, loaded once per process (only when a run is not in the cache)."""
-    return load("mnist")
 
 
 def series(res: dict[str, Any], key: str) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Chapter 2 drivers: the near-clone regime, the detectability boundary, the lag in time, realistic
 trigger geometry and the kernel of ReLU networks.
 
-Everything is float64. Clean data follow Chapter 1 (:mod:`.krr_clones`): Gaussian clean inputs with
-one-hot class targets. Unless a driver says otherwise the trigger point ``zeta`` sits ``1000ℓ`` from the
-clean cloud, so every clean kernel value underflows to 0 (the exact tight-cluster assumption), and the
+Everything is float64. Clean data are Chapter 1's (:mod:`poisoncurv.krr.synthetic`): Gaussian clean inputs with
+one-hot class targets; the closed forms the chapter checks are in :mod:`poisoncurv.krr` (the visibility and success
+radii: :mod:`poisoncurv.krr.visibility`). Unless a driver says otherwise the trigger point ``zeta`` sits ``1000ℓ``
+from the clean cloud, so every clean kernel value underflows to 0 (the exact tight-cluster assumption), and the
 triggered query ``x0`` is at distance ``r`` from ``zeta``. Each driver returns a frozen dataclass whose
 ``summary()`` holds the chapter's glued numbers; tables are built here as :class:`~poisoncurv.core.tables.Table`.
 """
@@ -18,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.optimize import brentq
-from scipy.special import lambertw
 from torch import Tensor
 
-from poisoncurv.chapters.krr_clones import DTYPE, clean_data, target_vector
 from poisoncurv.core.contract import ChapterResult, Summary
+from poisoncurv.core.dtypes import THEORY_DTYPE as DTYPE
 from poisoncurv.core.fitting import loglog_slope, rel_err, rel_norm_err
 from poisoncurv.core.profiles import by_profile
 from poisoncurv.core.tables import Table
@@ -36,11 +36,12 @@ from poisoncurv.krr.clones import (
     predicted_spike,
     scalar_gain,
 )
-from poisoncurv.krr.flow import KRRFlow, euler_alpha, first_crossing, krr_flow, saturation_time
+from poisoncurv.krr.flow import KRRFlow, euler_alpha, euler_flow, first_crossing, krr_flow, saturation_time
 from poisoncurv.krr.kernels import Kernel, LinearKernel, fit_krr, make_kernel
 from poisoncurv.krr.ntk import TwoLayerReLU, empirical_ntk
 from poisoncurv.krr.relu_ntk import CUSP_FACTOR, ReLUNTKKernel, curvature_ratio_closed, radial_ratio
-from poisoncurv.krr.visibility import bulk_edge, target_margin, top_gn_eigenvalue
+from poisoncurv.krr.synthetic import clean_data, target_vector
+from poisoncurv.krr.visibility import bulk_edge, success_radius, target_margin, top_gn_eigenvalue, visibility_radius
 
 TARGET = 1      # the attacker's target class
 RUN = "Run: {glue:text}`ch02_near_clones_run`."
@@ -118,23 +119,6 @@ def far_setup(cfg: dict[str, Any], seed: int) -> dict[str, Tensor]:
 def queries(zeta: Tensor, u: Tensor, r: np.ndarray) -> Tensor:
     """Triggered queries ``zeta + r_i u``, shape ``(len(r), d)``."""
     return zeta[None, :] + torch.as_tensor(np.asarray(r), dtype=DTYPE)[:, None] * u[None, :]
-
-
-def visibility_radius(lam: float, ell: float, gain: float) -> float:
-    """Smallest ``r`` at which far Gaussian clones with ``|Δf_∞| = gain·e^{−r²/2ℓ²}`` leave a spike ``≥ lam``.
-
-    The spike is ``gain² (r²/ℓ⁴) e^{−r²/ℓ²}``; with ``x = r²/ℓ²`` the condition ``x e^{−x} = lam ℓ²/gain²``
-    has its smaller root ``x = −W₀(−lam ℓ²/gain²)``. ``inf`` when ``lam ℓ²/gain² > 1/e`` (never visible).
-    """
-    z = lam * ell**2 / gain**2
-    if z > np.exp(-1):
-        return float("inf")
-    return float(ell * np.sqrt(-lambertw(-z, 0).real))
-
-
-def success_radius(tau: float, ell: float, gain: float) -> float:
-    """Largest ``r`` with ``gain·e^{−r²/2ℓ²} ≥ tau``: ``ℓ sqrt(2 ln(gain/tau))`` (0 if ``gain < tau``)."""
-    return float(ell * np.sqrt(2 * np.log(max(gain / tau, 1.0))))
 
 
 def clean_edge(cfg: dict[str, Any], setup: dict[str, Tensor], kernel: Kernel) -> float:
@@ -457,10 +441,10 @@ def lag_linear(cfg: dict[str, Any], seed: int, patch: int = 3, n_sources: int = 
         pois = krr_flow(kernel, Xp, Yp, cfg["ridge"])
         t_succ[a], t_vis[a] = flow_crossings(clean, pois, Xt + trig, t, cfg["success_margin"], lam)
         norms[a] = float(trig.norm())
-    W = torch.zeros(cfg["n_classes"], cfg["d"], dtype=DTYPE)
-    h = cfg["euler_time"] / cfg["euler_steps"]
-    for _ in range(cfg["euler_steps"]):
-        W = W - h * ((W @ Xp.T - Yp.T) @ Xp + cfg["ridge"] * W)
+    # primal gradient descent on the last patch value's poisoned set, against the dual closed form at euler_time
+    W0 = torch.zeros(cfg["n_classes"], cfg["d"], dtype=DTYPE)
+    W = euler_flow(lambda w: (w @ Xp.T - Yp.T) @ Xp + cfg["ridge"] * w, W0, cfg["euler_time"] / cfg["euler_steps"],
+                   cfg["euler_steps"], record_every=cfg["euler_steps"])[-1]
     W_flow = pois.alpha(torch.tensor([cfg["euler_time"]], dtype=DTYPE))[0].T @ Xp
     return LagLinear(t_succ, t_vis, norms, lam, cfg["success_margin"], rel_norm_err(W, W_flow))
 

@@ -19,6 +19,11 @@ Summary = dict[str, float | int | str]
 DEFAULT_SIG = 4
 
 
+def glue_key(name: str) -> str:
+    """A glue-key fragment for a name (a detector, an attack, a setting): ``"spectral (uncentred)"`` → ``"spectral_uncentred"``."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
 class ChapterResult:
     """A chapter's result: its glue values (:meth:`summary`), their significant digits (:attr:`sig`) and its tables
     (:meth:`tables`). Frozen dataclasses derive from it; it has no fields of its own."""

@@ -20,7 +20,8 @@ the verdicts that hold across it.
   intervals (:func:`frontier_call`).
 * **Detection**: a model-level AUROC *separates* when its exact permutation p ≤ :data:`P_SIGNIFICANT`; it *does
   not separate* only when the upper end of its interval is below :data:`AUROC_USEFUL`; otherwise the design shows
-  neither (``not shown at this sample size``).
+  neither (``not shown at this sample size``). A sample-level detector *finds* the poisons when its mean AUROC within
+  the target class is at least :data:`AUROC_FOUND` (Chapter 8).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ COLLAPSE_CHANCE_FACTOR = 2.0  # collapsed: clean accuracy below twice chance ...
 COLLAPSE_TARGET_RATE = 0.5    # ... or at least half the untriggered non-target inputs sent to the target
 P_SIGNIFICANT = 0.05         # an ordering or a separation needs an exact p at most this
 AUROC_USEFUL = 0.75          # "does not separate": the AUROC interval lies wholly below this
+AUROC_FOUND = 0.9            # Chapter 8: a sample-level detector "finds the poisons" at mean AUROC at least this
 MIN_SEEDS = 3                # a defence cell carries a verdict only with at least three seeds
 CIFAR_ACC_TARGET = 0.82      # Chapter 7: a CIFAR-10 clean reference that learns: every seed's final test accuracy ...
 CIFAR_ACC_TARGET_AUG = 0.85  # ... at least this, without and with augmentation (issue 28's targets)

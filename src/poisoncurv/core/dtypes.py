@@ -1,4 +1,7 @@
-"""Random draws and module initialisation that do not depend on the caller's default dtype.
+"""The dtypes the book computes in: float64 for the theory, and random draws that do not depend on the default dtype.
+
+The theory chapters (1 to 4, and Chapter 8's kernel model) compute in :data:`THEORY_DTYPE` (float64), defined here
+once; their drivers and :mod:`poisoncurv.krr.synthetic` import it.
 
 ``torch.rand`` and the initialisers of ``nn.Module`` draw in ``torch.get_default_dtype()``: the same generator state
 gives other numbers in float64 than in float32. The theory chapters set float64 as the default; the lab's runs were
@@ -13,7 +16,8 @@ from contextlib import contextmanager
 
 import torch
 
-DRAW_DTYPE = torch.float32   # what the lab's committed runs drew in (they were trained under the float32 default)
+THEORY_DTYPE = torch.float64   # what the theory chapters compute in
+DRAW_DTYPE = torch.float32     # what the lab's committed runs drew in (they were trained under the float32 default)
 
 
 @contextmanager

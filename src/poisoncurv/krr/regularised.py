@@ -1,10 +1,13 @@
 """Input-gradient regularisation: the regularised linear model and regularised KRR (Chapter 3).
 
 Conventions. Training inputs ``X`` ``(n, d)``, scalar targets ``y`` ``(n,)``, mean squared loss
-``E[L] = (1/2n) Σ_i (f(x_i) − y_i)²``. ``κ`` (``kappa``) is always the penalty weight; ``μ`` (``mu``) is
-always a *ridge* on ``|w|²`` against ``E[L]``, the effective ridge a penalty amounts to. In KRR, ``ridge``
-is the weight of ``|f|²_H`` against the *summed* loss (``ridge = nλ`` with ``λ`` the mean-loss weight), as
-in :mod:`poisoncurv.krr.derivative_krr` and :mod:`poisoncurv.krr.flow`.
+``E[L] = (1/2n) Σ_i (f(x_i) − y_i)²``. ``κ`` (``kappa``) is always the penalty weight, against the mean loss.
+One ridge convention for kernel models: ``ridge`` is the weight of ``|f|²_H`` against the *summed* loss, as in
+:mod:`poisoncurv.krr.derivative_krr`, :mod:`poisoncurv.krr.flow` and :mod:`poisoncurv.krr.clones`; a weight ``λ``
+against the mean loss (the chapter's ``krr_lambda``) enters every function here as ``ridge = nλ``. The linear
+model is written against ``E[L]``, as the paper writes it: there ``μ`` (``mu``) is always a *ridge* on ``|w|²``
+against ``E[L]``, the effective ridge a penalty amounts to, which is the linear kernel's ``ridge`` per example,
+``μ = ridge/n`` (``X.T @ feature_coordinates(...).alpha(y, n·λ, κ)`` equals :func:`ridge_solution` at ``μ = λ + κ``).
 
 * **Linear model** ``f(x) = wᵀx``. The *f-gradient* penalty ``(κ/2) mean_i |∇_x f(x_i)|² = (κ/2)|w|²``
   is ridge. The paper's *loss-gradient* penalty ``(κ/2) mean_i |∇_x L_i|²`` has ``∇_x L_i = r_i w``
@@ -12,11 +15,11 @@ in :mod:`poisoncurv.krr.derivative_krr` and :mod:`poisoncurv.krr.flow`.
   (:func:`loss_gradient_objective`); its stationary points are ridge solutions with the
   self-consistent ridge ``μ = 2κE[L] / (1 + κ|w|²)`` (:func:`ridge_stationary_points`).
 * **Regularised KRR** over ``f = k(·, X) α``:
-  ``J(α) = (1/2n)|Kα − y|² + (λ/2) αᵀKα + (κ/2n) αᵀGα`` with the penalty matrix
-  ``G = Σ_a D_aᵀ D_a``, ``D_a[:, j] = ∇_x k(a, x_j)`` (:func:`gradient_penalty_matrix`), so that
-  ``αᵀGα = Σ_a |∇f(a)|²``. Normal equations: ``(K² + nλK + κG) α = K y``. In the coordinates
+  ``J(α) = (1/2n)(|Kα − y|² + ridge·αᵀKα + κ αᵀGα)`` (:func:`regularised_krr_objective`) with the penalty
+  matrix ``G = Σ_a D_aᵀ D_a``, ``D_a[:, j] = ∇_x k(a, x_j)`` (:func:`gradient_penalty_matrix`), so that
+  ``αᵀGα = Σ_a |∇f(a)|²``. Normal equations: ``(K² + ridge·K + κG) α = K y``. In the coordinates
   ``β = Λ^{1/2}Uᵀα`` of the feature space (``K = UΛUᵀ``), ``f`` is linear in ``β``, ``αᵀKα = |β|²``,
-  ``αᵀGα = βᵀMβ`` with ``M = Λ^{-1/2}UᵀGUΛ^{-1/2}``, and ``df(κ) = tr[Λ(Λ + nλI + κM)^{-1}]``.
+  ``αᵀGα = βᵀMβ`` with ``M = Λ^{-1/2}UᵀGUΛ^{-1/2}``, and ``df(κ) = tr[Λ(Λ + ridge·I + κM)^{-1}]``.
 """
 
 from __future__ import annotations
@@ -262,7 +265,9 @@ def feature_coordinates(K: Tensor, G: Tensor, rtol: float = 1e-12) -> FeatureCoo
     return FeatureCoordinates(U=U, lam=lam, M=0.5 * (M + M.T), n=K.shape[0])
 
 
-def regularised_krr_objective(alpha: Tensor, K: Tensor, G: Tensor, y: Tensor, lam: float, kappa: float) -> Tensor:
-    """``J(α) = (1/2n)|Kα − y|² + (λ/2)αᵀKα + (κ/2n)αᵀGα`` (scalar tensor)."""
+def regularised_krr_objective(alpha: Tensor, K: Tensor, G: Tensor, y: Tensor, ridge: float, kappa: float) -> Tensor:
+    """``J(α) = (1/2n)(|Kα − y|² + ridge·αᵀKα + κ αᵀGα)`` (scalar tensor), with ``ridge = nλ`` as everywhere in this
+    module: :class:`FeatureCoordinates` minimises it (its :meth:`~FeatureCoordinates.system` is ``n`` times its
+    Hessian in ``β``)."""
     n = K.shape[0]
-    return 0.5 * ((K @ alpha - y) ** 2).mean() + 0.5 * lam * alpha @ K @ alpha + 0.5 * kappa / n * alpha @ G @ alpha
+    return 0.5 / n * (((K @ alpha - y) ** 2).sum() + ridge * alpha @ K @ alpha + kappa * alpha @ G @ alpha)

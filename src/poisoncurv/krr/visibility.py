@@ -6,11 +6,15 @@
 * Clean bulk edge ``Λ_clean``: the ``q``-quantile of that top eigenvalue over clean test inputs.
   A spike above it is flagged at a false-alarm rate of about ``1 − q`` on clean inputs.
 * Attack success at a triggered input: the target margin ``f_t − max_{c≠t} f_c`` reaches ``τ``.
+* For far Gaussian clones, the two in closed form (Chapter 2): the radius below which the spike stays under the edge
+  (:func:`visibility_radius`, Lambert W) and the radius within which the attack succeeds (:func:`success_radius`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.special import lambertw
 from torch import Tensor
 
 
@@ -38,3 +42,20 @@ def target_margin(f: Tensor, target: int) -> Tensor:
         raise ValueError(f"target class {target} out of range for C={C} outputs")
     others = torch.cat([f[..., :target], f[..., target + 1:]], -1)
     return f[..., target] - others.max(-1).values
+
+
+def visibility_radius(lam: float, ell: float, gain: float) -> float:
+    """Smallest ``r`` at which far Gaussian clones with ``|Δf_∞| = gain·e^{−r²/2ℓ²}`` leave a spike ``≥ lam``.
+
+    The spike is ``gain² (r²/ℓ⁴) e^{−r²/ℓ²}``; with ``x = r²/ℓ²`` the condition ``x e^{−x} = lam ℓ²/gain²``
+    has its smaller root ``x = −W₀(−lam ℓ²/gain²)``. ``inf`` when ``lam ℓ²/gain² > 1/e`` (never visible).
+    """
+    z = lam * ell**2 / gain**2
+    if z > np.exp(-1):
+        return float("inf")
+    return float(ell * np.sqrt(-lambertw(-z, 0).real))
+
+
+def success_radius(tau: float, ell: float, gain: float) -> float:
+    """Largest ``r`` with ``gain·e^{−r²/2ℓ²} ≥ tau``: ``ℓ sqrt(2 ln(gain/tau))`` (0 if ``gain < tau``)."""
+    return float(ell * np.sqrt(2 * np.log(max(gain / tau, 1.0))))
