@@ -30,9 +30,9 @@ def test_profiles_datasets_and_setting():
     assert s.thetas == (("warp", 0.1), ("cross-stochastic", 0.05), ("badnets", 0.05)) and s.n_seeds == 3
     assert s.n_params == 229270 and s.aug_epochs == 16
     assert (s.def_n_train, s.def_epochs, s.def_batch_size, s.def_n_seeds) == (10000, 8, 256, 3)
-    assert s.kappas == (0.0, 0.3, 1.0, 3.0) and s.weight_decays == (0.002, 0.005) and not s.has_cifar100
+    assert s.kappas == (0.0, 0.03, 0.1, 0.3) and s.weight_decays == (0.002, 0.005) and not s.has_cifar100
     out = s.summary()
-    assert out["ch7_model"] == "ConvNet-40" and out["ch7_kappas_paper"] == "0, 1.97·10⁴, 6.55·10⁴, 1.97·10⁵"
+    assert out["ch7_model"] == "ConvNet-40" and out["ch7_kappas_paper"] == "0, 1.97·10³, 6.55·10³, 1.97·10⁴"
     assert "no CIFAR-100 results" in out["ch7_cifar100_note"]
     g = ex.setting("gpu", "x")
     assert g.model == "convnet64" and g.n_seeds == 5 and g.def_n_seeds == 5
