@@ -87,7 +87,7 @@ MUTANTS = (
            "defences judged against seed 0's clean model"),
     Mutant("chapters/deep_runs.py", "n_works += bool(success_mask(res)[-1])", "n_works += 1", DEEP,
            "a failed undefended attack counted as working"),
-    Mutant("chapters/detectors_cnn.py", "criteria.frontier_call(self.cost(undefended)[1:], self.asr_interval())",
+    Mutant("chapters/frontier.py", "criteria.frontier_call(self.cost(undefended)[1:], self.asr_interval())",
            "criteria.frontier_call(self.cost(undefended)[:1] * 2, self.asr_interval())", CNN8, "free read from the point estimate"),
     Mutant("chapters/detectors_cnn.py", "c = np.array([p.cost(u) for p, u in zip(self.points, self.undefended)])",
            "c = np.array([p.cost(self.undefended[0]) for p in self.points])", CNN8, "every seed judged against seed 0's model"),

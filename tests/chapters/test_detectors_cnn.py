@@ -16,6 +16,7 @@ import torch
 from poisoncurv.book.claims import committed_values
 from poisoncurv.chapters import cnn_mnist
 from poisoncurv.chapters import detectors_cnn as cx
+from poisoncurv.chapters.frontier import SafetyPoint
 from poisoncurv.core.contract import glue_key
 from poisoncurv.core.digests import file_digest
 from poisoncurv.core.paths import chapter_lab_dir
@@ -54,7 +55,7 @@ def reading_only():
 
 
 def _point(fam, setting, acc, asr, seed=0):
-    return cx.FrontierPoint(fam, setting, acc, asr, n_test=2000, n_trig=1800, seed=seed)
+    return SafetyPoint(fam, setting, acc, asr, n_test=2000, n_trig=1800, seed=seed)
 
 
 def test_frontier_rules_on_hand_made_points():
@@ -64,7 +65,7 @@ def test_frontier_rules_on_hand_made_points():
         pts += [_point("A", "1", acc - 0.005, 0.5, s), _point("A", "2", acc - 0.08, 0.05, s), _point("A", "3", acc - 0.03, 0.08, s),
                 _point("B", "1", acc + 0.003, 0.02, s), _point("C", "1", 0.5, 0.6, s),
                 _point("E", "1", acc + 0.001, 0.2 if s == 2 else 0.02, s)]
-    f = cx.Frontier("x", none, tuple(pts), tag="t")
+    f = cx.DefenceResult("x", none, tuple(pts), tag="t")
     assert f.best_free("A").setting == "1" and f.cheapest_safe("A").setting == "3"
     assert f.best_free("C") is None and f.cheapest_safe("C") is None
     assert f.best_free("D") is None and f.cells("D")[0].call == "too few seeds"

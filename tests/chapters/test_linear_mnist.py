@@ -8,6 +8,7 @@ import pytest
 
 from poisoncurv.book.claims import evaluate, load_ledger
 from poisoncurv.chapters import linear_mnist as ex
+from poisoncurv.chapters.frontier import SafetyPoint
 
 CHECKS = {chk["key"]: chk for claim in load_ledger() for chk in claim["checks"]}
 
@@ -71,10 +72,10 @@ def test_defence_criterion(results):
     f = ex.frontier(results, "cpu")
     assert evaluate(CHECKS["ch5_n_defended"], f.summary()["ch5_n_defended"])
     acc = f.clean_acc["ce"]
-    good = ex.FrontierPoint("ce", "weight decay", 0.1, acc - 0.019, 0.1, 0.0)
+    good = SafetyPoint("weight decay", 0.1, acc - 0.019, 0.1, model="ce", clean_to_target=0.0)
     assert f.counts(good)
-    assert not f.counts(ex.FrontierPoint("ce", "weight decay", 0.1, acc - 0.021, 0.1, 0.0))
-    assert not f.counts(ex.FrontierPoint("ce", "weight decay", 0.1, acc, 0.11, 0.0))
+    assert not f.counts(SafetyPoint("weight decay", 0.1, acc - 0.021, 0.1, model="ce", clean_to_target=0.0))
+    assert not f.counts(SafetyPoint("weight decay", 0.1, acc, 0.11, model="ce", clean_to_target=0.0))
     # mutation: one defended model on the frontier makes the "no defence counts" check fail
     mutated = ex.Frontier(f.points + (good,), f.clean_acc)
     assert not evaluate(CHECKS["ch5_n_defended"], mutated.summary()["ch5_n_defended"])

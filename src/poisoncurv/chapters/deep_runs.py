@@ -730,6 +730,10 @@ class DefenceCell:
 
 @dataclass(frozen=True)
 class DefenceResult(ChapterResult):
+    """Every defence of every attack judged per cell over seeds (:class:`DefenceCell`), each seed's model against the
+    clean model of the same seed; Chapter 8's :class:`~poisoncurv.chapters.detectors_cnn.DefenceResult` is the same idea
+    for one attack, judged by intervals over the test images."""
+
     sig = 3
 
     tag: str

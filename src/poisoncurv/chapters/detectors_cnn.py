@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from poisoncurv.chapters.frontier import SafetyPoint
 from poisoncurv.chapters.mnist_runs import CH06_SEED_GROUPS, ch06_grid, ch06_runs, data_source, mnist
 from poisoncurv.core import criteria, stats
 from poisoncurv.core.contract import ChapterResult, Summary, glue_key
@@ -371,44 +372,14 @@ def cnn_boundary(profile: str, results_dir: str | None = None) -> CNNBoundary:
 
 
 @dataclass(frozen=True)
-class FrontierPoint:
-    """One defended model: ``family`` (e.g. ``"input-gradient penalty"``), its ``setting`` in words, its ``seed``,
-    final ``clean_acc`` and ``asr``; filters add the ``tpr``/``fpr`` of their removals."""
+class DefenceCell:
+    """One defence setting over seeds (a cell of :class:`DefenceResult`): ``points[i]`` is judged against
+    ``undefended[i]``, the model of its seed trained without any defence."""
 
     family: str
     setting: str
-    clean_acc: float
-    asr: float
-    tpr: float = math.nan
-    fpr: float = math.nan
-    n_test: int = 0       # clean test images behind clean_acc
-    n_trig: int = 0       # triggered non-target test images behind asr
-    seed: int = 0
-
-    def cost(self, undefended: FrontierPoint) -> tuple[float, float, float]:
-        """Clean accuracy lost against ``undefended`` (the same seed's model), with Newcombe's 95 % interval over the
-        test images."""
-        return stats.rate_difference_ci(undefended.clean_acc, undefended.n_test, self.clean_acc, self.n_test)
-
-    def asr_interval(self) -> tuple[float, float]:
-        """Wilson's 95 % interval of the ASR over the triggered test images."""
-        return stats.wilson_ci(self.asr, self.n_trig)
-
-    def call(self, undefended: FrontierPoint) -> str:
-        """:func:`~poisoncurv.core.criteria.frontier_call` against ``undefended`` from :meth:`cost` and
-        :meth:`asr_interval`."""
-        return criteria.frontier_call(self.cost(undefended)[1:], self.asr_interval())
-
-
-@dataclass(frozen=True)
-class FrontierCell:
-    """One defence setting over seeds: ``points[i]`` is judged against ``undefended[i]``, the model of its seed
-    trained without any defence."""
-
-    family: str
-    setting: str
-    points: tuple[FrontierPoint, ...]
-    undefended: tuple[FrontierPoint, ...]
+    points: tuple[SafetyPoint, ...]
+    undefended: tuple[SafetyPoint, ...]
 
     @property
     def n(self) -> int:
@@ -429,12 +400,12 @@ class FrontierCell:
 
     def cost(self) -> tuple[float, float, float]:
         """Clean accuracy lost against the same seed's undefended model: the mean over seeds, and the envelope of the
-        seeds' 95 % intervals (the lowest lower end, the highest upper end; :meth:`FrontierPoint.cost`)."""
+        seeds' 95 % intervals (the lowest lower end, the highest upper end; :meth:`~poisoncurv.chapters.frontier.SafetyPoint.cost`)."""
         c = np.array([p.cost(u) for p, u in zip(self.points, self.undefended)])
         return float(c[:, 0].mean()), float(c[:, 1].min()), float(c[:, 2].max())
 
     def asr_interval(self) -> tuple[float, float]:
-        """The envelope of the seeds' Wilson intervals of the ASR (:meth:`FrontierPoint.asr_interval`)."""
+        """The envelope of the seeds' Wilson intervals of the ASR (:meth:`~poisoncurv.chapters.frontier.SafetyPoint.asr_interval`)."""
         a = np.array([p.asr_interval() for p in self.points])
         return float(a[:, 0].min()), float(a[:, 1].max())
 
@@ -449,15 +420,16 @@ class FrontierCell:
 
 
 @dataclass(frozen=True)
-class Frontier(ChapterResult):
-    """Every defence against one attack over seeds: ``undefended`` holds the model of each seed without any defence,
-    ``points`` every defended model of every seed; its glue keys start ``ch8_<tag>_``."""
+class DefenceResult(ChapterResult):
+    """Every defence against one attack, judged per cell over seeds (the points of the chapter's frontier figure):
+    ``undefended`` holds the model of each seed without any defence, ``points`` every defended model of every seed;
+    its glue keys start ``ch8_<tag>_``."""
 
     sig = 3
 
     attack: str
-    undefended: tuple[FrontierPoint, ...]
-    points: tuple[FrontierPoint, ...]
+    undefended: tuple[SafetyPoint, ...]
+    points: tuple[SafetyPoint, ...]
     tag: str = "fr"
 
     @property
@@ -467,17 +439,17 @@ class Frontier(ChapterResult):
     def families(self) -> list[str]:
         return list(dict.fromkeys(p.family for p in self.points))
 
-    def cells(self, family: str | None = None) -> list[FrontierCell]:
+    def cells(self, family: str | None = None) -> list[DefenceCell]:
         """The cells (one per family and setting, in order of appearance), of ``family`` only if given."""
         by_seed = {u.seed: u for u in self.undefended}
-        groups: dict[tuple[str, str], list[FrontierPoint]] = {}
+        groups: dict[tuple[str, str], list[SafetyPoint]] = {}
         for p in self.points:
             if family is None or p.family == family:
                 groups.setdefault((p.family, p.setting), []).append(p)
         cells = []
         for (fam, setting), pts in groups.items():
             pts = sorted(pts, key=lambda p: p.seed)
-            cells.append(FrontierCell(fam, setting, tuple(pts), tuple(by_seed[p.seed] for p in pts)))
+            cells.append(DefenceCell(fam, setting, tuple(pts), tuple(by_seed[p.seed] for p in pts)))
         return cells
 
     @property
@@ -488,14 +460,14 @@ class Frontier(ChapterResult):
     def asr(self) -> float:
         return float(np.mean([u.asr for u in self.undefended]))
 
-    def best_free(self, family: str) -> FrontierCell | None:
+    def best_free(self, family: str) -> DefenceCell | None:
         """The family's lowest-ASR cell (mean over seeds) whose mean cost is at most
         :data:`~poisoncurv.core.criteria.ACC_BUDGET`, among cells with at least
         :data:`~poisoncurv.core.criteria.MIN_SEEDS` seeds (``None``: none)."""
         ok = [c for c in self.cells(family) if c.n >= criteria.MIN_SEEDS and c.cost()[0] <= criteria.ACC_BUDGET]
         return min(ok, key=lambda c: c.asr) if ok else None
 
-    def cheapest_safe(self, family: str) -> FrontierCell | None:
+    def cheapest_safe(self, family: str) -> DefenceCell | None:
         """The family's highest-accuracy cell with mean ASR ≤ :data:`~poisoncurv.core.criteria.ASR_DEFENDED`, among
         cells with at least :data:`~poisoncurv.core.criteria.MIN_SEEDS` seeds (``None``: the family never gets there)."""
         ok = [c for c in self.cells(family) if c.n >= criteria.MIN_SEEDS and c.asr <= criteria.ASR_DEFENDED]
@@ -543,7 +515,7 @@ class Frontier(ChapterResult):
     def table(self) -> Table:
         """One row per cell (the undefended models first): defence, setting, the call over seeds, seeds, mean clean
         accuracy, mean cost and ASR each with the envelope of the seeds' intervals, and the filters' TPR and FPR (means)."""
-        none = FrontierCell("none", "undefended", self.undefended, self.undefended)
+        none = DefenceCell("none", "undefended", self.undefended, self.undefended)
         a_lo, a_hi = none.asr_interval()
         rows = [["none", "undefended", "–", none.n, f"{none.clean_acc:.3f}", "–", f"{none.asr:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
                  "–", "–"]]
@@ -572,11 +544,11 @@ class Frontier(ChapterResult):
         return (self.table(),)
 
 
-def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] | None = None) -> FrontierPoint:
+def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] | None = None) -> SafetyPoint:
     """The point of run ``res`` at its last evaluation (or at ``row``, one of its evaluations)."""
     last = row or res["epochs"][-1]
     f = res.get("filter") or {}
-    return FrontierPoint(family, setting, last["clean_acc"], last["asr"], f.get("tpr", math.nan), f.get("fpr", math.nan),
+    return SafetyPoint(family, setting, last["clean_acc"], last["asr"], f.get("tpr", math.nan), f.get("fpr", math.nan),
                          _n_test(res), res["poison"]["n_trigger_test"], int(res["config"]["seed"]))
 
 
@@ -585,7 +557,7 @@ def _n_test(res: dict[str, Any]) -> int:
     return int(n) if n else 10_000
 
 
-def filter_points(runs: list, results_dir: str | None) -> list[FrontierPoint]:
+def filter_points(runs: list, results_dir: str | None) -> list[SafetyPoint]:
     """One point per filter run of a grid group (detector names as in :data:`DETECTORS`)."""
     from poisoncurv.lab import cache
 
@@ -594,7 +566,7 @@ def filter_points(runs: list, results_dir: str | None) -> list[FrontierPoint]:
             for r in runs]
 
 
-def frontier(profile: str, results_dir: str | None = None) -> Frontier:
+def frontier(profile: str, results_dir: str | None = None) -> DefenceResult:
     """The stochastic cross (θ = 1 %) of Chapter 6's defence groups over the seeds of ``frontier_base``: κ with and
     without augmentation (``defence`` and ``defence_seeds``), weight decay, early stopping (every epoch of each
     undefended run) and this chapter's filter-then-retrain runs. Runs of seeds outside ``frontier_base`` are left out."""
@@ -619,7 +591,7 @@ def frontier(profile: str, results_dir: str | None = None) -> Frontier:
     pts += [_point("weight decay", f"wd = {r.config.weight_decay:g}", get(r.config)) for r in ch06_runs(g6, ("weight_decay",))
             if r.config.seed in seeds]
     pts += [p for p in filter_points(g8.group("filter"), results_dir) if p.seed in seeds]
-    return Frontier(bases[0].attack, tuple(undefended), tuple(pts))
+    return DefenceResult(bases[0].attack, tuple(undefended), tuple(pts))
 
 
 def lab_results(profile: str, results_dir: str | None = None) -> list[dict[str, Any]]:
@@ -649,8 +621,8 @@ class Adaptive(ChapterResult):
     runs: dict[str, tuple[list[RunDetection], list[RunDetection]]]
     surrogate_curv: dict[str, float]
     defended: str
-    defence: tuple[FrontierPoint, ...]
-    filters: tuple[FrontierPoint, ...]
+    defence: tuple[SafetyPoint, ...]
+    filters: tuple[SafetyPoint, ...]
     pattern: np.ndarray
 
     def curv_ratio(self, label: str, where: str = "trig") -> np.ndarray:

@@ -226,8 +226,10 @@ def cost_of_safety(data: dict[str, Any], epsilon: float) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class Frontier(ChapterResult):
-    """Safety-efficacy frontier of the model-gradient (ridge) penalty, per ``kappa`` ``(K,)``.
+class RidgeFrontier(ChapterResult):
+    """Safety-efficacy frontier of the model-gradient (ridge) penalty as curves over ``kappa`` ``(K,)`` (one model per
+    ``κ``, simulated and in closed form, rather than the :class:`~poisoncurv.chapters.frontier.SafetyPoint` of the
+    trained chapters).
 
     ``eff_sim``, ``r2_sim`` (Euler flow), ``eff_th``, ``r2_th`` (closed form); contraction factors
     ``factor_poison``, ``factor_clean_eq`` ``(K,)``, ``factor_clean_all`` ``(K, q)`` (clean eigenvalues ``h``)
@@ -267,7 +269,7 @@ class Frontier(ChapterResult):
                 "ch3_h_p": self.cost["h_p"], "ch3_n_kappa": len(self.kappa)}
 
 
-def frontier(data: dict[str, Any], cfg: dict[str, Any], epsilon: float = 0.1) -> Frontier:
+def frontier(data: dict[str, Any], cfg: dict[str, Any], epsilon: float = 0.1) -> RidgeFrontier:
     """Safety-efficacy frontier of the f-gradient (ridge) penalty over ``cfg["lin_kappas"]``.
 
     *Simulation*: explicit Euler gradient flow from ``w = 0`` on the data, all ``κ`` at once.
@@ -291,7 +293,7 @@ def frontier(data: dict[str, Any], cfg: dict[str, Any], epsilon: float = 0.1) ->
     k_eq, q = data["k_eq"], len(data["h"])
     W0 = linear_flow_closed_form(X, y, 0.0, T)               # unregularised reference at time T
     h_p = data["h_p"]
-    return Frontier(
+    return RidgeFrontier(
         kappa=kappas.numpy(), eff_sim=eff_sim.numpy(), r2_sim=r2_sim.numpy(), eff_th=eff_th.numpy(), r2_th=r2_th.numpy(),
         factor_poison=((W_sim @ t_hat) / (W0 @ t_hat)).numpy(), factor_clean_eq=(W_sim[:, k_eq] / W0[k_eq]).numpy(),
         factor_clean_all=(W_sim[:, :q] / W0[:q]).numpy(),

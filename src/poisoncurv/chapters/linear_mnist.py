@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from poisoncurv.chapters.frontier import SafetyPoint
 from poisoncurv.chapters.mnist_runs import data_source, mnist  # noqa: F401 (the chapter's MNIST, shared with Chapters 6 and 8)
 from poisoncurv.core import criteria
 from poisoncurv.core.contract import ChapterResult, Summary
@@ -468,36 +469,26 @@ def kappa_result(kruns: dict[str, list[dict[str, Any]]], profile: str) -> KappaR
 # ---- issue 9, item 10: defence or collapse, the safety-efficacy frontier -------------------------------------
 
 @dataclass(frozen=True)
-class FrontierPoint:
-    """One model on the safety-efficacy plane: which defence, its setting, clean accuracy, ASR."""
-
-    loss: str
-    method: str      # "input-gradient κ", "weight decay", "early stopping"
-    setting: float   # κ_paper, weight decay, or epoch
-    clean_acc: float
-    asr: float
-    clean_to_target: float
-
-
-@dataclass(frozen=True)
 class Frontier(ChapterResult):
-    """Every defended model of both losses, and the clean models' accuracy they are judged against."""
+    """Every defended model of both losses (``model``: the loss; ``family``: ``"input-gradient κ"``, ``"weight decay"``
+    or ``"early stopping"``; ``setting``: κ_paper, weight decay or epoch), and the clean models' accuracy they are
+    judged against."""
 
     sig = 3
 
-    points: tuple[FrontierPoint, ...]
+    points: tuple[SafetyPoint, ...]
     clean_acc: dict[str, float]
 
-    def counts(self, p: FrontierPoint) -> bool:
+    def counts(self, p: SafetyPoint) -> bool:
         """A defence counts when ASR ≤ 0.1 and clean accuracy is within 2 points of the clean model's."""
-        return p.asr <= ASR_DEFENDED and p.clean_acc >= self.clean_acc[p.loss] - ACC_DROP_MAX
+        return p.asr <= ASR_DEFENDED and p.clean_acc >= self.clean_acc[p.model] - ACC_DROP_MAX
 
     def summary(self) -> Summary:
         """Per method and loss: how many settings count as a defence, and the best clean accuracy at ASR ≤ 0.1."""
         out: Summary = {}
         for loss in self.clean_acc:
             for method, tag in (("input-gradient κ", "kappa"), ("weight decay", "wd"), ("early stopping", "early")):
-                pts = [p for p in self.points if p.loss == loss and p.method == method]
+                pts = [p for p in self.points if p.model == loss and p.family == method]
                 safe = [p.clean_acc for p in pts if p.asr <= ASR_DEFENDED and p.setting > 0]
                 out[f"ch5_defended_{tag}_{loss}"] = sum(self.counts(p) for p in pts if p.setting > 0)
                 out[f"ch5_best_safe_acc_{tag}_{loss}"] = max(safe) if safe else "none"
@@ -511,7 +502,7 @@ class Frontier(ChapterResult):
         rows = []
         for loss in self.clean_acc:
             for method in ("input-gradient κ", "weight decay", "early stopping"):
-                safe = [p for p in self.points if p.loss == loss and p.method == method and p.asr <= ASR_DEFENDED and p.setting > 0]
+                safe = [p for p in self.points if p.model == loss and p.family == method and p.asr <= ASR_DEFENDED and p.setting > 0]
                 best = max(safe, key=lambda p: p.clean_acc) if safe else None
                 rows.append([loss, method, None if best is None else best.setting, None if best is None else best.asr,
                              None if best is None else best.clean_acc, self.clean_acc[loss],
@@ -537,9 +528,10 @@ def frontier(results: dict[str, dict[str, Any]], profile: str) -> Frontier:
         for method, field, values in sweeps:
             for v in values:
                 e = results[f"{loss} {field}={v:g}"]["epochs"][-1]
-                pts.append(FrontierPoint(loss, method, float(v), e["clean_acc"], e["asr"], e["clean_to_target"]))
+                pts.append(SafetyPoint(method, float(v), e["clean_acc"], e["asr"], model=loss, clean_to_target=e["clean_to_target"]))
         for e in results[f"{loss} kappa_paper=0"]["epochs"]:
-            pts.append(FrontierPoint(loss, "early stopping", float(e["epoch"]), e["clean_acc"], e["asr"], e["clean_to_target"]))
+            pts.append(SafetyPoint("early stopping", float(e["epoch"]), e["clean_acc"], e["asr"], model=loss,
+                                   clean_to_target=e["clean_to_target"]))
     return Frontier(tuple(pts), clean_acc)
 
 
