@@ -11,6 +11,7 @@ from poisoncurv.core.paths import LAB_RESULTS_DIR, REPO_ROOT
 from poisoncurv.core.profiles import PROFILES
 from poisoncurv.lab import grid as grid_mod
 from poisoncurv.lab import sweep as sweep_mod
+from poisoncurv.lab.config import kappa_lab
 from poisoncurv.lab.grid import GridError, load_grid
 
 GRIDS = REPO_ROOT / "grids"
@@ -31,19 +32,20 @@ def test_ch05_cpu_grid_is_committed_and_every_committed_run_belongs_to_a_grid():
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
 def test_ch05_groups_match_the_chapter_driver(profile):
-    """Group by group, the grid gives the driver's configurations in the driver's order (κ through kappa_lab)."""
+    """Group by group, the grid gives the driver's configurations in the driver's order (κ_lab as the grid gives it)."""
     grid, s = load_grid(GRIDS / "ch05.yaml", profile), linear_mnist.settings(profile)
     for loss in linear_mnist.LOSSES:
         cfg = lambda *a, **kw: linear_mnist.config(profile, "cpu", 0, loss, *a, **kw)  # noqa: E731
         B = cfg(s["theta_kappa"]).batch_size
         assert [r.config for r in grid.group("theta", loss=loss)] == [cfg(th) for th in s["thetas"]]
         assert [r.config for r in grid.group("kappa", loss=loss)] == [
-            cfg(s["theta_kappa"], linear_mnist.kappa_lab(k, B)) for k in s["kappa_paper"]]
+            cfg(s["theta_kappa"], k) for k in s["kappa_lab"]]
+        assert [kappa_lab(k, B) for k in s["kappa_paper"]] == s["kappa_lab"]     # the paper's grid, converted exactly
         assert [r.config for r in grid.group("amplitude", loss=loss)] == [
             cfg(s["theta_amplitude"], amplitude=a) for a in s["amplitudes"]]
         assert [r.config for r in grid.group("weight_decay", loss=loss)] == [
             cfg(s["theta_kappa"], weight_decay=w) for w in s["weight_decays"]]
-    assert s["kappa_paper"] == [0.0, 1e2, 1e3, 1e4, 1e5, 1e6]         # the paper's grid, through kappa_lab
+    assert s["kappa_paper"] == [0.0, 1e2, 1e3, 1e4, 1e5, 1e6]         # the paper's grid
 
 
 GRID_FILES = sorted(GRIDS.glob("*.yaml"))

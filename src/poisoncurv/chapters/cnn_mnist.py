@@ -17,6 +17,7 @@ from poisoncurv.chapters.mnist_runs import data_source, mnist  # noqa: F401 (the
 from poisoncurv.core.contract import ChapterResult, Summary
 from poisoncurv.core.paths import RESULTS_DIR, chapter_lab_dir
 from poisoncurv.core.tables import Table
+from poisoncurv.lab.config import kappa_paper
 from poisoncurv.lab.grid import Grid
 
 TAG = "ch6"
@@ -70,7 +71,7 @@ class Setting(ChapterResult):
         out[f"{TAG}_n_attacks"] = len(self.attacks)
         out[f"{TAG}_thetas"] = ", ".join(f"{100 * t:g} %" for t in self.thetas if t > 0)
         out[f"{TAG}_kappas"] = ", ".join(f"{k:g}" for k in self.kappas)
-        out[f"{TAG}_kappas_paper"] = ", ".join(f"{k * self.batch_size ** 2:g}" for k in self.kappas)
+        out[f"{TAG}_kappas_paper"] = ", ".join(f"{kappa_paper(k, self.batch_size):g}" for k in self.kappas)
         out[f"{TAG}_data_source"] = self.data_source
         return out
 

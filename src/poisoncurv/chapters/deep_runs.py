@@ -27,7 +27,7 @@ from poisoncurv.core.prose import powers_text
 from poisoncurv.core.provenance import short_commit, training_hours
 from poisoncurv.core.tables import Table
 from poisoncurv.lab.cache import get
-from poisoncurv.lab.config import ADDED_FIELDS, LabConfig, recipe
+from poisoncurv.lab.config import ADDED_FIELDS, LabConfig, kappa_paper, recipe
 from poisoncurv.lab.data import NUM_CLASSES, ImageData
 from poisoncurv.lab.grid import Grid
 
@@ -744,7 +744,7 @@ class DefenceResult(ChapterResult):
 
     def kappa_paper(self, kappa_lab: float) -> float:
         """The paper's κ for a lab κ: ``κ_lab · B²`` (the per-example vs batch-mean gradient convention)."""
-        return kappa_lab * self.batch_size**2
+        return kappa_paper(kappa_lab, self.batch_size)
 
     @property
     def attacks(self) -> list[str]:

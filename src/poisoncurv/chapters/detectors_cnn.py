@@ -587,7 +587,7 @@ def frontier(profile: str, results_dir: str | None = None) -> DefenceResult:
         if (c.kappa == 0 and not c.augment) or c.seed not in seeds:
             continue
         fam = ("augmentation" if c.kappa == 0 else "penalty + augmentation") if c.augment else "input-gradient penalty"
-        pts.append(_point(fam, f"κ_paper = {powers_text(c.kappa * c.batch_size ** 2)}" if c.kappa else "shifts ≤ 2 px", get(c)))
+        pts.append(_point(fam, f"κ_paper = {powers_text(c.kappa_paper)}" if c.kappa else "shifts ≤ 2 px", get(c)))
     pts += [_point("weight decay", f"wd = {r.config.weight_decay:g}", get(r.config)) for r in ch06_runs(g6, ("weight_decay",))
             if r.config.seed in seeds]
     pts += [p for p in filter_points(g8.group("filter"), results_dir) if p.seed in seeds]
@@ -718,7 +718,7 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
     defended = g.group("adaptive_defence")[0].config
     undefended = replace(defended, kappa=0.0)
     defence = tuple([_point("none", "undefended", cache.get(undefended, lab, data=mnist))]
-                    + [_point("input-gradient penalty", f"κ_paper = {r.config.kappa * r.config.batch_size ** 2:g}",
+                    + [_point("input-gradient penalty", f"κ_paper = {r.config.kappa_paper:g}",
                               cache.get(r.config, lab, data=mnist)) for r in g.group("adaptive_defence")])
     return Adaptive(runs, surrogate, _label(defended), defence, tuple(filter_points(g.group("adaptive_filter"), results_dir)),
                     pattern_from_pixels(s["pixels"]))

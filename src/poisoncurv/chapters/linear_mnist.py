@@ -43,19 +43,13 @@ def settings(profile: str) -> dict[str, Any]:
         "attack": "cross-deterministic",
         "thetas": [c.theta for c in first("theta")],
         "theta_kappa": kappa[0].theta,
-        "kappa_paper": [float(f"{c.kappa * c.batch_size**2:.6g}") for c in kappa],
+        "kappa_lab": [c.kappa for c in kappa],
+        "kappa_paper": [float(f"{c.kappa_paper:.6g}") for c in kappa],       # a label: runs take kappa_lab
         "asr_success": ASR_SUCCESS,
         "amplitudes": [c.amplitude for c in amplitude],
         "theta_amplitude": amplitude[0].theta,
         "weight_decays": [c.weight_decay for c in wd],
     }
-
-
-def kappa_lab(kappa_paper: float, batch_size: int) -> float:
-    """The paper's κ in this lab's per-example convention, assuming the paper penalises the mean over
-    the batch of ``|∇_{x_b} L|²`` with ``L`` the batch-*mean* loss: ``∇_{x_b} L = g_b / B``, so
-    ``κ_paper · mean_b |g_b / B|² = (κ_paper / B²) · mean_b |g_b|²``."""
-    return kappa_paper / batch_size**2
 
 
 def config(profile: str, device: str, seed: int, loss: str, theta: float, kappa: float = 0.0, **kw: Any) -> LabConfig:
@@ -73,9 +67,8 @@ def runs(profile: str, device: str = "cpu", seed: int = 0) -> dict[str, LabConfi
     for loss in LOSSES:
         for th in s["thetas"]:
             out[f"{loss} theta={th:g}"] = config(profile, device, seed, loss, th)
-        B = out[f"{loss} theta={s['thetas'][0]:g}"].batch_size
-        for k in s["kappa_paper"]:
-            out[f"{loss} kappa_paper={k:g}"] = config(profile, device, seed, loss, s["theta_kappa"], kappa_lab(k, B))
+        for k, k_lab in zip(s["kappa_paper"], s["kappa_lab"]):
+            out[f"{loss} kappa_paper={k:g}"] = config(profile, device, seed, loss, s["theta_kappa"], k_lab)
         for a in s["amplitudes"]:
             out[f"{loss} amplitude={a:g}"] = config(profile, device, seed, loss, s["theta_amplitude"], amplitude=a)
         for wd in s["weight_decays"]:
@@ -164,9 +157,8 @@ def kappa_sweep(profile: str, device: str, seed: int, results_dir: str | None = 
     s = settings(profile)
     out = {}
     for loss in LOSSES:
-        B = config(profile, device, seed, loss, s["theta_kappa"]).batch_size
-        out[loss] = [get(config(profile, device, seed, loss, s["theta_kappa"], kappa_lab(k, B)), chapter_lab_dir(results_dir),
-                         data=mnist, progress=progress) for k in s["kappa_paper"]]
+        out[loss] = [get(config(profile, device, seed, loss, s["theta_kappa"], k), chapter_lab_dir(results_dir),
+                         data=mnist, progress=progress) for k in s["kappa_lab"]]
     return out
 
 

@@ -25,7 +25,7 @@ from poisoncurv.core.prose import powers_text
 from poisoncurv.core.provenance import training_hours
 from poisoncurv.core.tables import Table
 from poisoncurv.lab.cache import result_path
-from poisoncurv.lab.config import NUM_CLASSES, SPLIT_SIZES
+from poisoncurv.lab.config import NUM_CLASSES, SPLIT_SIZES, kappa_paper
 from poisoncurv.lab.data import SOURCES, ImageData, ensure, load, locate
 from poisoncurv.lab.grid import Grid, load_grid
 from poisoncurv.lab.train import build_model
@@ -150,7 +150,7 @@ class Setting(ChapterResult):
         out[f"{TAG}_attacks"] = ", ".join(self.attacks)
         out[f"{TAG}_datasets"] = ", ".join(self.datasets)
         out[f"{TAG}_kappas"] = ", ".join(f"{k:g}" for k in self.kappas)
-        out[f"{TAG}_kappas_paper"] = ", ".join(powers_text(k * self.def_batch_size ** 2) if k > 0 else "0" for k in self.kappas)
+        out[f"{TAG}_kappas_paper"] = ", ".join(powers_text(kappa_paper(k, self.def_batch_size)) if k > 0 else "0" for k in self.kappas)
         out[f"{TAG}_weight_decays"] = ", ".join(f"{w:g}" for w in self.weight_decays)
         out[f"{TAG}_data_source"] = self.data_source
         out[f"{TAG}_cifar100_note"] = (

@@ -125,6 +125,23 @@ class LabConfig:
         their default, so older files keep their names."""
         return json_key({k: v for k, v in asdict(self).items() if ADDED_FIELDS.get(k, object()) != v})
 
+    @property
+    def kappa_paper(self) -> float:
+        """This run's ``kappa`` in the paper's convention: :func:`kappa_paper` of ``kappa`` and ``batch_size``."""
+        return kappa_paper(self.kappa, self.batch_size)
+
+
+def kappa_paper(kappa_lab: float, batch_size: int) -> float:
+    """The paper's κ for a lab κ, ``κ_paper = κ_lab · B²`` (the stated assumption: the paper penalises the mean over the
+    batch of ``|∇_{x_b} L|²`` with ``L`` the batch-*mean* loss, so ``∇_{x_b} L = g_b / B``, while the lab penalises the
+    per-example ``mean_b |g_b|²``). The one place the conversion is written; :func:`kappa_lab` is its inverse."""
+    return kappa_lab * batch_size**2
+
+
+def kappa_lab(kappa_paper: float, batch_size: int) -> float:
+    """The lab's κ for a paper κ, ``κ_lab = κ_paper / B²`` (the inverse of :func:`kappa_paper`)."""
+    return kappa_paper / batch_size**2
+
 
 # Images per split of the full data sets, and the input dimension C·H·W (sizes beyond them are refused).
 SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
