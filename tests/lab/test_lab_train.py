@@ -9,12 +9,16 @@ from torch import nn
 
 from poisoncurv.curvature import input_fisher, input_hessian
 from poisoncurv.lab import cache
+from poisoncurv.lab import config as config_mod
+from poisoncurv.lab import train as train_mod
 from poisoncurv.lab.__main__ import main as cli
 from poisoncurv.lab.config import SCHEMA_VERSION, LabConfig, profile_config, validate
 from poisoncurv.lab.data import ImageData
 from poisoncurv.lab.spectra import SquaredLoss, linear_spectra, spectral_metrics
 from poisoncurv.lab.train import augment, penalised_loss, train
 from poisoncurv.models import MLP, LinearModel
+
+VALIDATING_MODULES = (config_mod, cache, train_mod)    # every module that calls validate on the CLI path
 
 
 def small_cfg(**kw) -> LabConfig:
@@ -189,3 +193,31 @@ def test_cli_runs_a_configuration_and_caches_it(tmp_path, monkeypatch, capsys):
     deep = capsys.readouterr().out.splitlines()
     assert deep[1].split() == ["epoch", "clean_acc", "asr", "clean_to_tgt", "trig_overlap", "trig_top", "clean_overlap"]
     assert deep[2].split()[0] == "0.00" and deep[-1].split()[0] == "1.00"  # from epoch 0 to the end of epoch 1
+
+
+def test_cli_validates_a_configuration_once(tmp_path, monkeypatch, capsys):
+    """``python -m poisoncurv.lab ...`` validates its configuration once (``profile_config``), not again in the cache or
+    in training, whether the run trains or is read from the cache; a bad configuration is still refused with its message."""
+    write_mnist(tmp_path / "data" / "mnist-download" / "MNIST" / "raw", n_train=60, n_test=30)
+    monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("POISONCURV_SHARED_DATA", str(tmp_path / "no-shared"))
+    calls = []
+
+    def counted(cfg):
+        calls.append(cfg.key())
+        return validate(cfg)
+
+    for module in VALIDATING_MODULES:
+        monkeypatch.setattr(module, "validate", counted)
+    args = ["--profile", "smoke", "--theta", "0.1", "--results-dir", str(tmp_path / "res"), "--set", "epochs=1", "--set", "n_train=60",
+            "--set", "n_test=30", "--set", "n_eval=20", "--quiet"]
+    assert cli(args) == 0 and len(calls) == 1                  # trained
+    calls.clear()
+    assert cli(args) == 0 and len(calls) == 1                  # read from the cache
+    cfg = profile_config("smoke", theta=0.1, epochs=1, n_train=60, n_test=30, n_eval=20)
+    calls.clear()
+    cache.get(cfg, tmp_path / "res2")                          # the Python entry point validates once too
+    assert len(calls) == 1
+    capsys.readouterr()
+    assert cli(["--profile", "smoke", "--kappa", "-1"]) == 2
+    assert "kappa: penalty weight must be a finite number >= 0, got -1.0" in capsys.readouterr().err

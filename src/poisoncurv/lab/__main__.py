@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             if not eq:
                 raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
             overrides[field.strip()] = parse_value(field.strip(), value)
-        cfg = profile_config(args.profile, **overrides)
-        res = get(cfg, args.results_dir, force=args.force, progress=not args.quiet)
+        cfg = profile_config(args.profile, **overrides)             # validated here, once for the whole run
+        res = get(cfg, args.results_dir, force=args.force, progress=not args.quiet, validated=True)
     except (ValueError, FloatingPointError, DataNotFoundError, StaleResultError, ResultWriteError) as err:
         print(f"poisoncurv.lab: {err}", file=sys.stderr)
         return 2

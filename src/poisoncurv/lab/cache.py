@@ -101,7 +101,7 @@ def model_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> 
 
 def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: bool | None = None,
         data: ImageData | Callable[[], ImageData] | None = None, progress: bool = False,
-        checkpoint_dir: str | os.PathLike | None = None, keep_model: bool = False) -> dict[str, Any]:
+        checkpoint_dir: str | os.PathLike | None = None, keep_model: bool = False, validated: bool = False) -> dict[str, Any]:
     """The results dictionary of ``cfg`` (see :func:`poisoncurv.lab.train.train`): cached or computed.
 
     ``data``: the data set, or a function returning it (called only if the run must be computed),
@@ -110,8 +110,11 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
     ``keep_model``: also keep the final weights at :func:`model_path` (a cached run without them is
     recomputed; training is deterministic on the CPU, so the numbers are the same).
     ``force`` (default: :func:`force_from_env`): recompute even if cached; a filtered run's unfiltered run too.
+    ``validated=True``: the caller has already run :func:`~poisoncurv.lab.config.validate` on ``cfg`` (the CLI's
+    :func:`~poisoncurv.lab.config.profile_config` does); otherwise it runs here, once, and not again in training.
     """
-    validate(cfg)
+    if not validated:
+        validate(cfg)
     path = result_path(cfg, results_dir)
     force = force_from_env() if force is None else force
     if path.exists() and not force and not (keep_model and not model_path(cfg, results_dir).exists()):
@@ -133,7 +136,7 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
     data = data() if callable(data) else data
     if cfg.filter == "none":
         res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
-                    remove_checkpoint=False)
+                    remove_checkpoint=False, validated=True)
     else:
         res = _filtered(cfg, results_dir, data, checkpoint_dir, progress, model_dir, force)
     _write_results([(path, res)], checkpoint_path(cfg, checkpoint_dir))
@@ -142,10 +145,12 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
 
 def get_shared(cfgs: tuple[LabConfig, ...], results_dir: str | os.PathLike | None = None,
                data: ImageData | Callable[[], ImageData] | None = None, progress: bool = False,
-               checkpoint_dir: str | os.PathLike | None = None, keep_model: bool = False) -> list[dict[str, Any]]:
+               checkpoint_dir: str | os.PathLike | None = None, keep_model: bool = False,
+               validated: bool = False) -> list[dict[str, Any]]:
     """Train clean runs that differ only in their trigger once (:func:`~poisoncurv.lab.train.train_shared`) and write
     each one's results file, as :func:`get` would have written it; returns the results in order. Cached files are not
-    consulted: the caller passes the runs still to do."""
+    consulted: the caller passes the runs still to do. ``validated``: as for :func:`get` (otherwise training validates
+    each configuration, once)."""
     paths = [result_path(c, results_dir) for c in cfgs]
     model_dir = model_path(cfgs[0], results_dir).parent if keep_model else None
     for folder in (paths[0].parent, model_dir):
@@ -153,7 +158,7 @@ def get_shared(cfgs: tuple[LabConfig, ...], results_dir: str | os.PathLike | Non
             check_writable(folder)
     data = data() if callable(data) else data
     results = train_shared(cfgs, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
-                           remove_checkpoint=False)
+                           remove_checkpoint=False, validated=validated)
     _write_results(list(zip(paths, results)), checkpoint_path(cfgs[0], checkpoint_dir))
     return results
 
@@ -175,12 +180,12 @@ def _filtered(cfg: LabConfig, results_dir: str | os.PathLike | None, data: Image
               checkpoint_dir: str | os.PathLike | None, progress: bool, model_dir: Path | None, force: bool) -> dict[str, Any]:
     """Filter-then-retrain (:mod:`poisoncurv.lab.filtering`): the unfiltered run (cached with its weights unless
     ``force``), its detector's removals, then ``cfg`` trained on the rest; the results carry the removals under ``filter``."""
-    base = replace(cfg, filter="none")
-    get(base, results_dir, force=force, data=data, checkpoint_dir=checkpoint_dir, keep_model=True)
+    base = replace(cfg, filter="none")    # valid: only a filter other than none adds conditions to cfg's
+    get(base, results_dir, force=force, data=data, checkpoint_dir=checkpoint_dir, keep_model=True, validated=True)
     run = trained_run(base, results_dir, data=data)
     outcome = filter_poisons(run.model, run.poisoned, cfg.filter, base.key())
     res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
-                drop=torch.from_numpy(np.nonzero(outcome.flags)[0]), remove_checkpoint=False)
+                drop=torch.from_numpy(np.nonzero(outcome.flags)[0]), remove_checkpoint=False, validated=True)
     return {**res, "filter": outcome.record()}
 
 

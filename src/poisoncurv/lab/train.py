@@ -405,7 +405,7 @@ def checkpoint_path(cfg: LabConfig, checkpoint_dir: str | os.PathLike | None = N
 def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | os.PathLike | None = None,
           progress: bool = True, max_epochs: int | None = None,
           model_dir: str | os.PathLike | None = None, drop: Tensor | None = None,
-          remove_checkpoint: bool = True) -> dict[str, Any] | None:
+          remove_checkpoint: bool = True, validated: bool = False) -> dict[str, Any] | None:
     """Run ``cfg`` (resuming from its checkpoint if one exists) and return the results dictionary:
     ``schema_version``, ``config``, ``key``, ``data_source``, ``poison`` (indices, counts, trigger norm),
     ``epochs`` (one row of metrics at epoch 0 and after every ``1/evals_per_epoch`` of an epoch; the
@@ -420,9 +420,10 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     out (a filter-then-retrain defence, :mod:`poisoncurv.lab.filtering`); ``poison`` then counts the survivors.
     ``remove_checkpoint=False`` leaves the finished run's checkpoint for the caller to remove once the results are
     safely written (:func:`poisoncurv.lab.cache.get`); a call that finds a finished checkpoint rebuilds the results
-    from it without training.
+    from it without training. ``validated=True``: the caller has already run
+    :func:`~poisoncurv.lab.config.validate` on ``cfg`` (the lab's entry points validate once, before any work).
     """
-    out = train_shared((cfg,), data, checkpoint_dir, progress, max_epochs, model_dir, drop, remove_checkpoint)
+    out = train_shared((cfg,), data, checkpoint_dir, progress, max_epochs, model_dir, drop, remove_checkpoint, validated)
     return None if out is None else out[0]
 
 
@@ -459,12 +460,12 @@ def shared_training_problem(cfgs: tuple[LabConfig, ...]) -> str | None:
 def train_shared(cfgs: tuple[LabConfig, ...], data: ImageData | None = None,
                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, max_epochs: int | None = None,
                  model_dir: str | os.PathLike | None = None, drop: Tensor | None = None,
-                 remove_checkpoint: bool = True) -> list[dict[str, Any]] | None:
+                 remove_checkpoint: bool = True, validated: bool = False) -> list[dict[str, Any]] | None:
     """:func:`train` for several configurations that train identically (:func:`shared_training_problem`: clean runs
     that differ only in the trigger they measure): one training, evaluated for each at every mark; one results
     dictionary per configuration, in order, each the same as training it alone gives (tested). The checkpoint is the
-    first configuration's and holds every configuration's rows."""
-    for c in cfgs:
+    first configuration's and holds every configuration's rows. ``validated``: as for :func:`train`."""
+    for c in () if validated else cfgs:
         validate(c)
     problem = shared_training_problem(tuple(cfgs))
     if problem is not None:
