@@ -51,11 +51,11 @@ import torch
 from poisoncurv.core.paths import GRIDS_DIR
 from poisoncurv.core.provenance import RunRecord
 from poisoncurv.core.results import write_json_atomic
-from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import NUM_CLASSES, LabConfig
 from poisoncurv.lab.data import ImageData, load, locate, to_float
 from poisoncurv.lab.deep import make_probe
 from poisoncurv.lab.grid import load_grid
+from poisoncurv.lab.runner import get
 from poisoncurv.lab.train import (
     TrainForward,
     augment,

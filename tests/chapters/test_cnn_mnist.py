@@ -10,7 +10,7 @@ from torch import nn
 
 from poisoncurv.chapters import cnn_mnist as ex
 from poisoncurv.chapters import deep_runs as dr
-from poisoncurv.lab import cache, deep
+from poisoncurv.lab import cache, deep, runner
 from poisoncurv.lab.data import locate
 
 
@@ -94,8 +94,8 @@ def test_hardware_table_compares_the_retrained_runs(runs):
 @pytest.mark.skipif(locate("mnist") is None, reason="needs a copy of MNIST to rebuild the poisoned data")
 def test_kept_weights_reproduce_the_committed_final_measurements():
     run = next(r for r in ex.grid("cpu").group("seeds", attack="badnets", seed=1) if r.config.theta > 0)
-    res = cache.get(run.config)
-    tr = cache.trained_run(run.config)
+    res = runner.get(run.config)
+    tr = runner.trained_run(run.config)
     torch.set_num_threads(1)
     again = deep.measure_deep(tr.model, nn.CrossEntropyLoss(), tr.probe, run.config.top_k)
     last = res["epochs"][-1]

@@ -24,7 +24,7 @@ from poisoncurv.core.prose import round_sig
 from poisoncurv.detect.metrics import roc_auc
 from poisoncurv.detect.suite import DETECTORS
 from poisoncurv.lab import adaptive as lab_adaptive
-from poisoncurv.lab import cache, derived
+from poisoncurv.lab import cache, derived, runner
 from poisoncurv.lab.filtering import DETECTOR_OF
 
 BUMP = "the cached derived results differ: if the computing code changed, bump its version in detectors_cnn and rerun"
@@ -193,7 +193,7 @@ def test_boundary_numbers_recomputed_from_the_files(boundary, fresh):
     b = boundary
     np.testing.assert_allclose(b.trigger_norm, 3 * b.a, rtol=1e-6)      # |cross| = 3, no clipping
     for i, a in enumerate(b.a):
-        files = [cache.get(r.config) for r in cx.grid("cpu").group("amplitude") if r.config.amplitude == a]
+        files = [runner.get(r.config) for r in cx.grid("cpu").group("amplitude") if r.config.amplitude == a]
         asr = sorted(f["epochs"][-1]["asr"] for f in files if f["config"]["theta"] > 0)
         assert sorted(b.asr()[i]) == asr
         score = [f["epochs"][-1]["trig_curv_u"] for f in files]
@@ -224,7 +224,7 @@ def test_cnn_detection_reads_the_cache(fresh):
 
 def test_frontier_from_the_committed_runs():
     f = cx.frontier("cpu")
-    bases = {r.config.seed: cache.get(r.config) for r in cx.grid("cpu").group("frontier_base")}
+    bases = {r.config.seed: runner.get(r.config) for r in cx.grid("cpu").group("frontier_base")}
     assert f.seeds == sorted(bases) and len(bases) >= 3
     for u in f.undefended:
         assert u.asr == bases[u.seed]["epochs"][-1]["asr"]
@@ -235,7 +235,7 @@ def test_frontier_from_the_committed_runs():
     filters = {(p.setting, p.seed): p for p in f.points if p.family == "filter-then-retrain"}
     assert set(filters) == {(d, s) for d in DETECTOR_OF.values() for s in bases}
     for r in cx.grid("cpu").group("filter"):
-        res = cache.get(r.config)
+        res = runner.get(r.config)
         p = filters[DETECTOR_OF[r.config.filter], r.config.seed]
         assert (p.tpr, p.fpr, p.asr) == (res["filter"]["tpr"], res["filter"]["fpr"], res["epochs"][-1]["asr"])
         base = bases[r.config.seed]
@@ -277,7 +277,7 @@ def test_adaptive_from_the_cache_and_its_surrogate_recomputed(one_surrogate):
     assert fresh["curv"] == adv.surrogate_curv and len(one_surrogate) == 1
     # the pattern shown is the trigger the committed runs were poisoned with (rebuilt from a kept run: its poisoning
     # asks for the surrogate of the same images, which is the one just trained)
-    run = cache.trained_run(next(r.config for r in cx.grid("cpu").group("adaptive") if r.config.theta == 0.05))
+    run = runner.trained_run(next(r.config for r in cx.grid("cpu").group("adaptive") if r.config.theta == 0.05))
     assert len(one_surrogate) == 1
     assert np.array_equal(run.poisoned.direction.reshape(28, 28).numpy() > 0, adv.pattern > 0)
     assert set(adv.runs) == {"cross θ=1%", "lowcurv θ=1%", "lowcurv θ=2%", "lowcurv θ=5%"}
@@ -286,7 +286,7 @@ def test_adaptive_from_the_cache_and_its_surrogate_recomputed(one_surrogate):
     r = poisoned[0]
     ref = next(c for c in clean if c.config.seed == r.config.seed)
     assert adv.curv_ratio("lowcurv θ=5%")[0] == pytest.approx(r.final["trig_curv_u"] / ref.final["trig_curv_u"])
-    undefended = cache.get(replace(cx.grid("cpu").group("adaptive_defence")[0].config, kappa=0.0))
+    undefended = runner.get(replace(cx.grid("cpu").group("adaptive_defence")[0].config, kappa=0.0))
     assert adv.defence[0].asr == undefended["epochs"][-1]["asr"] and adv.defended == "lowcurv θ=5%"
     assert len(adv.defence) == 1 + len(cx.grid("cpu").group("adaptive_defence")) and len(adv.filters) == 4
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from lab_files import synthetic, write_cifar, write_cifar_jpeg
 
-from poisoncurv.lab import cache, data
+from poisoncurv.lab import cache, data, runner
 from poisoncurv.lab import train as train_mod
 from poisoncurv.lab.attacks import poison
 from poisoncurv.lab.config import LabConfig, config_from_fields, profile_config
@@ -36,7 +36,7 @@ def test_preresnet_cifar_run_evaluates_in_eval_mode(tmp_path, monkeypatch, name)
     monkeypatch.setattr(train_mod, "spectral_metrics", spy(train_mod.spectral_metrics))
     cfg = profile_config("smoke", dataset=name, n_train=40, n_test=20, n_eval=3, top_k=2, epochs=1, batch_size=20, theta=0.1)
     assert cfg.model == "preresnet20" and cfg.augment and cfg.schedule == "cosine"
-    res = cache.get(cfg, tmp_path / "res", data=load, checkpoint_dir=tmp_path / "ck")
+    res = runner.get(cfg, tmp_path / "res", data=load, checkpoint_dir=tmp_path / "ck")
     assert modes and not any(modes), "evaluation ran with the model in train mode"
     assert len(modes) == 2 * 3 + 1  # two evaluations (epoch 0 and 1), each: test set, triggered set, spectra; the fit
     assert res["config"]["model"] == "preresnet20" and res["poison"]["n_poison"] == 4 and len(res["epochs"]) == 2
@@ -138,7 +138,7 @@ def test_convnet_cifar_run_takes_the_fast_recipe_and_reports_its_fit(tmp_path):
     cfg = profile_config("smoke", dataset="cifar10", model="convnet16", n_train=40, n_test=20, n_eval=3, top_k=2, epochs=2,
                          batch_size=20, theta=0.1)
     assert (cfg.nesterov, cfg.schedule, cfg.label_smoothing, cfg.lr) == (True, "onecycle", 0.2, 0.4)
-    res = cache.get(cfg, tmp_path / "res", data=load, checkpoint_dir=tmp_path / "ck")
+    res = runner.get(cfg, tmp_path / "res", data=load, checkpoint_dir=tmp_path / "ck")
     fit = res["train_fit"]
     n, k = res["poison"]["n_train"], res["poison"]["n_poison"]
     assert k == 4 and fit["acc"] == pytest.approx((fit["acc_clean"] * (n - k) + fit["acc_poison"] * k) / n)

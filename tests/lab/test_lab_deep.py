@@ -195,19 +195,19 @@ def test_measure_field_validation_and_stable_keys():
 
 
 def test_a_kept_model_reproduces_its_final_deep_measurements(tmp_path):
-    """Train a tiny deep run with keep_model, rebuild it from the kept weights (cache.trained_run) and
+    """Train a tiny deep run with keep_model, rebuild it from the kept weights (runner.trained_run) and
     measure again: the final row of the results file comes back to rounding."""
     from lab_files import synthetic
 
-    from poisoncurv.lab import cache
+    from poisoncurv.lab import runner
 
     torch.set_default_dtype(torch.float32)
     data = synthetic(n_train=300, n_test=120, side=28)
     cfg = config_from_fields({"model": "lenet", "attack": "badnets", "theta": 0.05, "n_train": 300, "n_test": 120,
                               "n_eval": 24, "epochs": 1, "evals_per_epoch": 1, "batch_size": 50, "measure": "deep",
                               "weight_decay": 5e-4, "schedule": "cosine", "profile": "smoke"})
-    res = cache.get(cfg, tmp_path, data=data, keep_model=True)
-    run = cache.trained_run(cfg, tmp_path, data=data)
+    res = runner.get(cfg, tmp_path, data=data, keep_model=True)
+    run = runner.trained_run(cfg, tmp_path, data=data)
     again = deep.measure_deep(run.model, nn.CrossEntropyLoss(), run.probe, cfg.top_k)
     last = res["epochs"][-1]
     for key in ("trig_overlap", "trig_mass", "trig_curv_u", "clean_curv_u", "feat_trig_to_poison", "feat_collapse_clean"):
@@ -217,7 +217,7 @@ def test_a_kept_model_reproduces_its_final_deep_measurements(tmp_path):
     assert len(run.probe.x_poison) == res["poison"]["n_poison"] == 15
     (tmp_path / "models" / f"{cfg.key()}.pt").unlink()
     with pytest.raises(FileNotFoundError, match="keep_model"):
-        cache.trained_run(cfg, tmp_path, data=data)
+        runner.trained_run(cfg, tmp_path, data=data)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 from lab_files import synthetic
 
 from poisoncurv.detect.suite import DETECTORS
-from poisoncurv.lab import cache
+from poisoncurv.lab import cache, runner
 from poisoncurv.lab.adaptive import N_PIXELS, greedy_pattern, mean_input_hessian, train_surrogate
 from poisoncurv.lab.attacks import cross_pattern, poison
 from poisoncurv.lab.config import FILTERS, profile_config
@@ -106,7 +106,7 @@ def test_filtered_run_retrains_without_what_the_detector_removed(tmp_path):
     data = synthetic(n_train=600, n_test=200)
     cfg = profile_config("smoke", model="mlp", n_train=None, n_test=None, n_eval=50, epochs=2, batch_size=50,
                          attack="cross-deterministic", theta=0.05, amplitude=1.0, filter="spectral")
-    res = cache.get(cfg, tmp_path, data=data)
+    res = runner.get(cfg, tmp_path, data=data)
     base = profile_config("smoke", model="mlp", n_train=None, n_test=None, n_eval=50, epochs=2, batch_size=50,
                           attack="cross-deterministic", theta=0.05, amplitude=1.0)
     f = res["filter"]
@@ -114,10 +114,10 @@ def test_filtered_run_retrains_without_what_the_detector_removed(tmp_path):
     n_poison = round(0.05 * 600)
     removed = np.array(f["removed_idx"])
     assert f["n_removed"] == len(removed) > 0 and res["poison"]["n_train"] == 600 - len(removed)
-    base_res = cache.get(base, tmp_path, data=data)
+    base_res = runner.get(base, tmp_path, data=data)
     was_poison = np.isin(removed, base_res["poison"]["poison_idx"])
     assert f["tpr"] == pytest.approx(was_poison.sum() / n_poison)
     assert f["fpr"] == pytest.approx((~was_poison).sum() / (600 - n_poison))
     assert res["poison"]["n_poison"] == n_poison - was_poison.sum()
     assert f["eps"] == pytest.approx(n_poison / (n_poison + 60))   # synthetic: 60 clean images per class
-    assert cache.get(cfg, tmp_path, data=data)["filter"] == f     # cached
+    assert runner.get(cfg, tmp_path, data=data)["filter"] == f     # cached

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lab_files import synthetic, write_cifar, write_cifar_jpeg, write_mnist
 
-from poisoncurv.lab import cache, data
+from poisoncurv.lab import cache, data, runner
 from poisoncurv.lab import train as train_mod
 from poisoncurv.lab.__main__ import main as cli
 from poisoncurv.lab.config import LabConfig, config_from_fields, parse_value, profile_config, validate
@@ -262,9 +262,9 @@ def test_corrupt_results_file_names_it_and_force(tmp_path, content, hint, capsys
     path.write_text(content)
     small = synthetic(n_train=100, n_test=50)
     with pytest.raises(cache.StaleResultError) as err:
-        cache.get(cfg, tmp_path, data=small)
+        runner.get(cfg, tmp_path, data=small)
     assert str(path) in str(err.value) and hint in str(err.value) and "--force" in str(err.value)
-    fresh = cache.get(cfg, tmp_path, data=small, force=True, checkpoint_dir=tmp_path / "ck")
+    fresh = runner.get(cfg, tmp_path, data=small, force=True, checkpoint_dir=tmp_path / "ck")
     assert json.loads(path.read_text())["key"] == fresh["key"] == cfg.key()
 
 
@@ -302,24 +302,24 @@ ROW_DAMAGE = [("asr missing", lambda r: r["epochs"][1].pop("asr"), "epochs[1]: a
 @pytest.mark.parametrize("what,damage,named", ROW_DAMAGE, ids=[d[0] for d in ROW_DAMAGE])
 def test_a_bad_evaluation_row_names_the_file_the_row_and_the_field(tmp_path, what, damage, named, capsys):
     cfg, small = _small_run()
-    res = cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
+    res = runner.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
     path = cache.result_path(cfg, tmp_path / "res")
-    assert len(res["epochs"]) == 5 and cache.get(cfg, tmp_path / "res", data=small) == json.loads(path.read_text())
+    assert len(res["epochs"]) == 5 and runner.get(cfg, tmp_path / "res", data=small) == json.loads(path.read_text())
     damage(res)
     path.write_text(json.dumps(res))
     with pytest.raises(cache.StaleResultError) as err:
-        cache.get(cfg, tmp_path / "res", data=small)
+        runner.get(cfg, tmp_path / "res", data=small)
     msg = str(err.value)
     assert str(path) in msg and named in msg and "--force" in msg and "\n" not in msg, msg
-    assert cache.get(cfg, tmp_path / "res", data=small, force=True, checkpoint_dir=tmp_path / "ck")["epochs"][1]["asr"] >= 0
+    assert runner.get(cfg, tmp_path / "res", data=small, force=True, checkpoint_dir=tmp_path / "ck")["epochs"][1]["asr"] >= 0
 
 
 def test_non_finite_values_and_nulls_where_allowed_pass(tmp_path):
     cfg, small = _small_run()
-    res = cache.get(cfg, tmp_path, data=small, checkpoint_dir=tmp_path / "ck")
+    res = runner.get(cfg, tmp_path, data=small, checkpoint_dir=tmp_path / "ck")
     res["epochs"][1].update(overlap="nan", hess_top=["inf", 1.0], train_loss=None, extra_field="kept")
     cache.write_json_atomic(cache.result_path(cfg, tmp_path), res)
-    assert cache.get(cfg, tmp_path, data=small)["epochs"][1]["overlap"] == "nan"
+    assert runner.get(cfg, tmp_path, data=small)["epochs"][1]["overlap"] == "nan"
 
 
 def test_cli_reports_a_bad_evaluation_row_in_one_line(tmp_path, monkeypatch, capsys):
@@ -415,13 +415,13 @@ def _small_run():
 def test_an_unusable_results_folder_is_refused_before_training(tmp_path, monkeypatch, capsys):
     cfg, small = _small_run()
     (tmp_path / "afile").write_text("not a folder")
-    monkeypatch.setattr(cache, "train", lambda *a, **k: pytest.fail("trained although the results could not be written"))
+    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("trained although the results could not be written"))
     with pytest.raises(ValueError, match="results folder .*afile.* cannot hold files"):
-        cache.get(cfg, tmp_path / "afile", data=small, checkpoint_dir=tmp_path / "ck")
+        runner.get(cfg, tmp_path / "afile", data=small, checkpoint_dir=tmp_path / "ck")
     (tmp_path / "res").mkdir()
     (tmp_path / "res" / "models").write_text("a file where the kept weights' folder goes")
     with pytest.raises(ValueError, match="results folder .*models cannot hold files"):
-        cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck", keep_model=True)
+        runner.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck", keep_model=True)
     monkeypatch.setenv("POISONCURV_DATA", str(tmp_path / "none"))
     assert cli(["--profile", "smoke", "--results-dir", str(tmp_path / "afile"), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -437,11 +437,11 @@ def test_a_failed_results_write_keeps_the_trained_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache, "write_json_atomic", full_disk)
     with pytest.raises(cache.ResultWriteError, match="No space left on device.*kept in .*ck"):
-        cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
+        runner.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
     assert checkpoint_path(cfg, tmp_path / "ck").exists() and not cache.result_path(cfg, tmp_path / "res").exists()
     monkeypatch.setattr(cache, "write_json_atomic", real_write)
     monkeypatch.setattr(train_mod, "penalised_loss", lambda *a, **k: pytest.fail("trained again"))
-    res = cache.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
+    res = runner.get(cfg, tmp_path / "res", data=small, checkpoint_dir=tmp_path / "ck")
     assert cache.result_path(cfg, tmp_path / "res").exists() and not checkpoint_path(cfg, tmp_path / "ck").exists()
     monkeypatch.undo()
     again = train(cfg, data=small, checkpoint_dir=tmp_path / "ck2", progress=False)   # the same run from scratch
@@ -470,7 +470,7 @@ def _small_cli_config(**kw):
 def _kept_model(tmp, damage):
     """The unfiltered MLP run cached with its weights, then its weights damaged; the CLI asks for its filtered run."""
     base = _small_cli_config(model="mlp")
-    cache.get(base, tmp / "res", checkpoint_dir=tmp / "ck", keep_model=True)
+    runner.get(base, tmp / "res", checkpoint_dir=tmp / "ck", keep_model=True)
     path = cache.model_path(base, tmp / "res")
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[:100])
@@ -565,7 +565,7 @@ def test_force_recomputes_an_unloadable_kept_model_and_its_filtered_run(tmp_path
     assert entry(argv) == 2 and "--force" in capsys.readouterr().err
     assert entry([*argv, "--force"]) == 0
     base = _small_cli_config(model="mlp")
-    assert cache.trained_run(base, tmp_path / "res").model is not None
+    assert runner.trained_run(base, tmp_path / "res").model is not None
     assert cache.result_path(replace(base, filter="spectral"), tmp_path / "res").exists()
 
 
@@ -574,8 +574,8 @@ def test_force_recomputes_an_unloadable_kept_model_and_its_filtered_run(tmp_path
 def test_a_results_file_of_another_run_or_data_is_refused(tmp_path, edit, hint):
     """A file under this run's name that holds another configuration, or numbers from other data, is never used."""
     cfg, small = _small_run()
-    res = cache.get(cfg, tmp_path, data=small, checkpoint_dir=tmp_path / "ck")
+    res = runner.get(cfg, tmp_path, data=small, checkpoint_dir=tmp_path / "ck")
     edit(res)
     cache.write_json_atomic(cache.result_path(cfg, tmp_path), res)
     with pytest.raises(cache.StaleResultError, match=hint):
-        cache.get(cfg, tmp_path, data=small)
+        runner.get(cfg, tmp_path, data=small)

@@ -8,7 +8,7 @@ from lab_files import synthetic, write_mnist
 from torch import nn
 
 from poisoncurv.curvature import input_fisher, input_hessian
-from poisoncurv.lab import cache
+from poisoncurv.lab import cache, runner
 from poisoncurv.lab import config as config_mod
 from poisoncurv.lab import train as train_mod
 from poisoncurv.lab.__main__ import main as cli
@@ -18,7 +18,7 @@ from poisoncurv.lab.spectra import SquaredLoss, linear_spectra, spectral_metrics
 from poisoncurv.lab.train import augment, penalised_loss, train
 from poisoncurv.models import MLP, LinearModel
 
-VALIDATING_MODULES = (config_mod, cache, train_mod)    # every module that calls validate on the CLI path
+VALIDATING_MODULES = (config_mod, runner, train_mod)    # every module that calls validate on the CLI path
 
 
 def small_cfg(**kw) -> LabConfig:
@@ -116,28 +116,28 @@ def test_resume_after_interruption_gives_the_same_results(tmp_path):
 def test_cache_loads_recomputes_and_reports_stale_files(tmp_path, monkeypatch):
     data = synthetic(n_train=100, n_test=50)
     cfg = small_cfg(epochs=1, n_eval=20)
-    first = cache.get(cfg, tmp_path, data=data, checkpoint_dir=tmp_path / "ck")
+    first = runner.get(cfg, tmp_path, data=data, checkpoint_dir=tmp_path / "ck")
     path = cache.result_path(cfg, tmp_path)
     assert json.loads(path.read_text())["data_source"] == "synthetic (tests)"
 
     def boom(*a, **k):
         raise AssertionError("trained although a results file exists")
 
-    monkeypatch.setattr(cache, "train", boom)
-    assert cache.get(cfg, tmp_path, data=data)["epochs"] == json.loads(json.dumps(first["epochs"]))
+    monkeypatch.setattr(runner, "train", boom)
+    assert runner.get(cfg, tmp_path, data=data)["epochs"] == json.loads(json.dumps(first["epochs"]))
     with pytest.raises(AssertionError, match="trained"):
-        cache.get(cfg, tmp_path, data=data, force=True)
+        runner.get(cfg, tmp_path, data=data, force=True)
     monkeypatch.setenv("FORCE", "1")
     with pytest.raises(AssertionError, match="trained"):
-        cache.get(cfg, tmp_path, data=data)
+        runner.get(cfg, tmp_path, data=data)
     monkeypatch.delenv("FORCE")
     other = ImageData(**{**data.__dict__, "source": "JPEG copy (q75), not canonical"})
     with pytest.raises(cache.StaleResultError, match="JPEG"):
-        cache.get(cfg, tmp_path, data=other)
+        runner.get(cfg, tmp_path, data=other)
     stale = {**json.loads(path.read_text()), "schema_version": SCHEMA_VERSION - 1}
     path.write_text(json.dumps(stale))
     with pytest.raises(cache.StaleResultError, match="schema"):
-        cache.get(cfg, tmp_path, data=data)
+        runner.get(cfg, tmp_path, data=data)
 
 
 @pytest.mark.parametrize("field,value", [("attack", "blend"), ("theta", 1.2), ("theta", -0.01), ("kappa", -1.0),
@@ -216,7 +216,7 @@ def test_cli_validates_a_configuration_once(tmp_path, monkeypatch, capsys):
     assert cli(args) == 0 and len(calls) == 1                  # read from the cache
     cfg = profile_config("smoke", theta=0.1, epochs=1, n_train=60, n_test=30, n_eval=20)
     calls.clear()
-    cache.get(cfg, tmp_path / "res2")                          # the Python entry point validates once too
+    runner.get(cfg, tmp_path / "res2")                          # the Python entry point validates once too
     assert len(calls) == 1
     capsys.readouterr()
     assert cli(["--profile", "smoke", "--kappa", "-1"]) == 2

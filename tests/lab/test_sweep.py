@@ -246,7 +246,7 @@ def test_a_cached_file_with_a_bad_row_is_reported_in_the_table(env, capsys):
 def test_clean_runs_of_several_triggers_share_one_job_and_give_what_each_alone_gives(env):
     """Clean references (θ = 0) that differ only in their trigger train once (one job, one training); each results
     file holds the numbers of the run trained alone; the poisoned runs are jobs of their own."""
-    from poisoncurv.lab.cache import get
+    from poisoncurv.lab.runner import get
     from poisoncurv.lab.sweep import batches
 
     tmp, grid_path = env

@@ -26,10 +26,10 @@ from poisoncurv.core.criteria import ACC_DROP_MAX, ASR_DEFENDED, ASR_SUCCESS, CU
 from poisoncurv.core.prose import powers_text
 from poisoncurv.core.provenance import short_commit, training_hours
 from poisoncurv.core.tables import Table
-from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import ADDED_FIELDS, LabConfig, kappa_paper, recipe
 from poisoncurv.lab.data import NUM_CLASSES, ImageData
 from poisoncurv.lab.grid import Grid
+from poisoncurv.lab.runner import get
 
 PROBE_SETS = {"trig": "triggered inputs", "clean": "clean inputs"}
 

@@ -101,9 +101,9 @@ def detection_values(cfg: LabConfig, results_dir: str | None = None) -> dict[str
     """What :func:`detect_run` derives from the kept model's penultimate features of its own poisoned training set,
     computed from scratch (the weights must be kept): ``class_scores`` (:func:`class_level_scores`), and for a
     poisoned run each detector's ``samples[name]`` = ``{auroc, tpr, fpr}`` with the known ``eps`` (else ``None``)."""
-    from poisoncurv.lab import cache
+    from poisoncurv.lab import runner
 
-    tr = cache.trained_run(cfg, chapter_lab_dir(results_dir), data=mnist())
+    tr = runner.trained_run(cfg, chapter_lab_dir(results_dir), data=mnist())
     feats = features(tr.model, tr.poisoned.x_train)
     y = tr.poisoned.y_train.numpy()
     out: dict[str, Any] = {"class_scores": class_level_scores(feats, y), "samples": None, "eps": None}
@@ -118,10 +118,10 @@ def detect_run(cfg: LabConfig, results_dir: str | None = None, cached: bool = Tr
     """:class:`RunDetection` of ``cfg`` from its cached results and kept weights (trained and kept if absent); what
     comes from the features (:func:`detection_values`) is read from ``<results_dir or results>/derived/`` (computed
     and written if absent or stale), or with ``cached=False`` computed afresh and written nowhere."""
-    from poisoncurv.lab import cache
+    from poisoncurv.lab import cache, runner
 
     lab = chapter_lab_dir(results_dir)
-    res = cache.get(cfg, lab, data=mnist, keep_model=True)
+    res = runner.get(cfg, lab, data=mnist, keep_model=True)
     last = res["epochs"][-1]
     if cached:
         inputs = {"weights_sha256": file_digest(cache.model_path(cfg, lab)), "data_source": res["data_source"]}
@@ -355,14 +355,14 @@ def nearest_clean_distance(x: torch.Tensor, n: int = 1000) -> float:
 
 def cnn_boundary(profile: str, results_dir: str | None = None) -> CNNBoundary:
     """:class:`CNNBoundary` from the ``amplitude`` group of ``grids/ch08.yaml``."""
-    from poisoncurv.lab import cache
+    from poisoncurv.lab import runner
 
     runs = grid(profile).group("amplitude")
     a = np.array(sorted({r.config.amplitude for r in runs}))
     det = {r.config.key(): detect_run(r.config, results_dir) for r in runs}
     per_a = tuple(_split([det[r.config.key()] for r in runs if r.config.amplitude == ai]) for ai in a)
     lab = chapter_lab_dir(results_dir)
-    norms = np.array([cache.get(p[0].config, lab, data=mnist)["poison"]["trigger_norm"] for _, p in per_a])
+    norms = np.array([runner.get(p[0].config, lab, data=mnist)["poison"]["trigger_norm"] for _, p in per_a])
     first = runs[0].config
     data = mnist().subset(first.n_train, first.n_test, first.seed)
     return CNNBoundary(a, per_a, norms, nearest_clean_distance(to_float(data.x_train)))
@@ -559,10 +559,10 @@ def _n_test(res: dict[str, Any]) -> int:
 
 def filter_points(runs: list, results_dir: str | None) -> list[SafetyPoint]:
     """One point per filter run of a grid group (detector names as in :data:`DETECTORS`)."""
-    from poisoncurv.lab import cache
+    from poisoncurv.lab import runner
 
     lab = chapter_lab_dir(results_dir)
-    return [_point("filter-then-retrain", DETECTOR_OF[r.config.filter], cache.get(r.config, lab, data=mnist))
+    return [_point("filter-then-retrain", DETECTOR_OF[r.config.filter], runner.get(r.config, lab, data=mnist))
             for r in runs]
 
 
@@ -570,11 +570,11 @@ def frontier(profile: str, results_dir: str | None = None) -> DefenceResult:
     """The stochastic cross (θ = 1 %) of Chapter 6's defence groups over the seeds of ``frontier_base``: κ with and
     without augmentation (``defence`` and ``defence_seeds``), weight decay, early stopping (every epoch of each
     undefended run) and this chapter's filter-then-retrain runs. Runs of seeds outside ``frontier_base`` are left out."""
-    from poisoncurv.lab import cache
+    from poisoncurv.lab import runner
 
     lab = chapter_lab_dir(results_dir)
     g6, g8 = ch06_grid(profile), grid(profile)
-    get = lambda cfg: cache.get(cfg, lab, data=mnist)  # noqa: E731
+    get = lambda cfg: runner.get(cfg, lab, data=mnist)  # noqa: E731
     bases = [r.config for r in g8.group("frontier_base")]
     seeds = {c.seed for c in bases}
     undefended, pts = [], []
@@ -597,12 +597,12 @@ def frontier(profile: str, results_dir: str | None = None) -> DefenceResult:
 def lab_results(profile: str, results_dir: str | None = None) -> list[dict[str, Any]]:
     """The results of every lab run this chapter reads, once each: the runs of ``grids/ch08.yaml`` and Chapter 6's
     defence groups behind the frontier."""
-    from poisoncurv.lab import cache
+    from poisoncurv.lab import runner
 
     lab = chapter_lab_dir(results_dir)
     configs = [r.config for r in grid(profile).runs] + [r.config for r in ch06_runs(ch06_grid(profile),
                                                                                   ("defence", "defence_seeds", "weight_decay"))]
-    return list({c.key(): cache.get(c, lab, data=mnist) for c in configs}.values())
+    return list({c.key(): runner.get(c, lab, data=mnist) for c in configs}.values())
 
 
 # ---- the adaptive attacker --------------------------------------------------------------------------------
@@ -699,7 +699,7 @@ def _label(cfg: LabConfig) -> str:
 def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
     """:class:`Adaptive` from the ``adaptive``, ``adaptive_defence`` and ``adaptive_filter`` groups of ``grids/ch08.yaml``
     (the cross is the ``amplitude`` group's ``a = 1``)."""
-    from poisoncurv.lab import cache
+    from poisoncurv.lab import runner
 
     g = grid(profile)
     lab = chapter_lab_dir(results_dir)
@@ -717,9 +717,9 @@ def adaptive(profile: str, results_dir: str | None = None) -> Adaptive:
     surrogate = {a: float(s["curv"][a]) for a in ("cross-deterministic", "lowcurv")}
     defended = g.group("adaptive_defence")[0].config
     undefended = replace(defended, kappa=0.0)
-    defence = tuple([_point("none", "undefended", cache.get(undefended, lab, data=mnist))]
+    defence = tuple([_point("none", "undefended", runner.get(undefended, lab, data=mnist))]
                     + [_point("input-gradient penalty", f"κ_paper = {r.config.kappa_paper:g}",
-                              cache.get(r.config, lab, data=mnist)) for r in g.group("adaptive_defence")])
+                              runner.get(r.config, lab, data=mnist)) for r in g.group("adaptive_defence")])
     return Adaptive(runs, surrogate, _label(defended), defence, tuple(filter_points(g.group("adaptive_filter"), results_dir)),
                     pattern_from_pixels(s["pixels"]))
 

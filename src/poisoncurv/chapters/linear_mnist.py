@@ -1,6 +1,6 @@
 """Chapter 5 drivers: linear and logistic regression on MNIST with the rank-one additive cross poison.
 
-Every run goes through the lab's results cache (:func:`poisoncurv.lab.cache.get`), so the chapter
+Every run goes through the lab's results cache (:func:`poisoncurv.lab.runner.get`), so the chapter
 re-executes from the committed files in ``results/lab/`` and recomputes with ``FORCE=1``.
 """
 
@@ -20,9 +20,9 @@ from poisoncurv.core.paths import GRIDS_DIR, chapter_lab_dir
 from poisoncurv.core.prose import round_sig
 from poisoncurv.core.provenance import short_commit
 from poisoncurv.core.tables import Table
-from poisoncurv.lab.cache import get
 from poisoncurv.lab.config import LabConfig, profile_config
 from poisoncurv.lab.grid import load_grid
+from poisoncurv.lab.runner import get
 
 RUN = "Run: {glue:text}`ch05_linear_mnist_run`."     # ends every caption of the chapter
 MASS_K = 4                # criterion 2: mass of the trigger in the top-4 eigenspace (top 5 eigenvalues are stored)

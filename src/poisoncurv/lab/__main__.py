@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from poisoncurv.lab.cache import ResultWriteError, StaleResultError, get, result_path
+from poisoncurv.lab.cache import ResultWriteError, StaleResultError, result_path
 from poisoncurv.lab.config import parse_value, profile_config
 from poisoncurv.lab.data import DataNotFoundError
+from poisoncurv.lab.runner import get
 
 # (heading, row field, format) of the printed table: basic runs measure the spectra at clean inputs; deep runs
 # (measure="deep") at clean and at triggered inputs (poisoncurv.lab.deep)

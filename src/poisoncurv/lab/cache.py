@@ -1,8 +1,10 @@
 """Results cache: one JSON file per configuration under ``results/lab/<config key>.json``.
 
-:func:`get` loads the file when it exists (committed with the chapters, so re-executing a chapter
-is fast and gives the same numbers) and otherwise trains and writes it atomically. ``force=True``
-or the environment variable ``FORCE=1`` recomputes. A file written under another schema version,
+Where the files live (:func:`result_path`, :func:`model_path`), whether a run is cached (:func:`is_cached`; ``force=True``
+or the environment variable ``FORCE=1`` recomputes), reading and checking a file (:func:`read_result`) and writing
+finished runs atomically (:func:`write_results`). What decides to train, and trains, is
+:mod:`poisoncurv.lab.runner` (:func:`~poisoncurv.lab.runner.get` loads the file when it exists, committed with the
+chapters, so re-executing a chapter is fast and gives the same numbers). A file written under another schema version,
 for another configuration, from another data source than the one this machine would use, or with an
 evaluation row that does not match the row schema (:data:`poisoncurv.lab.train.ROW_SCHEMA`, checked row by row
 on every read) is reported with :class:`StaleResultError`, never silently reused.
@@ -13,22 +15,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
-
 from poisoncurv.core.paths import LAB_RESULTS_DIR
 from poisoncurv.core.results import CorruptResultError, read_json, write_json_atomic
-from poisoncurv.lab.attacks import Poisoned
-from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, LabConfig, validate
-from poisoncurv.lab.data import SOURCES, ImageData, locate, to_float
-from poisoncurv.lab.deep import Probe, make_probe
-from poisoncurv.lab.filtering import filter_poisons
-from poisoncurv.lab.train import build_model, checkpoint_path, prepare, row_problem, train, train_shared
+from poisoncurv.lab.config import SCHEMA_VERSION, LabConfig
+from poisoncurv.lab.data import SOURCES, ImageData, locate
+from poisoncurv.lab.train import row_problem
 
 
 class StaleResultError(RuntimeError):
@@ -99,71 +93,31 @@ def model_path(cfg: LabConfig, results_dir: str | os.PathLike | None = None) -> 
     return Path(results_dir or LAB_RESULTS_DIR) / "models" / f"{cfg.key()}.pt"
 
 
-def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: bool | None = None,
-        data: ImageData | Callable[[], ImageData] | None = None, progress: bool = False,
-        checkpoint_dir: str | os.PathLike | None = None, keep_model: bool = False, validated: bool = False) -> dict[str, Any]:
-    """The results dictionary of ``cfg`` (see :func:`poisoncurv.lab.train.train`): cached or computed.
-
-    ``data``: the data set, or a function returning it (called only if the run must be computed),
-    or ``None`` (loaded by :func:`poisoncurv.lab.data.load`). When no copy of the data set is present
-    at all, a cached file is used as it is (its data source is still recorded in it).
-    ``keep_model``: also keep the final weights at :func:`model_path` (a cached run without them is
-    recomputed; training is deterministic on the CPU, so the numbers are the same).
-    ``force`` (default: :func:`force_from_env`): recompute even if cached; a filtered run's unfiltered run too.
-    ``validated=True``: the caller has already run :func:`~poisoncurv.lab.config.validate` on ``cfg`` (the CLI's
-    :func:`~poisoncurv.lab.config.profile_config` does); otherwise it runs here, once, and not again in training.
-    """
-    if not validated:
-        validate(cfg)
-    path = result_path(cfg, results_dir)
-    force = force_from_env() if force is None else force
-    if path.exists() and not force and not (keep_model and not model_path(cfg, results_dir).exists()):
-        try:
-            res = read_json(path)
-        except CorruptResultError as err:
-            raise StaleResultError(f"{path} is not valid JSON ({err.reason}), truncated or corrupt: {HOW}") from None
-        if isinstance(data, ImageData):
-            source = data.source
-        else:
-            found = locate(cfg.dataset)
-            source = SOURCES[found] if found else None
-        check_cached(res, cfg, path, source)
-        return res
-    model_dir = model_path(cfg, results_dir).parent if keep_model else None
-    for folder in (path.parent, model_dir):
-        if folder is not None:
-            check_writable(folder)
-    data = data() if callable(data) else data
-    if cfg.filter == "none":
-        res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
-                    remove_checkpoint=False, validated=True)
+def read_result(cfg: LabConfig, path: Path, data: ImageData | Callable[[], ImageData] | None = None) -> dict[str, Any]:
+    """The results file ``path`` of ``cfg``, checked (:func:`check_cached`) against the data source this machine would
+    use: ``data``'s when it is a data set, else the copy :func:`~poisoncurv.lab.data.locate` finds (none: not checked).
+    Raises :class:`StaleResultError` saying how to recompute when it is corrupt or cannot stand for ``cfg`` here."""
+    try:
+        res = read_json(path)
+    except CorruptResultError as err:
+        raise StaleResultError(f"{path} is not valid JSON ({err.reason}), truncated or corrupt: {HOW}") from None
+    if isinstance(data, ImageData):
+        source = data.source
     else:
-        res = _filtered(cfg, results_dir, data, checkpoint_dir, progress, model_dir, force)
-    _write_results([(path, res)], checkpoint_path(cfg, checkpoint_dir))
+        found = locate(cfg.dataset)
+        source = SOURCES[found] if found else None
+    check_cached(res, cfg, path, source)
     return res
 
 
-def get_shared(cfgs: tuple[LabConfig, ...], results_dir: str | os.PathLike | None = None,
-               data: ImageData | Callable[[], ImageData] | None = None, progress: bool = False,
-               checkpoint_dir: str | os.PathLike | None = None, keep_model: bool = False,
-               validated: bool = False) -> list[dict[str, Any]]:
-    """Train clean runs that differ only in their trigger once (:func:`~poisoncurv.lab.train.train_shared`) and write
-    each one's results file, as :func:`get` would have written it; returns the results in order. Cached files are not
-    consulted: the caller passes the runs still to do. ``validated``: as for :func:`get` (otherwise training validates
-    each configuration, once)."""
-    paths = [result_path(c, results_dir) for c in cfgs]
-    model_dir = model_path(cfgs[0], results_dir).parent if keep_model else None
-    for folder in (paths[0].parent, model_dir):
-        if folder is not None:
-            check_writable(folder)
-    data = data() if callable(data) else data
-    results = train_shared(cfgs, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
-                           remove_checkpoint=False, validated=validated)
-    _write_results(list(zip(paths, results)), checkpoint_path(cfgs[0], checkpoint_dir))
-    return results
+def is_cached(cfg: LabConfig, results_dir: str | os.PathLike | None, force: bool, keep_model: bool) -> bool:
+    """Whether :func:`~poisoncurv.lab.runner.get` reads ``cfg``'s results file rather than training: it exists, ``force``
+    is off, and the final weights are kept when ``keep_model`` asks for them."""
+    return (result_path(cfg, results_dir).exists() and not force
+            and not (keep_model and not model_path(cfg, results_dir).exists()))
 
 
-def _write_results(files: list[tuple[Path, dict[str, Any]]], ckpt: Path) -> None:
+def write_results(files: list[tuple[Path, dict[str, Any]]], ckpt: Path) -> None:
     """Write each ``(path, results)`` atomically, then delete the training's checkpoint ``ckpt``; a write that fails
     raises :class:`ResultWriteError` and keeps the checkpoint, so the same command writes them again without training."""
     for path, res in files:
@@ -174,49 +128,3 @@ def _write_results(files: list[tuple[Path, dict[str, Any]]], ckpt: Path) -> None
                                    f"trained run{'s are' if len(files) > 1 else ' is'} kept in {ckpt}: run the same command "
                                    f"again once the folder can be written to, and it writes them without training") from None
     ckpt.unlink(missing_ok=True)
-
-
-def _filtered(cfg: LabConfig, results_dir: str | os.PathLike | None, data: ImageData | None,
-              checkpoint_dir: str | os.PathLike | None, progress: bool, model_dir: Path | None, force: bool) -> dict[str, Any]:
-    """Filter-then-retrain (:mod:`poisoncurv.lab.filtering`): the unfiltered run (cached with its weights unless
-    ``force``), its detector's removals, then ``cfg`` trained on the rest; the results carry the removals under ``filter``."""
-    base = replace(cfg, filter="none")    # valid: only a filter other than none adds conditions to cfg's
-    get(base, results_dir, force=force, data=data, checkpoint_dir=checkpoint_dir, keep_model=True, validated=True)
-    run = trained_run(base, results_dir, data=data)
-    outcome = filter_poisons(run.model, run.poisoned, cfg.filter, base.key())
-    res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
-                drop=torch.from_numpy(np.nonzero(outcome.flags)[0]), remove_checkpoint=False, validated=True)
-    return {**res, "filter": outcome.record()}
-
-
-@dataclass(frozen=True)
-class TrainedRun:
-    """A kept final model (eval mode, CPU) with the poisoned data it was trained on and its probe sets."""
-
-    model: nn.Module
-    data: ImageData
-    poisoned: Poisoned
-    probe: Probe
-
-
-def trained_run(cfg: LabConfig, results_dir: str | os.PathLike | None = None, data: ImageData | None = None) -> TrainedRun:
-    """The final weights kept by ``get(cfg, keep_model=True)`` rebuilt into ``cfg``'s model, with the run's
-    poisoned training set (:func:`~poisoncurv.lab.train.prepare`, deterministic) and its probe. Raises
-    ``FileNotFoundError`` naming the file and the command when the weights were not kept, and :class:`StaleResultError`
-    naming it and how to recompute when they cannot be loaded into the model (truncated, foreign, another model's)."""
-    path = model_path(cfg, results_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: the final weights of run {cfg.key()} were not kept; rerun it with "
-                                f"get(cfg, keep_model=True) (grids: keep_model: true in its group)")
-    data, p = prepare(cfg, data)
-    model = build_model(cfg, tuple(p.x_train.shape[1:]), NUM_CLASSES[cfg.dataset]).to(p.x_train.dtype)
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as err:  # truncated or foreign files fail in many ways (EOFError, RuntimeError, UnpicklingError, ...)
-        raise StaleResultError(f"{path}: the kept weights of run {cfg.key()} cannot be loaded ({type(err).__name__}: "
-                               f"{' '.join(str(err).split())[:160]}): {HOW}") from None
-    model.eval()
-    x_test = to_float(data.x_test)
-    probe = make_probe(x_test, data.y_test, p.x_trigger, p.y_trigger, p.x_train, p.y_train, p.poison_idx,
-                       p.source_labels, p.direction, cfg.target, cfg.n_eval)
-    return TrainedRun(model, data, p, probe)

@@ -4,7 +4,7 @@ The defender holds the poisoned training set and a model trained on it (the same
 that model's penultimate features ``φ(x)`` (its ``embed``) of every training example, runs one detector of
 :data:`poisoncurv.detect.suite.DETECTORS` class by class with the known poison fraction ``ε`` (poisons over the
 size of the target class, as in Chapter 8), and drops every flagged example, poisons and clean alike. The retrained
-run (:func:`poisoncurv.lab.cache.get` orchestrates it) records :class:`FilterOutcome` under ``filter``.
+run (:func:`poisoncurv.lab.runner.get` orchestrates it) records :class:`FilterOutcome` under ``filter``.
 """
 
 from __future__ import annotations

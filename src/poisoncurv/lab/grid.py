@@ -59,7 +59,7 @@ class GridError(ValueError):
 @dataclass(frozen=True)
 class Run:
     """One run of a grid: its group, the axis values that pick it (``point``), its configuration, and
-    whether its final weights are kept (:func:`poisoncurv.lab.cache.get` ``keep_model``)."""
+    whether its final weights are kept (:func:`poisoncurv.lab.runner.get` ``keep_model``)."""
 
     group: str
     point: dict[str, Any]

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from poisoncurv.core.results import read_json
-from poisoncurv.lab.cache import StaleResultError, check_cached, check_writable, get, get_shared, model_path, result_path
+from poisoncurv.lab.cache import StaleResultError, check_cached, check_writable, model_path, result_path
 from poisoncurv.lab.config import LabConfig
 from poisoncurv.lab.data import SOURCES, DataNotFoundError, cache_root, ensure, locate
 from poisoncurv.lab.grid import MAX_RUNS, Grid, Run, load_grid
+from poisoncurv.lab.runner import get, get_shared
 from poisoncurv.lab.train import training_key
 
 if TYPE_CHECKING:  # annotations only; the sweep imports submitit through _submitit()

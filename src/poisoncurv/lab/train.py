@@ -419,7 +419,7 @@ def train(cfg: LabConfig, data: ImageData | None = None, checkpoint_dir: str | o
     (:func:`~poisoncurv.lab.deep.final_measures`). ``drop``: indices of the poisoned training set to leave
     out (a filter-then-retrain defence, :mod:`poisoncurv.lab.filtering`); ``poison`` then counts the survivors.
     ``remove_checkpoint=False`` leaves the finished run's checkpoint for the caller to remove once the results are
-    safely written (:func:`poisoncurv.lab.cache.get`); a call that finds a finished checkpoint rebuilds the results
+    safely written (:func:`poisoncurv.lab.runner.get`); a call that finds a finished checkpoint rebuilds the results
     from it without training. ``validated=True``: the caller has already run
     :func:`~poisoncurv.lab.config.validate` on ``cfg`` (the lab's entry points validate once, before any work).
     """
@@ -473,7 +473,7 @@ def train_shared(cfgs: tuple[LabConfig, ...], data: ImageData | None = None,
     cfg = cfgs[0]
     if (cfg.filter != "none") != (drop is not None):
         raise ValueError(f"filter: {cfg.filter!r} with drop {'given' if drop is not None else 'None'}: a filtered run takes the "
-                         f"indices its detector removes (poisoncurv.lab.cache.get computes them); an unfiltered run takes none")
+                         f"indices its detector removes (poisoncurv.lab.runner.get computes them); an unfiltered run takes none")
     if model_dir is not None and (Path(model_dir) / f"{cfg.key()}.pt").resolve() == checkpoint_path(cfg, checkpoint_dir).resolve():
         raise ValueError(f"model_dir and checkpoint_dir: both {Path(model_dir)}: the kept weights and the checkpoint would be "
                          f"one file, deleted when the run finishes; give them different folders")
