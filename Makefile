@@ -66,12 +66,12 @@ pages-check:
 # compares their outputs; the smoke-profile runs of tests/book/test_chapters.py cover only chapters nbval cannot
 # execute (committed from a GPU run). `make test-smoke` runs the smoke profile of every chapter.
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff check src tests benchmarks tools book
 	$(PY) -m pytest tests $$($(PY) -m poisoncurv.book.nbcheck --list) \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=15
 
 test-fast: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff check src tests benchmarks tools book
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider --durations=10
 
 test-smoke: $(STAMP)
@@ -94,7 +94,7 @@ gpu-check: $(STAMP)
 	PYTHONPATH=$(CURDIR)/src $(PY) -m benchmarks.gpu_check
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff check src tests benchmarks tools book
 
 clean:
 	rm -rf _build
