@@ -1,7 +1,11 @@
-"""The two defence figures of the deep chapters (6 and 7), drawn from a :class:`~poisoncurv.chapters.deep_runs.DefenceResult`."""
+"""The defence figures: the κ grid and the safety–efficacy plane of the deep chapters (6 and 7), drawn from a
+:class:`~poisoncurv.chapters.deep_runs.DefenceResult`; the plane itself (:func:`safety_planes`) is shared with
+Chapter 5 (:func:`poisoncurv.book.linear_figures.frontier`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,18 +48,46 @@ def kappa_grid(defence: DefenceResult) -> Any:
     return fig
 
 
-def safety_plane(defence: DefenceResult) -> Any:
-    """Every defence cell as (mean ASR, mean clean accuracy) over its seeds, by method; the region where a defence
-    counts shaded. Returns the figure."""
-    fig, axes = panels(len(defence.attacks), height_in=3.0)
+@dataclass(frozen=True)
+class PlanePanel:
+    """One panel of the safety–efficacy plane: its ``title``, the undefended model's ``clean_acc`` (the shaded region
+    reaches :data:`~poisoncurv.core.criteria.ACC_DROP_MAX` below it) and ``series``: ``(label, fmt, asr, clean_acc)``
+    per defence method, drawn in order."""
+
+    title: str
+    clean_acc: float
+    series: Sequence[tuple[str, str, Sequence[float], Sequence[float]]]
+
+
+def safety_planes(planes: Sequence[PlanePanel], *, height_in: float, ylabel: str = "clean accuracy",
+                  ylim: tuple[float, float] | None = None, legend_loc: str = "lower left", **line_kw: Any) -> Any:
+    """The safety–efficacy plane (ASR on x, clean accuracy on y), one panel per :class:`PlanePanel`: each method's
+    points as ``fmt``, the region where a defence counts (ASR ≤ :data:`~poisoncurv.core.criteria.ASR_DEFENDED`,
+    clean accuracy within :data:`~poisoncurv.core.criteria.ACC_DROP_MAX` of the undefended model's) shaded green; the
+    legend on the first panel. ``line_kw`` goes to every ``plot`` (``ms=5``). Returns the figure."""
+    fig, axes = panels(len(planes), height_in=height_in)
     axes = np.atleast_1d(axes)
-    for ax, attack in zip(axes, defence.attacks):
+    for ax, plane in zip(axes, planes):
+        for label, fmt, asr, acc in plane.series:
+            ax.plot(asr, acc, fmt, label=label, **line_kw)
+        acc0 = plane.clean_acc
+        ax.fill_between([0, criteria.ASR_DEFENDED], acc0 - criteria.ACC_DROP_MAX, 1, color="tab:green", alpha=0.2, lw=0)
+        ax.set(title=plane.title, xlabel="ASR", ylabel=ylabel, xlim=(-0.02, 1.02))
+        if ylim is not None:
+            ax.set_ylim(ylim)
+    axes[0].legend(frameon=False, loc=legend_loc)
+    return fig
+
+
+def safety_plane(defence: DefenceResult) -> Any:
+    """Every defence cell as (mean ASR, mean clean accuracy) over its seeds, by method (methods without cells left
+    out); the region where a defence counts shaded (:func:`safety_planes`). Returns the figure."""
+    planes = []
+    for attack in defence.attacks:
+        series = []
         for method, m in METHOD_MARKERS:
             cells = [c for c in defence.cells if c.attack == attack and c.method == method]
             if cells:
-                ax.plot([c.asr for c in cells], [c.clean_acc for c in cells], m, label=method, ms=5)
-        acc0 = defence.clean_acc(attack)
-        ax.fill_between([0, criteria.ASR_DEFENDED], acc0 - criteria.ACC_DROP_MAX, 1, color="tab:green", alpha=0.2, lw=0)
-        ax.set(title=attack, xlabel="ASR", ylabel="clean accuracy", xlim=(-0.02, 1.02))
-    axes[0].legend(frameon=False, loc="lower left")
-    return fig
+                series.append((method, m, [c.asr for c in cells], [c.clean_acc for c in cells]))
+        planes.append(PlanePanel(attack, defence.clean_acc(attack), series))
+    return safety_planes(planes, height_in=3.0, ms=5)
