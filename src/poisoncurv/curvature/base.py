@@ -35,11 +35,17 @@ _COUPLING = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.
 
 
 class Operator(Protocol):
-    """What the eigen solvers need: a square ``shape``, ``dtype``, ``device`` and ``op @ V``."""
+    """What the eigen solvers need: a square ``shape``, ``dtype``, ``device`` and ``op @ V`` (read-only members, so
+    that a property such as :attr:`CurvatureOperator.shape` qualifies)."""
 
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-    device: torch.device
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def device(self) -> torch.device: ...
 
     def __matmul__(self, v: Tensor) -> Tensor: ...
 
