@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -912,7 +912,7 @@ def _seed_cells(points: list[DefencePoint]) -> tuple[DefenceCell, ...]:
     return tuple(DefenceCell(*k, tuple(sorted(v, key=lambda p: p.seed))) for k, v in cells.items())
 
 
-def defence_result(runs: ChapterRuns, grids: dict[str, tuple[tuple[str, ...], str]], tag: str, run_label: str) -> DefenceResult:
+def defence_result(runs: ChapterRuns, grids: Mapping[str, tuple[tuple[str, ...], str]], tag: str, run_label: str) -> DefenceResult:
     """Cells of every defence over seeds: ``grids`` maps each attack to (its κ × augmentation groups, its
     weight-decay group); a run in two groups counts once. Every run is judged against the clean model of its own
     seed. Early stopping: every evaluation of the undefended runs (κ = 0, no augmentation)."""
