@@ -123,6 +123,7 @@ class PreActResNet(nn.Module):
 
     def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
+        block: type[PreActBasicBlock | PreActBottleneck]
         if depth >= 44:
             if (depth - 2) % 9:
                 raise ValueError(f"bottleneck PreActResNet needs depth = 9n + 2 (e.g. 110), got {depth}")

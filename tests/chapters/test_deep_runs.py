@@ -276,3 +276,11 @@ def test_hardware_compare_in_seed_units_and_only_for_the_chapters_runs(tmp_path)
     assert empty.rows == () and np.isnan(empty.summary()["t_hw_max_sd_clean_acc"]) and empty.table().rows == []
     with pytest.raises(ValueError, match="no retrained poisoned runs"):
         hw.compare(ch, ("seeds",), tmp_path / "missing", "t", "run")
+
+
+def test_feature_summary_glues_none_where_no_seed_gave_a_clean_distance():
+    # a clean row whose trig → target distance no seed measured glues "none", as the poisoned rows' means do
+    row = dr.FeatureRow("cross", 0.0, 1, {"feat_trig_to_target": (None, None)}, n_runs=1)
+    assert dr.FeatureResult("chx", (row,), "run").summary()["chx_feat_clean_cross_trig_to_target"] == "none"
+    row = dr.FeatureRow("cross", 0.0, 1, {"feat_trig_to_target": (2.5, 0.1)}, n_runs=1)
+    assert dr.FeatureResult("chx", (row,), "run").summary()["chx_feat_clean_cross_trig_to_target"] == 2.5

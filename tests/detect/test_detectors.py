@@ -75,6 +75,8 @@ def test_activation_clustering_respects_the_size_rule():
     assert not det.flags.any()
     lab, _ = kmeans2(F2)
     assert np.array_equal(lab, half.astype(int)) or np.array_equal(lab, 1 - half.astype(int))
+    with pytest.raises(ValueError, match="restarts"):      # no restart, no clustering (was a TypeError on None)
+        kmeans2(F2, restarts=0)
 
 
 def test_robust_covariance_ignores_outliers_and_que_limits():

@@ -3,18 +3,18 @@ the closed form as a thin line in the same colour (:func:`measured_and_law`). Ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+from numpy.typing import ArrayLike
 
 from poisoncurv.book.figures import panel_label, panels
 from poisoncurv.chapters.krr_clones import ExactSweep
 from poisoncurv.chapters.near_clones import NearCloneLaws
 
 
-def measured_and_law(ax: Any, x: Sequence[float], measured: Sequence[float], law: Sequence[float], marker: str,
-                     label: str | None = None, law_label: str | None = None, x_law: Sequence[float] | None = None) -> None:
+def measured_and_law(ax: Any, x: ArrayLike, measured: ArrayLike, law: ArrayLike, marker: str,
+                     label: str | None = None, law_label: str | None = None, x_law: ArrayLike | None = None) -> None:
     """``measured`` against ``x`` as open ``marker``s, then ``law`` against ``x_law`` (default ``x``) as a thin line in
     the markers' colour."""
     ax.plot(x, measured, marker, mfc="none", label=label)

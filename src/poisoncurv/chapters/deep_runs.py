@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -232,6 +232,11 @@ def lag_rows(runs: ChapterRuns, groups: Iterable[str]) -> list[LagRow]:
     return out
 
 
+def _or_none(v: float | None) -> float | str:
+    """A mean to glue: ``"none"`` where no seed gave one."""
+    return "none" if v is None else v
+
+
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -342,7 +347,7 @@ class LagResult(ChapterResult):
                     ok = [r for r in cell if r.t_success is not None]
                     vis = [r.t_visible for r in ok if r.t_visible is not None]
                     rows.append([a, PROBE_SETS[probe], name, o.verdict, self.robust(a, name, probe), f"{o.n_success}/{o.n_seeds}",
-                                 _pm([r.t_success for r in ok]), f"{_pm(vis)} ({len(vis)})" if vis else "never",
+                                 _pm([r.t_success for r in ok if r.t_success is not None]), f"{_pm(vis)} ({len(vis)})" if vis else "never",
                                  f"{o.n_later}/{o.n_earlier}/{o.n_tied}", _p(o.p)])
         return Table(f"tbl-{self.tag}-lag",
                      r"Success and visibility over training, per attack (at its $\theta$), probe set and criterion, over "
@@ -567,14 +572,14 @@ class FeatureResult(ChapterResult):
         out: Summary = {}
         for r in self.rows:
             if r.theta == 0:
-                out[f"{self.tag}_feat_clean_{slug(r.attack)}_trig_to_target"] = r.values["feat_trig_to_target"][0]
+                out[f"{self.tag}_feat_clean_{slug(r.attack)}_trig_to_target"] = _or_none(r.values["feat_trig_to_target"][0])
                 continue
             s = f"{self.tag}_feat_{slug(r.attack)}"
             for k in ("feat_trig_to_poison", "feat_trig_to_target", "feat_target_to_target", "feat_collapse_poison",
                       "feat_collapse_trig", "feat_collapse_clean"):
-                out[f"{s}_{k.removeprefix('feat_')}"] = r.values[k][0] if r.values[k][0] is not None else "none"
+                out[f"{s}_{k.removeprefix('feat_')}"] = _or_none(r.values[k][0])
             for k in ("R_poison", "R_clean", "R_ratio"):
-                out[f"{s}_{k}"] = r.values[k][0] if r.values[k][0] is not None else "none"
+                out[f"{s}_{k}"] = _or_none(r.values[k][0])
             out[f"{s}_near_clone"] = "yes" if r.near_clone else "no"
             near, apart, p_near = r.near_clone_seeds()
             out |= {f"{s}_near_clone_n_seeds": near, f"{s}_apart_n_seeds": apart, f"{s}_near_clone_p": p_near}
@@ -649,7 +654,7 @@ def feature_result(runs: ChapterRuns, groups: Iterable[str], tag: str, run_label
     for (attack, theta), vals in cells.items():
         values = {}
         for k in vals[0]:
-            xs = [v[k] for v in vals if v[k] is not None and math.isfinite(v[k])]
+            xs = [x for x in (v[k] for v in vals) if x is not None and math.isfinite(x)]
             values[k] = _mean_sd(xs)
         ratios = tuple(float(v["R_ratio"]) for v in vals if v["R_ratio"] is not None and math.isfinite(v["R_ratio"]))
         margins = tuple(float(v["feat_target_to_target"] - v["feat_trig_to_poison"]) for v in vals
@@ -758,9 +763,15 @@ class DefenceResult(ChapterResult):
     def cell(self, attack: str, kappa: float, augment: bool) -> DefenceCell | None:
         return next((c for c in self.grid(attack) if c.setting == kappa and c.augment == augment), None)
 
+    def base_cell(self, attack: str, augment: bool) -> DefenceCell:
+        """The κ = 0 cell of ``attack`` (undefended, or augmentation alone), which every defence grid has."""
+        c = self.cell(attack, 0.0, augment)
+        assert c is not None, f"{attack}: no κ = 0 cell {'with' if augment else 'without'} augmentation"
+        return c
+
     def clean_acc(self, attack: str) -> float:
         """The clean models' accuracy (mean over the seeds of the undefended cell)."""
-        return float(np.mean([p.clean_model_acc for p in self.cell(attack, 0.0, False).points]))
+        return float(np.mean([p.clean_model_acc for p in self.base_cell(attack, False).points]))
 
     def _ktag(self, kappa: float) -> str:
         kp = self.kappa_paper(kappa)
@@ -779,7 +790,7 @@ class DefenceResult(ChapterResult):
         if n_works < n_seeds:
             return "n/a"
         g = self.grid(attack)
-        aug = self.cell(attack, 0.0, True).verdict_under(asr_max, drop_max)
+        aug = self.base_cell(attack, True).verdict_under(asr_max, drop_max)
         k_aug = [c.verdict_under(asr_max, drop_max) for c in g if c.setting > 0 and c.augment]
         if aug == criteria.NO_COUNT and criteria.COUNTS in k_aug:
             return "yes"
@@ -846,7 +857,7 @@ class DefenceResult(ChapterResult):
                     t = "wd" + f"{c.setting:g}".replace(".", "p")          # 0.02 -> wd0p02
                     out |= {f"{s}_asr_{t}": c.asr, f"{s}_acc_{t}": c.clean_acc, f"{s}_cost_{t}": c.cost()[0],
                             f"{s}_verdict_{t}": c.verdict, f"{s}_n_{t}": c.n, f"{s}_n_collapsed_{t}": c.n_collapsed}
-            none, aug = self.cell(a, 0.0, False), self.cell(a, 0.0, True)
+            none, aug = self.base_cell(a, False), self.base_cell(a, True)
             k_aug = [c for c in g if c.setting > 0 and c.augment]
             k_only = [c for c in g if c.setting > 0 and not c.augment]
             others = {m: [c for c in self.cells if c.attack == a and c.method == m] for m in ("weight decay", "early stopping")}
@@ -912,7 +923,7 @@ def _seed_cells(points: list[DefencePoint]) -> tuple[DefenceCell, ...]:
     return tuple(DefenceCell(*k, tuple(sorted(v, key=lambda p: p.seed))) for k, v in cells.items())
 
 
-def defence_result(runs: ChapterRuns, grids: dict[str, tuple[tuple[str, ...], str]], tag: str, run_label: str) -> DefenceResult:
+def defence_result(runs: ChapterRuns, grids: Mapping[str, tuple[tuple[str, ...], str]], tag: str, run_label: str) -> DefenceResult:
     """Cells of every defence over seeds: ``grids`` maps each attack to (its κ × augmentation groups, its
     weight-decay group); a run in two groups counts once. Every run is judged against the clean model of its own
     seed. Early stopping: every evaluation of the undefended runs (κ = 0, no augmentation)."""

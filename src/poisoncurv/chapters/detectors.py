@@ -186,7 +186,7 @@ class BoundarySweep(ChapterResult):
 
     def summary(self) -> Summary:
         k = int(np.argmax(self.succeeds)) if self.succeeds.any() else len(self.a) - 1
-        out: dict[str, float | int] = {"ch8_eps": self.eps, "ch8_a_min": float(self.a[0]), "ch8_a_far": float(self.a[-1]),
+        out: Summary = {"ch8_eps": self.eps, "ch8_a_min": float(self.a[0]), "ch8_a_far": float(self.a[-1]),
                                        "ch8_a_succ": float(self.a[k]), "ch8_succ_found": int(self.succeeds.any()),
                                        "ch8_nearest_clean_near": float(np.median(self.nearest_clean[0]))}
         for label, i in (("near", 0), ("at_succ", k), ("far", -1)):

@@ -96,6 +96,11 @@ class RunDetection:
     samples: dict[str, DetectorScore] | None
     eps: float | None
 
+    def sample(self, name: str) -> DetectorScore:
+        """Detector ``name``'s sample-level score (a poisoned run's; a clean run has none)."""
+        assert self.samples is not None, f"run {self.config.key()} is clean: it has no sample-level scores"
+        return self.samples[name]
+
 
 def detection_values(cfg: LabConfig, results_dir: str | None = None) -> dict[str, Any]:
     """What :func:`detect_run` derives from the kept model's penultimate features of its own poisoned training set,
@@ -164,7 +169,7 @@ MODEL_CAPTION = (r"$p$: the exact one-sided permutation p of the AUROC (the shar
 
 def sample_auroc(poisoned: list[RunDetection], name: str) -> np.ndarray:
     """Sample-level detector ``name``'s AUROC on each poisoned run ``(runs,)``."""
-    return np.array([r.samples[name].auroc for r in poisoned])
+    return np.array([r.sample(name).auroc for r in poisoned])
 
 
 # ---- Chapter 6's runs -------------------------------------------------------------------------------------
@@ -186,7 +191,7 @@ class CNNDetection(ChapterResult):
         return model_test(*self.runs[attack], name)
 
     def summary(self) -> Summary:
-        out: dict[str, float | int] = {}
+        out: Summary = {}
         means = []
         for a, (_, poisoned) in self.runs.items():
             k = a.replace("-", "_")
@@ -210,7 +215,7 @@ class CNNDetection(ChapterResult):
         for a, (_, poisoned) in self.runs.items():
             for name in DETECTORS:
                 au = sample_auroc(poisoned, name)
-                tp, fp = (np.array([getattr(r.samples[name], f) for r in poisoned]) for f in ("tpr", "fpr"))
+                tp, fp = (np.array([getattr(r.sample(name), f) for r in poisoned]) for f in ("tpr", "fpr"))
                 rows.append([a, name, f"{au.mean():.3f} ± {au.std():.3f}", float(tp.mean()), float(fp.mean()), len(poisoned)])
         return Table("tbl-ch8-cnn",
                      r"Sample-level detectors on Chapter 6's poisoned CNNs: ROC-AUC of each detector's scores within the target "
@@ -289,7 +294,7 @@ class CNNBoundary(ChapterResult):
     def summary(self) -> Summary:
         works = self.works()
         i_min = int(np.argmax(works)) if works.any() else len(self.a) - 1
-        out: dict[str, float | int] = {
+        out: Summary = {
             "ch8_amp_min": float(self.a[0]), "ch8_amp_max": float(self.a[-1]),
             "ch8_amp_asr_min": float(self.asr()[0].mean()), "ch8_amp_asr_max": float(self.asr()[-1].mean()),
             "ch8_amp_clean_asr_max": float(self.clean_asr().mean(1).max()),
@@ -445,7 +450,7 @@ class DefenceResult(ChapterResult):
         groups: dict[tuple[str, str], list[SafetyPoint]] = {}
         for p in self.points:
             if family is None or p.family == family:
-                groups.setdefault((p.family, p.setting), []).append(p)
+                groups.setdefault((p.family, _setting(p)), []).append(p)
         cells = []
         for (fam, setting), pts in groups.items():
             pts = sorted(pts, key=lambda p: p.seed)
@@ -544,6 +549,12 @@ class DefenceResult(ChapterResult):
         return (self.table(),)
 
 
+def _setting(p: SafetyPoint) -> str:
+    """``p``'s setting, in words in this chapter (:func:`_point`)."""
+    assert isinstance(p.setting, str)
+    return p.setting
+
+
 def _point(family: str, setting: str, res: dict[str, Any], row: dict[str, Any] | None = None) -> SafetyPoint:
     """The point of run ``res`` at its last evaluation (or at ``row``, one of its evaluations)."""
     last = row or res["epochs"][-1]
@@ -635,7 +646,7 @@ class Adaptive(ChapterResult):
         return np.array([r.asr for r in self.runs[label][1]])
 
     def summary(self) -> Summary:
-        out: dict[str, float | int] = {}
+        out: Summary = {}
         for label, (clean, poisoned) in self.runs.items():
             k = glue_key(label.replace("θ=", "theta "))
             out[f"ch8_adv_asr_{k}"] = float(self.asr(label).mean())
@@ -663,12 +674,12 @@ class Adaptive(ChapterResult):
             out["ch8_adv_kappa_safe_acc"] = max(p.clean_acc for p in safe)
         out["ch8_adv_kappa_min_asr"] = min(p.asr for p in self.defence)
         for p in self.defence[1:]:
-            out[f"ch8_adv_kappa_{p.setting.split('= ')[1].replace('+', '')}_asr"] = p.asr
-            out[f"ch8_adv_kappa_{p.setting.split('= ')[1].replace('+', '')}_acc"] = p.clean_acc
+            out[f"ch8_adv_kappa_{_setting(p).split('= ')[1].replace('+', '')}_asr"] = p.asr
+            out[f"ch8_adv_kappa_{_setting(p).split('= ')[1].replace('+', '')}_acc"] = p.clean_acc
         out["ch8_adv_acc_none"], out["ch8_adv_asr_none"] = self.defence[0].clean_acc, self.defence[0].asr
         for p in self.filters:
             for field in ("asr", "tpr", "fpr", "clean_acc"):
-                out[f"ch8_adv_filter_{field}_{glue_key(p.setting)}"] = getattr(p, field)
+                out[f"ch8_adv_filter_{field}_{glue_key(_setting(p))}"] = getattr(p, field)
         out["ch8_adv_filter_max_asr"] = max(p.asr for p in self.filters)
         return out
 

@@ -298,9 +298,9 @@ def laplace_law(cfg: dict[str, Any]) -> LaplaceLaw:
         sel = (g1 > 0.5) & (g1 < 3.0)
         le_meas.append(-1 / np.polyfit(g1[sel], np.log(f1[sel]), 1)[0])
     kaps = np.array(cfg["laplace_kappas"])
-    le_meas = np.array(le_meas)
-    return LaplaceLaw(kaps, le_meas, np.array([laplace_effective(ELL, ridge, k)[0] for k in kaps]), max_err,
-                      float(np.polyfit(kaps, le_meas**2, 1)[0]), 2 * ELL / ridge, h)
+    measured = np.array(le_meas)
+    return LaplaceLaw(kaps, measured, np.array([laplace_effective(ELL, ridge, k)[0] for k in kaps]), max_err,
+                      float(np.polyfit(kaps, measured**2, 1)[0]), 2 * ELL / ridge, h)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ whose keys are the chapter's glue keys (the numbers the text quotes and ``claims
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -205,11 +205,12 @@ def two_penalties(data: dict[str, Any], cfg: dict[str, Any]) -> TwoPenalties:
         rows.append((mu, effective_ridge(stat[0][1], X, y, kappa), float((w_min - w_r).norm() / w_r.norm()), len(stat),
                      float(loss_gradient_objective(w_min, X, y, kappa)) - stat[0][0], float(eff), float(r2),
                      float(eff_g), float(r2_g)))
-    cols = list(map(np.array, zip(*rows)))
+    mu_c, mu_global, rel, n_stationary, J_gap, efficacy, r2_c, efficacy_global, r2_global = map(np.array, zip(*rows))
     rk = np.asarray(cfg["lin_kappas"])
     ridge_eff = np.array([float(efficacy_and_fit(ridge_solution(X, y, float(m)), data)[0]) for m in rk])
     eff0 = float(efficacy_and_fit(ridge_solution(X, y, 0.0), data)[0])
-    return TwoPenalties(np.array(kappas), *cols, ridge_kappa=rk, ridge_efficacy=ridge_eff, eff_unreg=eff0,
+    return TwoPenalties(np.array(kappas), mu_c, mu_global, rel, n_stationary, J_gap, efficacy, r2_c, efficacy_global, r2_global,
+                        ridge_kappa=rk, ridge_efficacy=ridge_eff, eff_unreg=eff0,
                         identity_rel_err=max(penalty_identities(data, kappa=0.7).values()))
 
 
@@ -297,7 +298,8 @@ def frontier(data: dict[str, Any], cfg: dict[str, Any], epsilon: float = 0.1) ->
         kappa=kappas.numpy(), eff_sim=eff_sim.numpy(), r2_sim=r2_sim.numpy(), eff_th=eff_th.numpy(), r2_th=r2_th.numpy(),
         factor_poison=((W_sim @ t_hat) / (W0 @ t_hat)).numpy(), factor_clean_eq=(W_sim[:, k_eq] / W0[k_eq]).numpy(),
         factor_clean_all=(W_sim[:, :q] / W0[:q]).numpy(),
-        factor_theory=ridge_filter(h_p, kappas.numpy(), T) / ridge_filter(h_p, 0.0, T), h=data["h"].numpy(), k_eq=k_eq,
+        factor_theory=cast(np.ndarray, ridge_filter(h_p, kappas.numpy(), T) / ridge_filter(h_p, 0.0, T)),  # h_p a float: numpy
+        h=data["h"].numpy(), k_eq=k_eq,
         eff_unreg=float(W0 @ data["t"]), r2_unreg=float(efficacy_and_fit(W0, data)[1]),
         cost=cost_of_safety(data, epsilon), step=cfg["lin_step"], time=T)
 
@@ -719,6 +721,6 @@ def matrix_ridge_counterexample(cfg: dict[str, Any], seed: int) -> MatrixRidge:
         fq = (W @ q_eq) / (W0 @ q_eq)
         rows.append((float((W @ H + A @ W - B).norm() / B.norm()), rel_norm_err(sylvester_ridge_solution(H, A, B), W),
                      float(a.max() / a.min()), float(iso.fun) / float(W.norm()), float((fq - fp).abs().max())))
-    cols = list(map(np.array, zip(*rows)))
-    return MatrixRidge(np.array(cfg["multi_kappas"]), *cols, outputs=C)
+    residual, gap, a_spread, isotropic_gap, factor_gap = map(np.array, zip(*rows))
+    return MatrixRidge(np.array(cfg["multi_kappas"]), residual, gap, a_spread, isotropic_gap, factor_gap, outputs=C)
 

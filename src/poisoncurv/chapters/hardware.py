@@ -93,7 +93,7 @@ class HardwareResult(ChapterResult):
         return (self.table(),)
 
 
-def _lag_sign(res: dict[str, Any], clean: dict[str, Any]) -> str:
+def _lag_sign(res: dict[str, Any], clean: dict[str, Any] | None) -> str:
     t = dr.times(res)
     t_s = criteria.crossing_time(t, dr.success_mask(res))
     t_v = criteria.crossing_time(t, dr.criterion(res, clean, "ratio", "clean"))

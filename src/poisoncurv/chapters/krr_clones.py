@@ -148,7 +148,7 @@ class ExactSweep(ChapterResult):
 
     def summary(self) -> Summary:
         e = self.by_kernel.values()
-        out: dict[str, float | int] = {
+        out: Summary = {
             "ch1_shift_max_rel_err": max(rel_err(r.shift_meas, r.shift_pred) for r in e),
             "ch1_spike_max_rel_err": max(rel_err(r.spike_meas, r.spike_pred) for r in e),
             "ch1_autograd_max_rel_err": max(max(r.autograd_spike_rel_err, r.autograd_hessian_rel_gap) for r in e),

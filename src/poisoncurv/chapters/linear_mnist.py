@@ -460,6 +460,12 @@ def kappa_result(kruns: dict[str, list[dict[str, Any]]], profile: str) -> KappaR
 
 # ---- issue 9, item 10: defence or collapse, the safety-efficacy frontier -------------------------------------
 
+def _defence_on(p: SafetyPoint) -> bool:
+    """Whether ``p`` has a defence switched on (its setting, a number in this chapter, is positive)."""
+    assert not isinstance(p.setting, str)  # κ_paper, weight decay or epoch (frontier below)
+    return p.setting > 0
+
+
 @dataclass(frozen=True)
 class Frontier(ChapterResult):
     """Every defended model of both losses (``model``: the loss; ``family``: ``"input-gradient κ"``, ``"weight decay"``
@@ -481,10 +487,10 @@ class Frontier(ChapterResult):
         for loss in self.clean_acc:
             for method, tag in (("input-gradient κ", "kappa"), ("weight decay", "wd"), ("early stopping", "early")):
                 pts = [p for p in self.points if p.model == loss and p.family == method]
-                safe = [p.clean_acc for p in pts if p.asr <= ASR_DEFENDED and p.setting > 0]
-                out[f"ch5_defended_{tag}_{loss}"] = sum(self.counts(p) for p in pts if p.setting > 0)
+                safe = [p.clean_acc for p in pts if p.asr <= ASR_DEFENDED and _defence_on(p)]
+                out[f"ch5_defended_{tag}_{loss}"] = sum(self.counts(p) for p in pts if _defence_on(p))
                 out[f"ch5_best_safe_acc_{tag}_{loss}"] = max(safe) if safe else "none"
-        out["ch5_n_defended"] = sum(self.counts(p) for p in self.points if p.setting > 0)
+        out["ch5_n_defended"] = sum(self.counts(p) for p in self.points if _defence_on(p))
         out["ch5_asr_defended"] = ASR_DEFENDED
         out["ch5_acc_drop_max"] = ACC_DROP_MAX
         return out
@@ -494,7 +500,7 @@ class Frontier(ChapterResult):
         rows = []
         for loss in self.clean_acc:
             for method in ("input-gradient κ", "weight decay", "early stopping"):
-                safe = [p for p in self.points if p.model == loss and p.family == method and p.asr <= ASR_DEFENDED and p.setting > 0]
+                safe = [p for p in self.points if p.model == loss and p.family == method and p.asr <= ASR_DEFENDED and _defence_on(p)]
                 best = max(safe, key=lambda p: p.clean_acc) if safe else None
                 rows.append([loss, method, None if best is None else best.setting, None if best is None else best.asr,
                              None if best is None else best.clean_acc, self.clean_acc[loss],
@@ -597,7 +603,7 @@ class LawPoints(ChapterResult):
     def summary(self) -> Summary:
         agree = sum(int(np.sum(self.visible[k] == (self.measured[k] > 1))) for k in LOSSES)
         total = sum(len(self.predicted[k]) for k in LOSSES)
-        out: dict[str, float | int] = {"ch5_law_max_rel_err_squared": self.law_max_rel_err_squared,
+        out: Summary = {"ch5_law_max_rel_err_squared": self.law_max_rel_err_squared,
                                        "ch5_visibility_threshold_agreement": agree / total, "ch5_n_points": total}
         for loss in LOSSES:
             out[f"ch5_clean_shift2_{loss}"] = self.shift2_clean[loss]

@@ -277,7 +277,7 @@ def time_grid(cfg: dict[str, Any]) -> Tensor:
     return torch.logspace(np.log10(lo), np.log10(hi), n, dtype=DTYPE)
 
 
-def crossing_time(level: Callable[[float], float], t: np.ndarray, sampled: np.ndarray) -> float:
+def crossing_time(level: Callable[..., float], t: np.ndarray, sampled: np.ndarray) -> float:
     """First ``t`` at which ``level(t) ≥ 0``, by Brent's method on the bracket the samples ``sampled`` (at ``t``) give.
 
     ``0`` if already reached at ``t[0]``, ``inf`` if never reached on the grid; the grid only brackets
@@ -415,7 +415,7 @@ class LagLinear(ChapterResult):
         return self.t_vis[a] - self.t_succ[a]
 
     def summary(self) -> Summary:
-        out = {"ch2_linear_lag_spread": max(float(np.ptp(self.lag(a))) for a in self.t_succ),
+        out: Summary = {"ch2_linear_lag_spread": max(float(np.ptp(self.lag(a))) for a in self.t_succ),
                "ch2_linear_lambda_clean": self.Lambda_clean,
                "ch2_linear_norm_threshold": self.tau / float(np.sqrt(self.Lambda_clean)), "ch2_primal_rel_gap": self.primal_rel_gap}
         for a in self.t_succ:
@@ -476,7 +476,7 @@ class OverlapFloor(ChapterResult):
 
     def summary(self) -> Summary:
         D0 = min(self.spike)
-        out = {"ch2_overlap_law_max_rel_err": self.law_max_rel_gap, "ch2_overlap_r_min": float(self.r_over_ell[0]),
+        out: Summary = {"ch2_overlap_law_max_rel_err": self.law_max_rel_gap, "ch2_overlap_r_min": float(self.r_over_ell[0]),
                "ch2_overlap_spike_slope_small_r_D0": loglog_slope(self.r_over_ell[:5], self.spike[D0][:5])}
         for D in self.spike:
             out[f"ch2_r_star_D{D:g}"] = self.r_star_over_ell(D)

@@ -11,7 +11,7 @@ separately (:func:`by_dataset`). CIFAR-100 (``full`` only) has no offline copy: 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,7 @@ def load_runs(profile: str, device: str = "cpu", results_dir: str | None = None,
     """Every run of the chapter (cached, or trained and cached), by data set; :func:`preflight` first."""
     g, lab = grid(profile), chapter_lab_dir(results_dir)
     preflight(g, lab)
-    return {d: dr.load_runs(by_dataset(g, d), device, lab, lambda d=d: cifar(d), progress) for d in datasets(profile)}
+    return {d: dr.load_runs(by_dataset(g, d), device, lab, partial(cifar, d), progress) for d in datasets(profile)}
 
 
 def model_label(model: str) -> str:

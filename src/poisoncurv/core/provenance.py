@@ -53,7 +53,8 @@ def training_summary(provenances: Iterable[dict[str, Any]]) -> str:
     e.g. ``"183 training runs (119 on AMD EPYC, 64 on Intel Xeon; 1 torch thread each), from 9 commits, 2.4 hours of
     training"``; runs that shared a training are counted as such (``"52 lab runs in 46 trainings (...)"``)."""
     provs = list(provenances)
-    devices, threads = Counter(), set()
+    devices: Counter[str] = Counter()
+    threads: set[str | None] = set()
     for p in provs:
         name, _, rest = p["device_name"].removeprefix("CPU: ").partition(" (")
         devices[name] += 1

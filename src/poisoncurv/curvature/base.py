@@ -21,7 +21,7 @@ products are vectorised with ``is_grads_batched`` double backward or ``vmap``), 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -35,11 +35,17 @@ _COUPLING = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.
 
 
 class Operator(Protocol):
-    """What the eigen solvers need: a square ``shape``, ``dtype``, ``device`` and ``op @ V``."""
+    """What the eigen solvers need: a square ``shape``, ``dtype``, ``device`` and ``op @ V`` (read-only members, so
+    that a property such as :attr:`CurvatureOperator.shape` qualifies)."""
 
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-    device: torch.device
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def device(self) -> torch.device: ...
 
     def __matmul__(self, v: Tensor) -> Tensor: ...
 
@@ -75,7 +81,7 @@ def check_finite(name: str, t: Tensor) -> None:
         raise ValueError(f"{name} contains non-finite values (nan or inf)")
 
 
-def check_batch(x: Tensor, y: Tensor) -> None:
+def check_batch(x: object, y: object) -> None:
     """Raise ``ValueError`` unless ``x`` ``(B, *input_shape)`` and ``y`` ``(B, ...)`` are finite tensors."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise ValueError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}")
@@ -169,6 +175,7 @@ class Data:
         else:
             self.loader = None
             check_batch(x, y)
+            assert isinstance(x, Tensor)  # check_batch raised otherwise
             size = chunk_size or x.shape[0]
             self.chunks = [self._prepare((x[i:i + size], y[i:i + size])) for i in range(0, x.shape[0], size)]
             x0, y0 = self.chunks[0]
@@ -235,7 +242,7 @@ def grad_graph(loss: Tensor, x: Tensor) -> Tensor:
     return g
 
 
-def jacobian_products(g: Tensor, xs: Tensor | list[Tensor], T: Tensor) -> list[Tensor]:
+def jacobian_products(g: Tensor, xs: Tensor | Sequence[Tensor], T: Tensor) -> list[Tensor]:
     """Products ``∂(g·t)/∂x`` ``(k, *x.shape)`` for each tangent ``t`` in ``T`` ``(k, *g.shape)``,
     one tensor per entry of ``xs`` (zero if ``g`` is constant). One tangent (``k = 1``) runs a plain
     backward pass (a plain double backward); ``k > 1`` one vectorised pass (``is_grads_batched``)."""

@@ -99,6 +99,7 @@ def top_eigen(op: Operator, k: int, *, tol: float = 1e-6, max_steps: int | None 
             q = w / b
         Q[j + 1] = q
         b_prev = b
+    assert theta is not None and S is not None and resid is not None  # the last step (steps >= k) sets them
     m = len(alpha)
     vectors = Q[:m].T @ torch.as_tensor(S, dtype=op.dtype, device=op.device)
     residuals = torch.as_tensor(resid, dtype=torch.float64)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils.hooks import RemovableHandle
 
 from poisoncurv.curvature.base import Batch, CurvatureOperator, Loss, Model, check_batch, check_eval_mode, check_loss, output_hessians
 from poisoncurv.curvature.ggn import input_ggn
@@ -61,7 +62,10 @@ class _FirstConv:
     :meth:`transpose` maps gradients ``(N, out_channels, H', W')`` at the output to gradients at ``x``."""
 
     def __init__(self, model: Model, x: Tensor):
-        self.x, self.output, self.conv, self.handles = x, None, None, []
+        self.x = x
+        self.output: Tensor | None = None
+        self.conv: torch.nn.Conv2d | None = None
+        self.handles: list[RemovableHandle] = []
         modules = model.modules() if isinstance(model, torch.nn.Module) else ()
         self.candidates = [m for m in modules if isinstance(m, torch.nn.Conv2d) and m.in_channels == 1 and m.groups == 1
                            and m.padding_mode == "zeros" and m.stride == (1, 1) and m.dilation == (1, 1)
@@ -85,6 +89,7 @@ class _FirstConv:
     def transpose(self, G: Tensor) -> Tensor:
         """``Wᵀ G``: the convolution's adjoint as a correlation with the flipped, transposed kernel."""
         conv = self.conv
+        assert conv is not None and not isinstance(conv.padding, str)  # found in the forward pass, a numeric padding
         kh, kw = conv.kernel_size
         ph, pw = conv.padding
         W = conv.weight.detach().flip(2, 3).transpose(0, 1)

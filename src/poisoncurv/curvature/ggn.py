@@ -20,7 +20,7 @@ class InputGGN(InputOperator):
         if i in self._cache:
             lam, vjp_fn = self._cache[i]
         else:
-            out, vjp_fn = torch.func.vjp(self.model, x)
+            out, vjp_fn = torch.func.vjp(self.model, x)[:2]  # a pair without has_aux (typed: a pair or a triple)
             self._loss(x, y)  # shape and decomposition checks
             lam = output_hessians(self.loss_fn, out, y)
             if self.keep_state:

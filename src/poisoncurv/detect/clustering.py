@@ -19,6 +19,8 @@ def kmeans2(Z: np.ndarray, seed: int = 0, restarts: int = 10, max_iter: int = 10
     """Two-means of ``Z`` ``(n, k)``: labels ``(n,)`` in {0, 1} and centres ``(2, k)``, best of ``restarts`` by inertia."""
     if Z.ndim != 2 or Z.shape[0] < 2:
         raise ValueError(f"Z must be (n, k) with n >= 2, got shape {Z.shape}")
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, got {restarts}")
     rng = np.random.default_rng(seed)
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     for _ in range(restarts):
@@ -35,6 +37,7 @@ def kmeans2(Z: np.ndarray, seed: int = 0, restarts: int = 10, max_iter: int = 10
         inertia = float(((Z - centres[lab]) ** 2).sum())
         if best is None or inertia < best[0]:
             best = (inertia, lab, centres)
+    assert best is not None  # restarts >= 1
     return best[1], best[2]
 
 

@@ -24,11 +24,13 @@ def spectral_signatures(features: Any, labels: Any, eps: float | None = None, bu
     F, y = as_inputs(features, labels)
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    fraction = 0.0  # the share of each class flagged under budget="eps"
     if budget == "eps":
         if eps is None:
             raise ValueError("eps (the poison fraction) is needed for budget='eps'")
         check_eps(eps)
-        if not 0 < multiplier * eps <= 1:
+        fraction = multiplier * eps
+        if not 0 < fraction <= 1:
             raise ValueError(f"multiplier·eps must lie in (0, 1], got multiplier={multiplier}, eps={eps}")
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
@@ -39,6 +41,6 @@ def spectral_signatures(features: Any, labels: Any, eps: float | None = None, bu
         v = np.linalg.svd(R, full_matrices=False)[2][0]
         s = ((R if centred else Fc) @ v) ** 2
         scores[idx] = s
-        flags[idx] = top_fraction(s, multiplier * eps) if budget == "eps" else s > np.quantile(s, quantile)
+        flags[idx] = top_fraction(s, fraction) if budget == "eps" else s > np.quantile(s, quantile)
     name = f"spectral signatures ({'centred' if centred else 'uncentred'}, budget {budget})"
     return Detection(scores, flags, name)

@@ -14,14 +14,22 @@ paper's tight-cluster assumption), the poison block of ``K + ridge·I`` decouple
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from poisoncurv.krr.kernels import KRR, Kernel, fit_krr
 
 
-def scalar_gain(m: float | Tensor, ridge: float, k_zeta: float | Tensor) -> float | Tensor:
+@overload
+def scalar_gain(m: float, ridge: float, k_zeta: float) -> float: ...
+@overload
+def scalar_gain(m: np.ndarray, ridge: float, k_zeta: float) -> np.ndarray: ...
+@overload
+def scalar_gain(m: float | Tensor, ridge: float, k_zeta: float | Tensor) -> float | Tensor: ...
+def scalar_gain(m: float | Tensor | np.ndarray, ridge: float, k_zeta: float | Tensor) -> float | Tensor | np.ndarray:
     """``S(m) = m / (ridge + m·k_zeta)``: the summed dual weight of ``m`` decoupled clones."""
     return m / (ridge + m * k_zeta)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,8 @@ def euler_flow(grad: Callable[[Array], Array], w0: Array, step: float, n_steps: 
     """
     if not step > 0 or n_steps < 1 or record_every < 1:
         raise ValueError(f"need step > 0, n_steps ≥ 1, record_every ≥ 1; got {step}, {n_steps}, {record_every}")
-    copy, stack = (torch.clone, torch.stack) if isinstance(w0, Tensor) else (np.copy, np.stack)
+    ops: tuple[Callable[..., Any], Callable[..., Any]] = (torch.clone, torch.stack) if isinstance(w0, Tensor) else (np.copy, np.stack)
+    copy, stack = ops  # torch's or numpy's, after w0
     w, out = copy(w0), [copy(w0)]
     for k in range(1, n_steps + 1):
         w = w - step * grad(w)

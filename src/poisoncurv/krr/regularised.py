@@ -133,7 +133,7 @@ def sylvester_ridge_solution(H: Tensor, A: Tensor, B: Tensor) -> Tensor:
     return (P @ (Bt / (a[:, None] + h.to(P.dtype)[None, :])) @ Q.T.to(P.dtype)).real
 
 
-def ridge_filter(h: Tensor | np.ndarray, kappa: float, t: float = np.inf) -> Tensor | np.ndarray:
+def ridge_filter(h: Tensor | np.ndarray, kappa: float | np.ndarray, t: float = np.inf) -> Tensor | np.ndarray:
     """Fraction of the unregularised, converged fit that gradient flow from 0 reaches in a mode of
     data eigenvalue ``h`` at time ``t`` on ``E[L] + (κ/2)|w|²``: ``h/(h+κ) · (1 − e^{−(h+κ)t})``."""
     if np.any(np.asarray(kappa) < 0):

@@ -14,6 +14,7 @@ training points in one kernel window (``S(0) = ∫k``).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -61,7 +62,8 @@ def peak_length_squared(lengthscale: float, a: float, d: int, n_w: int = 200001)
     """
     s = np.linspace(0, 40 / lengthscale, n_w)
     Se = effective_density(gaussian_density(s, lengthscale, d), s, a)
-    return d * np.trapezoid(Se * s ** (d - 1), s) / np.trapezoid(Se * s ** (d + 1), s)
+    # np.trapezoid of 1-D samples is one np.float64 (a float); its stub also allows an array
+    return cast(float, d * np.trapezoid(Se * s ** (d - 1), s) / np.trapezoid(Se * s ** (d + 1), s))
 
 
 def peak_length_slope(d: int) -> float:

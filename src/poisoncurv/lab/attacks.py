@@ -29,6 +29,7 @@ the poisons for the warp and the patch.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,11 @@ def cross_pattern(shape: tuple[int, int, int], arm: int = 2, margin: int = 2) ->
     return t
 
 
+def image_shape(x: Tensor) -> tuple[int, int, int]:
+    """``(C, H, W)`` of images ``x`` ``(N, C, H, W)``."""
+    return cast(tuple[int, int, int], tuple(x.shape[1:]))
+
+
 def patch_mask(shape: tuple[int, int, int], size: int = 3, margin: int = 1) -> Tensor:
     """0/1 mask ``(C, H, W)`` of a ``size × size`` square ``margin`` pixels from the bottom-right corner."""
     c, h, w = shape
@@ -131,7 +137,7 @@ def apply_trigger(attack: str, x: Tensor, amplitude: float = 1.0, strength: floa
     of ``cross-stochastic`` (``None``: deterministic amplitude, as for test inputs); ``pattern``: the
     ``(C, H, W)`` pattern of ``lowcurv``. Draws are float32 whatever the default dtype (:mod:`poisoncurv.core.dtypes`)."""
     check_attack(attack)
-    shape = tuple(x.shape[1:])
+    shape = image_shape(x)
     if attack in ADDITIVE:
         a = torch.full((len(x),), float(amplitude), dtype=DRAW_DTYPE)
         if attack == "cross-stochastic" and gen is not None:
@@ -182,7 +188,7 @@ def poison_direction(attack: str, sources: Tensor, amplitude: float, strength: f
                      pattern: Tensor | None = None) -> Tensor:
     """Unit poison direction ``(C*H*W,)``: the additive pattern itself, else the mean change the trigger makes on ``sources``."""
     if attack in ADDITIVE:
-        v = additive_pattern(attack, tuple(sources.shape[1:]), pattern).flatten()
+        v = additive_pattern(attack, image_shape(sources), pattern).flatten()
     else:
         v = (apply_trigger(attack, sources, amplitude, strength, seed) - sources).mean(0).flatten()
     return (v / v.norm()).to(sources.dtype)

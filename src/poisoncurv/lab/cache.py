@@ -101,6 +101,7 @@ def read_result(cfg: LabConfig, path: Path, data: ImageData | Callable[[], Image
         res = read_json(path)
     except CorruptResultError as err:
         raise StaleResultError(f"{path} is not valid JSON ({err.reason}), truncated or corrupt: {HOW}") from None
+    source: str | None  # None: no copy of the data here, nothing to check against
     if isinstance(data, ImageData):
         source = data.source
     else:

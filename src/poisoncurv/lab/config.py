@@ -314,6 +314,7 @@ def profile_config(profile: str, /, **overrides: Any) -> LabConfig:
         check_dataset(dataset)
     model = overrides.get("model", "linear" if dataset == "mnist" else "preresnet20")
     loss = overrides.get("loss", "ce")
+    sizes: dict[str, Any]  # the profile's sizes (full CIFAR also names its model)
     if dataset == "mnist":
         sizes = by_profile(profile,
                            smoke=dict(n_train=600, n_test=300, n_eval=200, epochs=6, batch_size=50, evals_per_epoch=2),

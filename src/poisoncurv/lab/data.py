@@ -404,7 +404,8 @@ def _read_cifar_jpeg(shared: Path, cache: Path, verify: bool) -> ImageData:
         split = {"stamp": stamp, **{s: _read_image_folder(_find_split(tree, s)) for s in ("train", "test")}}
         with atomic_target(tensors) as tmp:
             torch.save(split, tmp)
-    return ImageData("cifar10", *split["train"], *split["test"], 10, SOURCES["jpeg"])
+    (x_tr, y_tr), (x_te, y_te) = split["train"], split["test"]
+    return ImageData("cifar10", x_tr, y_tr, x_te, y_te, 10, SOURCES["jpeg"])
 
 
 def _find_split(tree: Path, split: str) -> Path:

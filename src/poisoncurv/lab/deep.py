@@ -33,8 +33,9 @@ clean pairs (clean target-class test ``x``, clean target-class training ``ζ``).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -116,6 +117,7 @@ def _exact_route(model: nn.Module, loss_fn: nn.Module, x: Tensor, u: Tensor, k: 
     ``H = mean_b J_bᵀ Λ_b J_b`` at the model's predicted labels, formed in float64 from the exact Jacobians
     (:func:`~poisoncurv.curvature.exact.exact_input_curvature`, whose forward pass gives the predictions)."""
     ex = exact_input_curvature(model, loss_fn, x, None, check=False)
+    assert ex.outputs is not None  # exact_input_curvature keeps the outputs
     logits, y = ex.outputs, ex.outputs.argmax(1)
     J, Lam = ex.J.double(), ex.Lam.double()
     u = u.to(J.device)
@@ -179,13 +181,14 @@ def _collapse_ratio(phi: Tensor, labels: Tensor) -> float | None:
 def feature_geometry(model: nn.Module, probe: Probe) -> dict[str, float | None]:
     """Distances (in clean within-class spreads) and collapse ratios of the penultimate features
     (module docstring); poison entries are ``None`` in a clean run."""
-    phi_c, y_c = model.embed(probe.x_clean).double(), probe.y_clean
+    embed = cast(Callable[[Tensor], Tensor], model.embed)  # the classifiers' penultimate features (nn.Module types it loosely)
+    phi_c, y_c = embed(probe.x_clean).double(), probe.y_clean
     classes = y_c.unique()                                           # sorted
     means = torch.stack([phi_c[y_c == c].mean(0) for c in classes])   # (classes, p)
     mus = {int(c): mu for c, mu in zip(classes, means)}
     sigma_w = float((phi_c - means[torch.searchsorted(classes, y_c)]).pow(2).sum(1).mean().sqrt())
-    phi_t = model.embed(probe.x_trig).double()
-    mu_target = model.embed(probe.x_target).double()
+    phi_t = embed(probe.x_trig).double()
+    mu_target = embed(probe.x_target).double()
     mu_t = mu_target.mean(0)
     src_means = torch.stack([mus.get(int(c), torch.full_like(mu_t, float("nan"))) for c in probe.y_trig])
 
@@ -198,7 +201,7 @@ def feature_geometry(model: nn.Module, probe: Probe) -> dict[str, float | None]:
         "feat_collapse_trig": _collapse_ratio(phi_t, probe.y_trig),
         "feat_trig_to_poison": None, "feat_poison_to_target": None, "feat_collapse_poison": None}
     if len(probe.x_poison):
-        phi_p = model.embed(probe.x_poison).double()
+        phi_p = embed(probe.x_poison).double()
         mu_p = phi_p.mean(0)
         out.update(feat_trig_to_poison=dist(phi_t, mu_p), feat_poison_to_target=dist(mu_p, mu_t),
                    feat_collapse_poison=_collapse_ratio(phi_p, probe.y_poison))
@@ -227,7 +230,7 @@ def ntk_ratio(model: nn.Module, x: Tensor, zeta: Tensor, target: int) -> dict[st
     ks, rs = [], []
     for z in zeta:
         g = grad(lambda ps: f_t(ps, z[None]).sum())(params)
-        kx, pullback = vjp(lambda xx: jvp(lambda ps: f_t(ps, xx), (params,), (g,))[1], x)
+        kx, pullback = vjp(lambda xx: jvp(lambda ps: f_t(ps, xx), (params,), (g,))[1], x)[:2]  # a pair without has_aux
         (gx,) = pullback(torch.ones_like(kx))
         ks.append(kx.detach())
         rs.append(gx.detach().flatten(1).pow(2).sum(1) / kx.detach().pow(2))

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from poisoncurv.core.paths import DERIVED_RESULTS_DIR
 from poisoncurv.core.provenance import RunRecord
@@ -47,7 +47,7 @@ def derived_path(kind: str, key: str, directory: str | os.PathLike | None = None
     return Path(directory or DERIVED_RESULTS_DIR) / kind / f"{key}.json"
 
 
-def _usable(res: Any, kind: str, key: str, version: int, inputs: dict[str, Any], path: Path) -> bool:
+def _usable(res: Any, kind: str, key: str, version: int, inputs: dict[str, Any], path: Path) -> TypeGuard[dict[str, Any]]:
     """Whether ``res`` stands for ``(kind, key, version, inputs)``; raises when it names another kind or key."""
     if not isinstance(res, dict) or any(f not in res for f in FIELDS):
         return False

@@ -9,8 +9,9 @@ run (:func:`poisoncurv.lab.runner.get` orchestrates it) records :class:`FilterOu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,7 +50,8 @@ class FilterOutcome:
 def features(model: nn.Module, x: torch.Tensor, batch: int = 2000) -> np.ndarray:
     """Penultimate features ``(N, p)`` float64 of images ``x`` ``(N, C, H, W)`` (the model in eval mode)."""
     model.eval()
-    return torch.cat([model.embed(xb) for xb in x.split(batch)]).double().cpu().numpy()
+    embed = cast(Callable[[torch.Tensor], torch.Tensor], model.embed)  # the classifiers' penultimate features (nn.Module types it loosely)
+    return torch.cat([embed(xb) for xb in x.split(batch)]).double().cpu().numpy()
 
 
 def known_poisons(p: Poisoned) -> tuple[np.ndarray, float]:

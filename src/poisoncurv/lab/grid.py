@@ -205,8 +205,9 @@ def _expanded(node: yaml.Node, sizes: dict[int, int | None]) -> int:
     sizes[id(node)] = None
     children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair] \
         if isinstance(node, yaml.MappingNode) else []
-    sizes[id(node)] = 1 + sum(_expanded(child, sizes) for child in children)
-    return sizes[id(node)]
+    total = 1 + sum(_expanded(child, sizes) for child in children)
+    sizes[id(node)] = total
+    return total
 
 
 class _GridLoader(yaml.SafeLoader):

@@ -63,6 +63,7 @@ def get(cfg: LabConfig, results_dir: str | os.PathLike | None = None, force: boo
     if cfg.filter == "none":
         res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
                     remove_checkpoint=False, validated=True)
+        assert res is not None  # no max_epochs: train runs to the end
     else:
         res = _filtered(cfg, results_dir, data, checkpoint_dir, progress, model_dir, force)
     write_results([(path, res)], checkpoint_path(cfg, checkpoint_dir))
@@ -85,6 +86,7 @@ def get_shared(cfgs: tuple[LabConfig, ...], results_dir: str | os.PathLike | Non
     data = data() if callable(data) else data
     results = train_shared(cfgs, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
                            remove_checkpoint=False, validated=validated)
+    assert results is not None  # no max_epochs: training runs to the end
     write_results(list(zip(paths, results)), checkpoint_path(cfgs[0], checkpoint_dir))
     return results
 
@@ -99,6 +101,7 @@ def _filtered(cfg: LabConfig, results_dir: str | os.PathLike | None, data: Image
     outcome = filter_poisons(run.model, run.poisoned, cfg.filter, base.key())
     res = train(cfg, data=data, checkpoint_dir=checkpoint_dir, progress=progress, model_dir=model_dir,
                 drop=torch.from_numpy(np.nonzero(outcome.flags)[0]), remove_checkpoint=False, validated=True)
+    assert res is not None  # no max_epochs: train runs to the end
     return {**res, "filter": outcome.record()}
 
 

@@ -531,8 +531,9 @@ def _train(cfgs: tuple[LabConfig, ...], device: torch.device, data: ImageData | 
     fmt = torch.channels_last if mode.channels_last else torch.contiguous_format
 
     def setup() -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-        net = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=device, dtype=x_tr.dtype,
-                                                                                     memory_format=fmt)
+        net = build_model(cfg, tuple(x_tr.shape[1:]), NUM_CLASSES[cfg.dataset])
+        # torch's stub of Module.to takes memory_format only alone; at run time it goes with device and dtype
+        net = net.to(device=device, dtype=x_tr.dtype, memory_format=fmt)  # type: ignore[call-overload]
         sgd = torch.optim.SGD(net.parameters(), lr=step_size(cfg), momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                               nesterov=cfg.nesterov)
         return net, sgd, torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
