@@ -177,7 +177,8 @@ def test_boundary_auroc_panel_then_success_and_visibility():
 
 
 def _detection(auroc):
-    return SimpleNamespace(samples={name: SimpleNamespace(auroc=auroc) for name in NAMES})
+    samples = {name: SimpleNamespace(auroc=auroc) for name in NAMES}
+    return SimpleNamespace(samples=samples, sample=samples.__getitem__)     # as RunDetection.sample
 
 
 def test_cnn_a_group_of_bars_per_attack_coloured_by_detector():
