@@ -840,7 +840,9 @@ class DefenceResult(ChapterResult):
         accuracy, its verdict and its collapsed models over seeds; per weight-decay cell the same with its mean cost;
         how many κ > 0 cells count with and without augmentation (verdict ``counts``: every one of at least three
         seeds), the weight-decay and early-stopping cells that count, the largest augmentation drop in ASR whose
-        interval excludes zero; and E3 (``n/a`` where the undefended attack
+        interval excludes zero; the smallest ASR of any single run with κ > 0 (``asr_min_kappa``), the mean clean
+        accuracy at the largest κ with and without augmentation (``acc_kmax_aug``, ``acc_kmax_noaug``) and that κ in
+        the paper's units (``kappa_paper_max``); and E3 (``n/a`` where the undefended attack
         fails in some seed; ``yes``: augmentation alone does not count and some κ > 0 with it does; ``no``: the
         opposite holds; ``inconclusive`` otherwise), with its verdict across the panel (``e3_panel``) and how many of
         the panel's definitions say ``yes``."""
@@ -861,6 +863,12 @@ class DefenceResult(ChapterResult):
             k_aug = [c for c in g if c.setting > 0 and c.augment]
             k_only = [c for c in g if c.setting > 0 and not c.augment]
             others = {m: [c for c in self.cells if c.attack == a and c.method == m] for m in ("weight decay", "early stopping")}
+            k_max = max((c.setting for c in g), default=0.0)
+            at_max = {c.augment: c.clean_acc for c in g if c.setting == k_max and k_max > 0}
+            kappa_asr = [p.asr for c in g if c.setting > 0 for p in c.points]
+            out |= {f"{s}_asr_min_kappa": min(kappa_asr) if kappa_asr else "none",
+                    f"{s}_acc_kmax_aug": at_max.get(True, "none"), f"{s}_acc_kmax_noaug": at_max.get(False, "none"),
+                    f"{s}_kappa_paper_max": self.kappa_paper(k_max) if k_max > 0 else "none"}
             n_works, n_seeds = self.works[a]
             works = n_works == n_seeds
             e3 = self.e3(a)
