@@ -203,6 +203,17 @@ def test_consistency_worst_cases():
     assert c.mass_minus_overlap_min == pytest.approx(0.2) and c.mass_max == 0.3
     assert c.rayleigh_excess_max == pytest.approx(0.1)               # 2.2 against λ₁ = 2
     assert c.n_rows == 5 and c.premise_gap_max == c.premise_gap_q99 == 1e-15 and c.n_premise_above == 0
+    assert c.summary()["t_premise_above_lam1_max"] == "none"
+
+
+def test_consistency_says_where_the_premise_gap_is_large():
+    r = rows(T, [0] * 5, overlap=[0.1] * 5, mass=[0.3] * 5)
+    r[1].update(premise_gap=0.7, clean_acc=0.1)          # both products tiny: rounding, at a model still at chance
+    r[1]["trig_top"] = [3e-9] + r[1]["trig_top"][1:]
+    r[2].update(premise_gap=1e-11)                       # below the noted gap
+    c = dr.consistency(chapter({"theta": [(cfg(attack="warp", theta=0.0), r, None)]}), "t")
+    assert c.n_premise_above == 1 and c.premise_gap_max == 0.7
+    assert c.premise_above_lam1_max == 3e-9 and c.premise_above_acc_max == 0.1
 
 
 def test_feature_rows_keep_successful_seeds_and_test_the_entk_ordering():

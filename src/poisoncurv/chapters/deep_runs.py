@@ -157,6 +157,8 @@ class Consistency(ChapterResult):
     premise_gap_max: float
     premise_gap_q99: float         # 99th percentile over measurements (the max can sit at one ill-conditioned point)
     n_premise_above: int           # measurements with a gap above 1e-10
+    premise_above_lam1_max: float  # largest λ₁ at triggered inputs (where the gap is measured) among those (nan: none)
+    premise_above_acc_max: float   # largest clean accuracy among those (nan: none)
     mass_minus_overlap_min: float
     mass_max: float
     rayleigh_excess_max: float     # max (uᵀHu − λ₁)/λ₁ over rows with λ₁ > 0
@@ -164,17 +166,28 @@ class Consistency(ChapterResult):
 
     def summary(self) -> Summary:
         return {f"{self.tag}_premise_gap_max": self.premise_gap_max, f"{self.tag}_premise_gap_q99": self.premise_gap_q99,
-                f"{self.tag}_n_premise_above": self.n_premise_above, f"{self.tag}_mass_minus_overlap_min": self.mass_minus_overlap_min,
+                f"{self.tag}_n_premise_above": self.n_premise_above,
+                f"{self.tag}_premise_above_lam1_max": self.premise_above_lam1_max if self.n_premise_above else "none",
+                f"{self.tag}_premise_above_acc_max": self.premise_above_acc_max if self.n_premise_above else "none",
+                f"{self.tag}_mass_minus_overlap_min": self.mass_minus_overlap_min,
                 f"{self.tag}_mass_max": self.mass_max, f"{self.tag}_rayleigh_excess_max": self.rayleigh_excess_max,
                 f"{self.tag}_n_measurements": self.n_rows}
 
 
+PREMISE_GAP_NOTED = 1e-10
+"""A premise gap above this is counted (and where it sits is reported) rather than passed as rounding."""
+
+
 def consistency(runs: ChapterRuns, tag: str) -> Consistency:
     gaps, dmin, mmax, excess, n = [], math.inf, 0.0, -math.inf, 0
+    above_lam, above_acc = [], []
     for res in runs.results.values():
         for row in res["epochs"]:
             n += 1
             gaps.append(row["premise_gap"])
+            if row["premise_gap"] > PREMISE_GAP_NOTED:
+                above_lam.append(row["trig_top"][0])
+                above_acc.append(row["clean_acc"])
             for p in PROBE_SETS:
                 dmin = min(dmin, row[f"{p}_mass"] - row[f"{p}_overlap"])
                 mmax = max(mmax, row[f"{p}_mass"])
@@ -182,7 +195,8 @@ def consistency(runs: ChapterRuns, tag: str) -> Consistency:
                 if lam > 0:
                     excess = max(excess, (row[f"{p}_curv_u"] - lam) / lam)
     g = np.asarray(gaps, dtype=float)
-    return Consistency(tag, float(g.max()), float(np.quantile(g, 0.99)), int((g > 1e-10).sum()), dmin, mmax, excess, n)
+    return Consistency(tag, float(g.max()), float(np.quantile(g, 0.99)), int((g > PREMISE_GAP_NOTED).sum()),
+                       max(above_lam, default=math.nan), max(above_acc, default=math.nan), dmin, mmax, excess, n)
 
 
 # ---- the lag (E2) --------------------------------------------------------------------------------------
