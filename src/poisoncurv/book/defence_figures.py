@@ -41,7 +41,10 @@ def kappa_grid(defence: DefenceResult) -> Any:
                 ax.errorbar(kx, mean, yerr=err, fmt=m, capsize=2, label=label)
         axes[2 * i].set(xscale="log", ylabel="ASR", title=attack, ylim=(-0.02, 1.02))
         axes[2 * i + 1].set(xscale="log", ylabel="clean accuracy", title=attack)
-        axes[2 * i + 1].axhline(defence.clean_acc(attack) - criteria.ACC_DROP_MAX, color="k", lw=0.7, ls=":")
+        line = defence.clean_acc(attack) - criteria.ACC_DROP_MAX
+        axes[2 * i + 1].axhline(line, color="k", lw=0.7, ls=":")
+        lo, hi = axes[2 * i + 1].get_ylim()
+        axes[2 * i + 1].set_ylim(lo, max(hi, line + 0.05 * (hi - lo)))      # the dotted line clear of the frame
     for ax in axes[-2:]:
         ax.set_xlabel(rf"$\kappa_{{\mathrm{{paper}}}}$ (0 drawn at {KAPPA_ZERO_AT:g})")
     axes[0].legend(frameon=False)
