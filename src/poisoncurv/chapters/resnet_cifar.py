@@ -137,14 +137,13 @@ class Setting(ChapterResult):
 
     def summary(self) -> Summary:
         out: Summary = {f"{TAG}_{k}": getattr(self, k) for k in (
-            "n_eval", "epochs", "evals_per_epoch", "batch_size", "lr", "weight_decay", "label_smoothing",
+            "n_params", "n_eval", "epochs", "evals_per_epoch", "batch_size", "lr", "weight_decay", "label_smoothing",
             "warp_strength", "n_runs", "n_seeds", "def_epochs", "def_batch_size", "def_n_seeds")}
         out[f"{TAG}_model"] = model_label(self.model)
         out[f"{TAG}_precision"] = "bf16 autocast" if self.precision == "bf16" else "float32"
-        out[f"{TAG}_n_params"] = f"{self.n_params:,}"          # counts as text, with thousands separators
-        out[f"{TAG}_n_train"] = f"{self.n_train:,}" if self.n_train else "all 50,000"
-        out[f"{TAG}_n_test"] = f"{self.n_test:,}" if self.n_test else "all 10,000"
-        out[f"{TAG}_def_n_train"] = f"{self.def_n_train:,}" if self.def_n_train else "all 50,000"
+        out[f"{TAG}_n_train"] = self.n_train or "all 50,000"
+        out[f"{TAG}_n_test"] = self.n_test or "all 10,000"
+        out[f"{TAG}_def_n_train"] = self.def_n_train or "all 50,000"
         out[f"{TAG}_aug_epochs"] = self.aug_epochs or "none"
         for attack, theta in self.thetas:
             out[f"{TAG}_theta_{dr.slug(attack)}"] = f"{100 * theta:g} %"
