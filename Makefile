@@ -19,7 +19,7 @@ export FORCE            # FORCE=1: lab chapters recompute cached runs instead of
 export CHAPTER PROFILE DEVICE SEED GRID EXECUTOR MAX_PARALLEL THREADS SLURM_PARTITION SLURM_GPUS SLURM_TIME PAGES
 # (recipes read these from the environment, quoted, never pasted into the shell line; Python validates them)
 
-.PHONY: book pages-check test test-fast test-smoke mutants lint rerun sweep gpu-check env clean help
+.PHONY: book pages-check test test-fast test-smoke mutants lint rerun text sweep gpu-check env clean help
 help:
 	@echo "make book                                   build the HTML book into _build/html"
 	@echo "make pages-check [PAGES='ch0*.html']        the built book as a reader sees it, in headless Chromium at 1280 and"
@@ -31,6 +31,7 @@ help:
 	@echo "make mutants                                mutation tests of the code that decides verdicts (tools/mutation.py)"
 	@echo "make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda>"
 	@echo "                                            re-execute one chapter in place (FORCE=1: recompute cached lab runs)"
+	@echo "make text                                   rewrite book/text/*.md, the MyST texts paired with the notebooks"
 	@echo "make sweep GRID=grids/<ch>.yaml PROFILE=<p> EXECUTOR=<local|slurm|debug> [MAX_PARALLEL=n THREADS=k"
 	@echo "           SLURM_PARTITION=... SLURM_GPUS=n SLURM_TIME=min]  run a chapter's grid of lab runs into results/lab/"
 	@echo "make gpu-check                              <= 8 minutes on one GPU: epoch times, curvature on CUDA, chapter smokes"
@@ -85,6 +86,10 @@ mutants: $(STAMP)
 rerun: $(STAMP)
 	@test -n "$$CHAPTER" || (echo "usage: make rerun CHAPTER=<name> PROFILE=<smoke|cpu|gpu|full> DEVICE=<cpu|cuda> [SEED=n]"; exit 2)
 	$(PY) -m poisoncurv.book.rerun "$$CHAPTER" --profile "$$PROFILE" --device "$$DEVICE" $${SEED:+--seed "$$SEED"}
+
+# After editing a notebook by hand: its MyST text in book/text/ (jupytext.toml) must follow, or the tests fail.
+text: $(STAMP)
+	$(PY) -m poisoncurv.book.text_pairs
 
 sweep: $(STAMP)
 	@test -n "$$GRID" || (echo "usage: make sweep GRID=grids/<chapter>.yaml PROFILE=<smoke|cpu|gpu|full> EXECUTOR=<local|slurm|debug>"; exit 2)

@@ -15,6 +15,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from poisoncurv.book.nbcheck import chapters, nbval_notebooks, parameters
 from poisoncurv.book.rerun import chapter_path, execute, recover, rerun_chapter
+from poisoncurv.book.text_pairs import notebook_text
 from poisoncurv.core.paths import REPO_ROOT
 
 SRC = REPO_ROOT / "src"
@@ -120,6 +121,15 @@ def test_rerun_moves_chapter_results_and_claims_together(tmp_path):
     assert not [p for p in book.iterdir() if p.name.startswith(".")]
     for p in (book / "tiny.ipynb", book / "claims.ipynb", results / "tiny.json", results / "lab" / "new.json"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+
+
+def test_rerun_writes_the_texts_of_a_paired_book(tmp_path):
+    book, results = _book(tmp_path)
+    shutil.copy(REPO_ROOT / "jupytext.toml", tmp_path / "jupytext.toml")
+    rerun_chapter("tiny", "smoke", "cpu", book_dir=book, results_dir=results)
+    assert sorted(p.name for p in (book / "text").iterdir()) == ["claims.md", "tiny.md"]
+    assert (book / "text" / "tiny.md").read_text() == notebook_text(book / "tiny.ipynb", tmp_path)
+    assert "'smoke'" in (book / "text" / "tiny.md").read_text()          # the parameters that ran
 
 
 def test_failed_claims_page_leaves_the_old_set(tmp_path):

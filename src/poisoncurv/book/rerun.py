@@ -15,9 +15,9 @@ Each figure the chapter shows from a labelled cell is written as ``book/_static/
 All or nothing: the chapter and the claims page are executed in a private staging folder
 ``<repo>/.rerun-<pid>-*`` (outside ``book/``, git-ignored) against a copy-on-write view of
 ``results/`` (links to the committed files; new files land in the staging folder). Only when
-everything succeeded are the chapter, its results JSON, new lab runs, its SVG figures and the claims page moved into
-place, by renames listed first in a journal. A run killed before that leaves the old set
-untouched; one killed during the renames is completed by the next ``make rerun`` or ``make test``
+everything succeeded are the chapter, its results JSON, new lab runs, its SVG figures, the claims page and the MyST
+texts of both (:mod:`poisoncurv.book.text_pairs`) moved into place, by renames listed first in a journal. A run
+killed before that leaves the old set untouched; one killed during the renames is completed by the next ``make rerun`` or ``make test``
 (:func:`recover`). The staging folder is removed on every other exit path.
 """
 
@@ -38,6 +38,7 @@ from typing import Any
 import nbformat
 
 from poisoncurv.book.figures import FIGURES_ENV
+from poisoncurv.book.text_pairs import is_paired, text_path, write_text
 from poisoncurv.core.paths import BOOK_DIR, FIGURES_DIR, RESULTS_DIR
 from poisoncurv.core.profiles import check_profile, resolve_device
 from poisoncurv.core.results import atomic_target, write_json_atomic
@@ -239,6 +240,9 @@ def rerun_chapter(chapter: str, profile: str, device: str, seed: int | None = No
             with _results_env(view):
                 execute(claims, stage / claims.name, {}, cwd=book_dir)
             moves.append((stage / claims.name, claims))
+        if is_paired(root):                                                  # their MyST texts (text_pairs)
+            moves += [(write_text(staged, stage / "text" / f"{target.stem}.md", root), text_path(target))
+                      for staged, target in moves if target.suffix == ".ipynb"]
         moves = _written(view, results_dir) + moves
         write_json_atomic(stage / JOURNAL, {"moves": [[str(a), str(b)] for a, b in moves]})
         _apply(stage / JOURNAL)
