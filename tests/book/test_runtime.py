@@ -4,6 +4,7 @@ import sys
 import types
 from dataclasses import dataclass
 
+import nbformat
 import pytest
 import torch
 
@@ -80,3 +81,21 @@ def test_start_sets_threads_dtype_and_the_plot_style(monkeypatch):
     assert torch.get_num_threads() == 1 and torch.get_default_dtype() == torch.float32 and calls == ["plots"]
     Chapter.start("chx", "cpu", "cpu", 0, "synthetic")
     assert torch.get_default_dtype() == torch.float32 and calls == ["plots", "plots"]     # no dtype: left as it was
+
+
+def test_a_chapter_glues_only_what_its_page_or_the_ledger_reads(tmp_path):
+    from nbformat.v4 import new_markdown_cell, new_notebook
+
+    from poisoncurv.book.reads import read_keys
+
+    nbformat.write(new_notebook(cells=[new_markdown_cell("It is {glue:text}`t_shown`.")]), tmp_path / "t.ipynb")
+    ledger = tmp_path / "claims.yml"
+    ledger.write_text("- {id: X, claim: c, paper: p, status: reproduced, scale: '{t_scale|seed}',\n"
+                      "   checks: [{chapter: t, key: t_checked, min: 0}]}\n")
+    reads = read_keys("t", tmp_path, ledger)
+    assert reads == {"t_shown", "t_scale", "t_checked"}
+    assert read_keys("absent", tmp_path, ledger) is None
+    ch = Chapter("t", "cpu", "cpu", 0, "synthetic", reads=reads)
+    for key in ("t_shown", "t_checked", "t_scale", "t_unread"):
+        ch.glue(key, 1.0)
+    assert set(ch.values) == {"t_shown", "t_checked", "t_scale"}

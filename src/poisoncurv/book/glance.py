@@ -72,7 +72,8 @@ def _count(value: Any, noun: str | None) -> str:
     return f"{text} {noun}" if value == 1 else f"{text} {noun}s"
 
 
-_SLOT = re.compile(r"\{(\w+)(?:\|([\w ]+))?\}")
+SCALE_SLOT = re.compile(r"\{(\w+)(?:\|([\w ]+))?\}")
+"""A slot of a scale template: ``{key}`` or ``{key|noun}`` (group 1: the glue key, group 2: the noun)."""
 
 
 def fill_scale(template: str, values: dict[str, Any]) -> str:
@@ -84,7 +85,7 @@ def fill_scale(template: str, values: dict[str, Any]) -> str:
             raise KeyError(f"scale names {key!r}, which no results file of the claim's chapters holds")
         return _count(values[key], noun)
 
-    return _SLOT.sub(one, template)
+    return SCALE_SLOT.sub(one, template)
 
 
 def claim_profiles(claim: dict[str, Any], provenance: dict[str, dict[str, Any]]) -> list[str]:

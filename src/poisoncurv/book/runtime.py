@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from poisoncurv.book.figures import FIGURES_ENV, export_figures, setup_plots
+from poisoncurv.book.reads import read_keys
 from poisoncurv.core.contract import ChapterResult
 from poisoncurv.core.profiles import device_name
 from poisoncurv.core.prose import GluedText, round_sig
@@ -30,7 +31,8 @@ class Chapter:
     Create it with :meth:`start` in the chapter's first code cell, before any work, so its wall time covers the chapter.
     :meth:`show` glues a driver's result (a :class:`~poisoncurv.core.contract.ChapterResult`) and displays its tables;
     ``glue`` stores a rounded number under ``key`` both for the page (``{glue:text}`key```) and for the
-    machine-readable results file that :meth:`finish` writes when ``results_dir`` is set. The text
+    machine-readable results file that :meth:`finish` writes when ``results_dir`` is set; a chapter started from a page
+    of ``book/`` glues only the keys its page or the claims ledger reads (``reads``, :mod:`poisoncurv.book.reads`). The text
     ``<name>_run`` that figure and table captions cite is glued by :meth:`glue_run` ("cpu profile, device cpu
     (CPU: ...)", or who trained the chapter's lab runs), at the latest by :meth:`finish`.
 
@@ -49,6 +51,8 @@ class Chapter:
     results_dir: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
     figures_dir: str | None = None
+    reads: frozenset[str] | None = None
+    """The keys :meth:`glue` keeps (``None``: every key); :meth:`start` sets them from the page and the ledger."""
     _run_glued: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -66,7 +70,7 @@ class Chapter:
         (``"float64"`` for the synthetic chapters) and the book's plot style (:func:`~poisoncurv.book.figures.setup_plots`)."""
         import torch
 
-        chapter = cls(name, profile, device, seed, data_source, results_dir=results_dir)
+        chapter = cls(name, profile, device, seed, data_source, results_dir=results_dir, reads=read_keys(name))
         if device == "cpu":
             # One thread: floating-point reductions in a fixed order (the committed outputs are
             # reproducible bit for bit), and on a 2-core machine the small solves run faster.
@@ -99,9 +103,11 @@ class Chapter:
 
     def glue(self, key: str, value: Any, sig: int = 4) -> None:
         """Glue ``value`` (numbers rounded to ``sig`` significant digits) without displaying it; the page shows it
-        through :func:`~poisoncurv.core.prose.prose_text`."""
+        through :func:`~poisoncurv.core.prose.prose_text`. A key outside :attr:`reads` is not glued: nothing reads it."""
         from myst_nb import glue
 
+        if self.reads is not None and key not in self.reads:
+            return
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
             stored = value
         else:
