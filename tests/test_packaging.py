@@ -183,3 +183,21 @@ def test_the_import_scan_sees_what_runs_at_import(tmp_path):
             import papermill
     """))
     assert module_level_imports(f) == {"os", "nbformat", "typing", "docutils"}
+
+
+def test_the_rerun_command_without_the_book_extra_says_how_to_install_it():
+    child = textwrap.dedent("""
+        import sys
+        class Block:  # an environment without the book extra
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] in {"nbformat", "matplotlib", "papermill"}:
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, Block())
+        from poisoncurv.book import rerun_main
+        sys.exit(rerun_main())
+    """)
+    proc = subprocess.run([sys.executable, "-c", child, "ch01_krr_clones"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(SRC.parent)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "poisoncurv-rerun: needs the book extra (nbformat is not installed): pip install 'poisoncurv[book]'"]
