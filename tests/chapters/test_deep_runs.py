@@ -232,14 +232,24 @@ def test_feature_rows_keep_successful_seeds_and_test_the_entk_ordering():
     row = f.rows[0]
     assert (row.n_seeds, row.n_runs) == (6, 7)
     assert row.values["feat_trig_to_poison"] == pytest.approx((0.6, np.std([0.5, 0.7] * 3, ddof=1)))
-    assert row.near_clone and row.values["R_ratio"][0] == pytest.approx(0.5)
-    assert row.near_clone_seeds() == (5, 1, pytest.approx(2 * 7 / 2**6))   # near in seeds 0-4, apart in seed 5
+    assert row.values["R_ratio"][0] == pytest.approx(0.5)
+    assert row.near_clones() == (5, 1, pytest.approx(2 * 7 / 2**6), "inconclusive")   # near in seeds 0-4, apart in 5
     assert row.ntk_ordering() == (6, 0, 2 * 0.5**6, "flatter")
     s = f.summary()
-    assert s["t_n_near_clone"] == 1 and s["t_n_ntk_flatter"] == 1 and s["t_feat_badnets_n_success"] == 6
+    assert s["t_n_near_clone"] == s["t_n_apart"] == 0 and s["t_feat_badnets_near_clone"] == "inconclusive"
+    assert s["t_n_ntk_flatter"] == 1 and s["t_feat_badnets_n_success"] == 6
     assert (s["t_feat_badnets_near_clone_n_seeds"], s["t_feat_badnets_apart_n_seeds"]) == (5, 1)
     assert f.ntk_table().rows[0][2] == "6/7" and f.ntk_table().rows[0][-1] == "flatter"
     assert f.table().rows[0][-1] == "5/1 (p = 0.22)"
+
+
+def test_near_clones_need_the_sign_test_over_seeds():
+    def row(margins):
+        return dr.FeatureRow("badnets", 0.05, len(margins), {}, near_margins=tuple(margins))
+    assert row([0.1] * 6).near_clones() == (6, 0, pytest.approx(2 * 0.5**6), "near clone")
+    assert row([-0.1] * 7 + [0.0]).near_clones()[3] == "inconclusive"          # 7 of 8 apart: p = 0.07
+    assert row([-0.1] * 8).near_clones()[3] == "apart"                          # 8 of 8: p = 0.008
+    assert row([0.2, 0.1, 0.3]).near_clones()[3] == "inconclusive"             # 3 of 3: p = 0.25
 
 
 def test_a_defence_of_an_attack_that_fails_undefended_is_not_evidence():

@@ -552,17 +552,14 @@ class FeatureRow:
     r_ratios: tuple[float, ...] = ()
     near_margins: tuple[float, ...] = ()
 
-    @property
-    def near_clone(self) -> bool | None:
-        """Triggered inputs sit as close to the poisons' mean as clean target images to their own class mean."""
-        a, b = self.values["feat_trig_to_poison"][0], self.values["feat_target_to_target"][0]
-        return None if a is None or b is None else a <= b
-
-    def near_clone_seeds(self) -> tuple[int, int, float]:
-        """Seeds whose triggered inputs end as close to the poisons' mean as clean target images to theirs, seeds
-        where they end farther, and the exact sign-test p of the two counts."""
+    def near_clones(self) -> tuple[int, int, float, str]:
+        """Seeds whose triggered inputs end as close to the poisons' mean as clean target images to theirs (near
+        clones), seeds where they end farther, the exact sign-test p of the two counts, and the verdict (``near
+        clone`` / ``apart`` at p ≤ :data:`~poisoncurv.core.criteria.P_SIGNIFICANT`, else ``inconclusive``)."""
         near, apart = sum(m >= 0 for m in self.near_margins), sum(m < 0 for m in self.near_margins)
-        return near, apart, stats.sign_test(near, apart)
+        p = stats.sign_test(near, apart)
+        verdict = criteria.INCONCLUSIVE if p > criteria.P_SIGNIFICANT else ("near clone" if near > apart else "apart")
+        return near, apart, p, verdict
 
     def ntk_ordering(self) -> tuple[int, int, float, str]:
         """Seeds with a flatter (``R_ratio < 1``) and a steeper eNTK around the poisons, the exact sign-test p, and the
@@ -594,14 +591,15 @@ class FeatureResult(ChapterResult):
                 out[f"{s}_{k.removeprefix('feat_')}"] = _or_none(r.values[k][0])
             for k in ("R_poison", "R_clean", "R_ratio"):
                 out[f"{s}_{k}"] = _or_none(r.values[k][0])
-            out[f"{s}_near_clone"] = "yes" if r.near_clone else "no"
-            near, apart, p_near = r.near_clone_seeds()
-            out |= {f"{s}_near_clone_n_seeds": near, f"{s}_apart_n_seeds": apart, f"{s}_near_clone_p": p_near}
+            near, apart, p_near, near_verdict = r.near_clones()
+            out |= {f"{s}_near_clone_n_seeds": near, f"{s}_apart_n_seeds": apart, f"{s}_near_clone_p": p_near,
+                    f"{s}_near_clone": near_verdict}
             flat, steep, p, verdict = r.ntk_ordering()
             out |= {f"{s}_n_success": r.n_seeds, f"{s}_n_runs": r.n_runs, f"{s}_ntk_n_flatter": flat, f"{s}_ntk_n_steeper": steep,
                     f"{s}_ntk_p": p, f"{s}_ntk_verdict": verdict}
         poisoned = [r for r in self.rows if r.theta > 0]
-        out[f"{self.tag}_n_near_clone"] = sum(bool(r.near_clone) for r in poisoned)
+        out[f"{self.tag}_n_near_clone"] = sum(r.near_clones()[3] == "near clone" for r in poisoned)
+        out[f"{self.tag}_n_apart"] = sum(r.near_clones()[3] == "apart" for r in poisoned)
         out[f"{self.tag}_n_ntk_flatter"] = sum(r.ntk_ordering()[3] == "flatter" for r in poisoned)
         out[f"{self.tag}_n_ntk_steeper"] = sum(r.ntk_ordering()[3] == "steeper" for r in poisoned)
         out[f"{self.tag}_n_feature_attacks"] = len(poisoned)
@@ -610,7 +608,7 @@ class FeatureResult(ChapterResult):
     def table(self) -> Table:
         """Feature distances and collapse ratios (the eNTK ratios are :meth:`ntk_table`)."""
         rows = [[r.attack, r.theta, r.n_seeds, *[_fmt(r.values[k]) for k in FEATURES],
-                 "—" if r.theta == 0 else "{}/{} (p = {:.2g})".format(*r.near_clone_seeds())] for r in self.rows]
+                 "—" if r.theta == 0 else "{}/{} (p = {:.2g})".format(*r.near_clones()[:3])] for r in self.rows]
         return Table(f"tbl-{self.tag}-features",
                      r"Penultimate features at the end of training (mean ± sd over seeds): mean distances in units of the "
                      r"clean within-class spread $\sigma_w$ (trig: triggered test inputs; target: clean target-class test "
