@@ -56,6 +56,8 @@ MUTANTS = (
            CRIT, "a tie counted as a lag"),
     Mutant("core/criteria.py", "if self.p <= P_SIGNIFICANT and self.n_later > self.n_earlier:",
            "if self.p <= 0.3 and self.n_later > self.n_earlier:", CRIT, "significance of a lag"),
+    Mutant("core/criteria.py", "return p, INCONCLUSIVE if p > P_SIGNIFICANT", "return p, INCONCLUSIVE if p > 0.3", CRIT,
+           "significance of a sign verdict"),
     Mutant("core/criteria.py", "return NEVER if self.n_never == self.n_success else LAG", "return LAG", CRIT,
            "never visible folded into lag"),
     Mutant("core/criteria.py", "    if kinds == {LAG, NEVER}:\n        return LAG\n", "", CRIT, "lag and never visible disagree"),

@@ -7,9 +7,10 @@ import nbformat
 import pytest
 
 from poisoncurv.book import text_pairs
+from poisoncurv.book.nbcheck import notebooks
 from poisoncurv.core.paths import BOOK_DIR, REPO_ROOT
 
-NOTEBOOKS = text_pairs.notebooks()
+NOTEBOOKS = notebooks()
 
 
 def test_every_notebook_has_a_text_and_every_text_a_notebook():

@@ -99,3 +99,10 @@ def test_separation_needs_p_or_a_narrow_interval():
     assert cr.separation(stats.AurocTest(0.45, 30, 30, 0.7, 0.3, 0.6)) == "does not separate"
     # a point estimate below 0.75 is not absence while the interval reaches useful detection
     assert cr.separation(stats.AurocTest(0.6, 8, 8, 0.3, 0.3, 0.85)) == "not shown at this sample size"
+
+
+def test_sign_verdict_needs_the_sign_test_and_names_the_majority():
+    assert cr.sign_verdict(6, 0, "near", "apart") == (pytest.approx(2 * 0.5**6), "near")
+    assert cr.sign_verdict(0, 8, "near", "apart")[1] == "apart"
+    assert cr.sign_verdict(3, 0, "near", "apart") == (pytest.approx(0.25), cr.INCONCLUSIVE)    # three seeds: p = 0.25
+    assert cr.sign_verdict(7, 1, "near", "apart")[1] == cr.INCONCLUSIVE                        # p = 0.07

@@ -11,7 +11,6 @@ the smoke-profile chapter runs (``make test-smoke``) skip it; the committed resu
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import yaml
 
 from poisoncurv.core.paths import BOOK_DIR, CLAIMS_FILE, RESULTS_DIR
 from poisoncurv.core.profiles import PROFILES
-from poisoncurv.core.prose import prose_text
+from poisoncurv.core.prose import GLUE_ROLE, prose_text
 from poisoncurv.core.results import read_json
 from poisoncurv.core.tables import Table
 
@@ -126,13 +125,10 @@ def ledger_table(claims: list[dict[str, Any]], values_by_chapter: dict[str, dict
                  ["id", "claim (where in the paper)", "status", "evidence (chapter, key: measured, rule)"], rows)
 
 
-_ROLE = re.compile(r"\{glue(:text)?\}`[^`]*`")
-
-
 def caption_summary(caption: str) -> str:
     """The first sentence of a figure caption, without glued values (they belong to the chapter's page)."""
     first = caption.split(". ")[0].rstrip(".")
-    return " ".join(_ROLE.sub("…", first).split())
+    return " ".join(GLUE_ROLE.sub("…", first).split())
 
 
 def figure_index(book_dir: str | Path = BOOK_DIR) -> list[dict[str, str]]:

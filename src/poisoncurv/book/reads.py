@@ -5,7 +5,6 @@ so a chapter's results file holds exactly the numbers its page shows or the ledg
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nbformat
@@ -13,9 +12,7 @@ import nbformat
 from poisoncurv.book.claims import load_ledger
 from poisoncurv.book.glance import SCALE_SLOT
 from poisoncurv.core.paths import BOOK_DIR, CLAIMS_FILE
-
-GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
-"""A glue role in a page's markdown; group 1 is the key."""
+from poisoncurv.core.prose import GLUE_ROLE
 
 
 def page_keys(notebook: Path) -> set[str]:

@@ -38,6 +38,7 @@ from typing import Any
 import nbformat
 
 from poisoncurv.book.figures import FIGURES_ENV
+from poisoncurv.book.nbcheck import notebooks
 from poisoncurv.book.text_pairs import is_paired, text_path, write_text
 from poisoncurv.core.paths import BOOK_DIR, FIGURES_DIR, RESULTS_DIR
 from poisoncurv.core.profiles import check_profile, resolve_device
@@ -51,7 +52,7 @@ def chapter_path(chapter: str, book_dir: Path = BOOK_DIR) -> Path:
     """Path of ``book/<chapter>.ipynb``; raises ``ValueError`` for a name that is not letters, digits,
     ``_`` and ``-`` (such as one with a path or shell characters), ``FileNotFoundError`` listing the chapters."""
     name = chapter.removesuffix(".ipynb")
-    known = ", ".join(sorted(p.stem for p in book_dir.glob("*.ipynb") if not p.name.startswith(".")))
+    known = ", ".join(p.stem for p in notebooks(book_dir))
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ValueError(f"chapter: {chapter!r} is not a chapter name (letters, digits, _ and -); chapters: {known}")
     path = book_dir / f"{name}.ipynb"

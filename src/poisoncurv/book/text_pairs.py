@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from poisoncurv.book.nbcheck import notebooks
 from poisoncurv.core.paths import BOOK_DIR, REPO_ROOT
 from poisoncurv.core.results import atomic_target
 
@@ -50,13 +51,8 @@ def write_text(notebook: Path, target: Path | None = None, root: Path = REPO_ROO
     return target
 
 
-def notebooks(book_dir: Path = BOOK_DIR) -> list[Path]:
-    """The notebooks of ``book_dir`` that are paired: every ``*.ipynb`` but hidden ones."""
-    return sorted(p for p in book_dir.glob("*.ipynb") if not p.name.startswith("."))
-
-
 def main() -> int:
-    for nb in notebooks():
+    for nb in notebooks():           # every notebook of the book is paired
         write_text(nb)
     print(f"wrote the MyST texts of {len(notebooks())} notebooks to {BOOK_DIR / 'text'}", file=sys.stderr)
     return 0

@@ -557,18 +557,14 @@ class FeatureRow:
         clones), seeds where they end farther, the exact sign-test p of the two counts, and the verdict (``near
         clone`` / ``apart`` at p ≤ :data:`~poisoncurv.core.criteria.P_SIGNIFICANT`, else ``inconclusive``)."""
         near, apart = sum(m >= 0 for m in self.near_margins), sum(m < 0 for m in self.near_margins)
-        p = stats.sign_test(near, apart)
-        verdict = criteria.INCONCLUSIVE if p > criteria.P_SIGNIFICANT else ("near clone" if near > apart else "apart")
-        return near, apart, p, verdict
+        return near, apart, *criteria.sign_verdict(near, apart, "near clone", "apart")
 
     def ntk_ordering(self) -> tuple[int, int, float, str]:
         """Seeds with a flatter (``R_ratio < 1``) and a steeper eNTK around the poisons, the exact sign-test p, and the
         verdict (``flatter`` / ``steeper`` at p ≤ :data:`~poisoncurv.core.criteria.P_SIGNIFICANT`, else
         ``inconclusive``)."""
         flat, steep = sum(r < 1 for r in self.r_ratios), sum(r > 1 for r in self.r_ratios)
-        p = stats.sign_test(flat, steep)
-        verdict = criteria.INCONCLUSIVE if p > criteria.P_SIGNIFICANT else ("flatter" if flat > steep else "steeper")
-        return flat, steep, p, verdict
+        return flat, steep, *criteria.sign_verdict(flat, steep, "flatter", "steeper")
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,14 @@ class Ordering:
         return INCONCLUSIVE
 
 
+def sign_verdict(n_a: int, n_b: int, a: str, b: str) -> tuple[float, str]:
+    """Seeds that go one way (``n_a``, verdict ``a``) against seeds that go the other (``n_b``, ``b``): the exact
+    two-sided sign-test p and the verdict, ``a`` or ``b`` by the majority at p ≤ :data:`P_SIGNIFICANT`, else
+    ``inconclusive``."""
+    p = stats.sign_test(n_a, n_b)
+    return p, INCONCLUSIVE if p > P_SIGNIFICANT else (a if n_a > n_b else b)
+
+
 def ordering(times: list[tuple[float | None, float | None]]) -> Ordering:
     """:class:`Ordering` of per-seed ``(t_success, t_visible)`` pairs (``None``: never)."""
     ok = [(s, v) for s, v in times if s is not None]

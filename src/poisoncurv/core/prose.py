@@ -8,9 +8,13 @@ text as they are.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
+"""A glue role in MyST text (``{glue:text}`key```); group 1 is the key."""
 
 
 def powers_text(x: float) -> str:
