@@ -37,7 +37,7 @@ from poisoncurv.core.provenance import RunRecord
 from poisoncurv.lab import deep
 from poisoncurv.lab import train as lab_train
 from poisoncurv.lab.config import NUM_CLASSES, LabConfig
-from poisoncurv.lab.data import ImageData, load
+from poisoncurv.lab.data import ImageData, load, to_float
 from poisoncurv.lab.grid import load_grid
 
 
@@ -85,18 +85,30 @@ def lab_run(cfg: LabConfig, data: ImageData, work: Path) -> tuple[dict[str, floa
              "evaluations": ev.calls, "rows": len(res["epochs"])}, weights)
 
 
-def plain_run(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
+def plain_run(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor,
+              rates_on: tuple[torch.Tensor, ...] = ()) -> tuple[float, dict[str, torch.Tensor]]:
     """Seconds of the plain loop on the poisoned training set ``x`` ``(N, C, H, W)``, ``y`` ``(N,)``, and its weights:
-    the lab's model, orders, optimiser and schedule, nothing else."""
+    the lab's model, orders, optimiser and schedule, nothing else. With ``rates_on`` (the test set and the triggered
+    set) it also makes the forward passes that clean accuracy and ASR need, in eval mode at the lab's evaluation marks
+    (:func:`~poisoncurv.lab.train.eval_marks`, and before training), and the final model's pass over the training set
+    (the training fit): the least any run reporting those rates at those marks must add to the plain loop."""
     sync(x.device)
     t = time.perf_counter()
     model = lab_train.build_model(cfg, tuple(x.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=x.device, dtype=x.dtype)
+
+    def rates(images: tuple[torch.Tensor, ...]) -> None:
+        model.eval()
+        for im in images:
+            lab_train._logits(model, im)
+        model.train()
     opt = torch.optim.SGD(model.parameters(), lr=lab_train.step_size(cfg), momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     steps = math.ceil(len(x) / cfg.batch_size)
     total = cfg.epochs * steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lab_train._lr_factor(cfg, s, total))
     loss_fn = nn.CrossEntropyLoss()
+    marks = set(lab_train.eval_marks(cfg, steps)) if rates_on else set()
+    rates(rates_on)
     model.train()
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1_000_003 * cfg.seed + epoch)).to(x.device)
@@ -107,6 +119,10 @@ def plain_run(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor) -> tuple[float, 
             loss.backward()
             opt.step()
             sched.step()
+            if i + 1 in marks:
+                rates(rates_on)
+    if rates_on:
+        rates((x,))
     sync(x.device)
     return time.perf_counter() - t, {k: v.cpu() for k, v in model.state_dict().items()}
 
@@ -153,26 +169,33 @@ def main(argv: list[str] | None = None) -> None:
     data = load(cfg.dataset)
     record = RunRecord(profile="cpu", device=str(device), seed=cfg.seed, data_source=data.source)
     env_start, other = environment(device), OtherCpu()
-    _, poisoned = lab_train.prepare(cfg, data)
+    subset, poisoned = lab_train.prepare(cfg, data)
     x, y = poisoned.x_train.to(device), poisoned.y_train.to(device)
+    x_test = to_float(subset.x_test).to(device)
+    rates_on = (x_test, poisoned.x_trigger.to(device))
     lab_times: list[dict[str, float]] = []
     plain_times: list[float] = []
+    rates_times: list[float] = []
     same_weights = True
-    for _ in range(args.repeats):  # interleaved: lab, plain, lab, plain, ...
+    for _ in range(args.repeats):  # interleaved: lab, plain, plain with the rates' passes, lab, ...
         with tempfile.TemporaryDirectory() as work:
             times, w_lab = lab_run(cfg, data, Path(work))
         lab_times.append(times)
         t, w_plain = plain_run(cfg, x, y)
         plain_times.append(t)
-        same_weights &= all(torch.equal(w_lab[k], w_plain[k]) for k in w_plain)
+        t, w_rates = plain_run(cfg, x, y, rates_on)
+        rates_times.append(t)
+        same_weights &= all(torch.equal(w_lab[k], w_plain[k]) and torch.equal(w_rates[k], w_plain[k]) for k in w_plain)
     lab_med = {k: statistics.median(r[k] for r in lab_times) for k in lab_times[0]}
-    plain_med = statistics.median(plain_times)
+    plain_med, rates_med = statistics.median(plain_times), statistics.median(rates_times)
     measured = lab_med["evaluate"] + lab_med["final_eNTK"]
     step0 = penalty_steps(cfg, x, y, 0.0, args.penalty_steps)
     step_k = penalty_steps(cfg, x, y, args.kappa, args.penalty_steps)
     out = {"config": asdict(cfg), "key": cfg.key(), "repeats": args.repeats,
            "lab_times_s": lab_times, "plain_times_s": plain_times, "lab_median_s": lab_med, "plain_median_s": plain_med,
            "lab_over_plain": lab_med["total"] / plain_med, "target_lab_over_plain": 1.5,
+           "plain_with_rates_times_s": rates_times, "plain_with_rates_median_s": rates_med,
+           "rates_floor_over_plain": rates_med / plain_med,
            "measurement_share_of_lab_run": measured / lab_med["total"],
            "per_evaluation_s": lab_med["evaluate"] / lab_med["evaluations"],
            "measure_deep_per_evaluation_s": lab_med["measure_deep"] / lab_med["evaluations"],
@@ -182,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
            "deep_route": {"dense_max": deep.DENSE_MAX, "n_eval": cfg.n_eval, "top_k": cfg.top_k}}
     out["environment_start"], out["environment_end"] = env_start, environment(device, other)
     path = save(f"lab_ch06_e{args.epochs}_v{cfg.evals_per_epoch}_t{args.threads}_{device.type}", record, out, args.out)
-    print({k: v for k, v in out.items() if k in ("lab_median_s", "plain_median_s", "lab_over_plain",
+    print({k: v for k, v in out.items() if k in ("lab_median_s", "plain_median_s", "lab_over_plain", "rates_floor_over_plain",
                                                 "measurement_share_of_lab_run", "final_weights_equal",
                                                 "penalty_step_over_plain_step")}, "\nwrote", path)
 

@@ -26,3 +26,24 @@ def test_lab_and_plain_loop_train_the_same_weights_and_the_times_add_up(tmp_path
     assert out["lab_over_plain"] == med["total"] / out["plain_median_s"]
     assert 0 < out["measurement_share_of_lab_run"] < 1 and out["penalty_step_over_plain_step"] > 1
     assert out["provenance"]["data_source"] and "environment_end" in out
+    assert out["rates_floor_over_plain"] == out["plain_with_rates_median_s"] / out["plain_median_s"]
+    assert len(out["plain_with_rates_times_s"]) == 2
+
+
+def test_the_rates_floor_makes_the_lab_runs_forward_passes_and_trains_the_same_weights(monkeypatch):
+    """With ``rates_on`` the plain loop passes each of its sets through the model once before training and once at
+    every evaluation mark of the lab, then the training set once, in eval mode; the weights do not change."""
+    torch.set_default_dtype(torch.float32)
+    gen = torch.Generator().manual_seed(1)
+    cfg = bench.ch06_config(2, n_train=200, n_test=40, evals_per_epoch=3)
+    x, y = torch.rand(200, 1, 28, 28, generator=gen), torch.arange(200) % 10
+    sets = (torch.rand(40, 1, 28, 28, generator=gen), torch.rand(30, 1, 28, 28, generator=gen))
+    seen: list[tuple[int, bool]] = []
+    logits = bench.lab_train._logits
+    monkeypatch.setattr(bench.lab_train, "_logits", lambda m, im: (seen.append((len(im), m.training)), logits(m, im))[1])
+    _, plain = bench.plain_run(cfg, x, y)
+    assert seen == []
+    _, with_rates = bench.plain_run(cfg, x, y, sets)
+    n_marks = 1 + cfg.epochs * len(bench.lab_train.eval_marks(cfg, 200 // cfg.batch_size))   # 1 + 2·2 (2 steps an epoch)
+    assert seen == [(40, False), (30, False)] * n_marks + [(200, False)]
+    assert all(torch.equal(plain[k], with_rates[k]) for k in plain)

@@ -1,4 +1,4 @@
-"""Lanczos top eigenpairs, SLQ spectral densities and the overlap, against exact spectra."""
+"""Lanczos and LAPACK top eigenpairs, SLQ spectral densities and the overlap, against exact spectra."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from dense_ops import Dense, shared_spectra, with_spectrum
 from scipy.sparse.linalg import eigsh
 from torch import nn
 
-from poisoncurv.curvature import input_hessian, overlap, spectral_density, top_eigen
+from poisoncurv.curvature import dense_top_eigen, input_hessian, overlap, spectral_density, top_eigen
 
 SPECTRA = shared_spectra() | {
     "top_1_rest_1e-7": torch.cat([torch.linspace(1.0, 0.5, 4), 1e-7 * torch.linspace(1.0, 0.2, 296)]),
@@ -70,6 +70,29 @@ def test_spectral_density_wasserstein_to_exact():
         # the mass above the cluster gap matches the exact fraction
         if name == "two_clusters":
             assert measure.weights[measure.nodes > 0.5].sum() == pytest.approx(50 / d, abs=0.03)
+
+
+@pytest.mark.parametrize("name", SPECTRA)
+def test_dense_top_eigen_is_the_top_of_a_full_eigh(name):
+    """The k largest pairs of LAPACK's syevr are the top of the full eigh, descending, to rounding (the lab's exact
+    route switched from one to the other: cached runs stay valid only if they agree)."""
+    A = with_spectrum(SPECTRA[name].double()).A
+    vals, vecs = dense_top_eigen(A, 6)
+    full, U = torch.linalg.eigh(A)
+    full, U = full.flip(0)[:6], U.flip(1)[:, :6]
+    assert vals.dtype == vecs.dtype == torch.float64 and vecs.shape == (A.shape[0], 6)
+    torch.testing.assert_close(vals, full, rtol=1e-12, atol=1e-15 * float(full[0]))
+    torch.testing.assert_close(vecs.T @ vecs, torch.eye(6, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(A @ vecs, vecs * vals, atol=1e-12 * float(full[0]), rtol=0)   # eigenpairs, in this order
+    if name == "decaying":   # a simple top: the same vector up to sign
+        assert float(overlap(vecs[:, :1], U[:, 0])[0]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_dense_top_eigen_errors():
+    with pytest.raises(ValueError, match="k must be between 1 and d = 4"):
+        dense_top_eigen(torch.eye(4), 5)
+    with pytest.raises(ValueError, match="square"):
+        dense_top_eigen(torch.zeros(3, 4), 1)
 
 
 def test_overlap_is_squared_cosine():

@@ -8,7 +8,8 @@
                      ``exact_input_hessian`` for piecewise-linear models
 - :mod:`.reference`  dense ``torch.func`` oracles (tests, benchmarks)
 - :mod:`.lanczos`    the one Lanczos step and shared solver helpers
-- :mod:`.eigen`      ``top_eigen`` (Lanczos), ``spectral_density`` (SLQ), ``overlap`` (squared cosine)
+- :mod:`.eigen`      ``top_eigen`` (Lanczos), ``dense_top_eigen`` (LAPACK, a formed matrix), ``spectral_density`` (SLQ),
+                     ``overlap`` (squared cosine)
 - :mod:`.block`      ``top_eigen_block`` (block Lanczos on batched products), ``per_example_top_eigen``
 
 Operators have ``shape``, ``op @ v``, ``op @ V``, ``dense()``, ``as_linear_operator()``.
@@ -16,7 +17,7 @@ Operators have ``shape``, ``op @ v``, ``op @ V``, ``dense()``, ``as_linear_opera
 
 from poisoncurv.curvature.base import CurvatureOperator, check_eval_mode
 from poisoncurv.curvature.block import per_example_top_eigen, top_eigen_block
-from poisoncurv.curvature.eigen import EigenResult, SpectralMeasure, overlap, spectral_density, top_eigen
+from poisoncurv.curvature.eigen import EigenResult, SpectralMeasure, dense_top_eigen, overlap, spectral_density, top_eigen
 from poisoncurv.curvature.exact import (
     ExactCurvature,
     assert_piecewise_linear,
@@ -31,7 +32,7 @@ from poisoncurv.curvature.hessian import input_hessian, per_example_input_hessia
 from poisoncurv.curvature.param import param_hessian
 
 __all__ = ["CurvatureOperator", "EigenResult", "ExactCurvature", "SpectralMeasure", "assert_piecewise_linear",
-           "check_eval_mode", "exact_dataset_hessian", "exact_input_curvature", "exact_input_hessian",
+           "check_eval_mode", "dense_top_eigen", "exact_dataset_hessian", "exact_input_curvature", "exact_input_hessian",
            "input_fisher", "input_ggn",
            "input_hessian", "input_jacobian", "overlap", "param_hessian", "per_example_input_hessian",
            "per_example_top_eigen", "premise_gap", "spectral_density", "top_eigen", "top_eigen_block"]

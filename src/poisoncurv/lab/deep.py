@@ -41,11 +41,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
-from poisoncurv.curvature import input_hessian, top_eigen
+from poisoncurv.curvature import dense_top_eigen, input_hessian, top_eigen
 from poisoncurv.curvature.base import check_eval_mode
 from poisoncurv.curvature.exact import ExactCurvature, exact_input_curvature, premise_gap
 
-DENSE_MAX = 1024   # form H densely (float64 eigh) up to this input dimension; Lanczos on the factors above it
+DENSE_MAX = 1024   # form H densely (float64, LAPACK's top k) up to this input dimension; Lanczos on the factors above it
 EXACT_MAX_CLASSES = 10  # exact Jacobians (C backward passes per input) up to this many classes; Hessian-vector Lanczos above
 N_PAIRS = 16       # inputs and kernel centres per eNTK group (N_PAIRS² pairs)
 
@@ -124,8 +124,7 @@ def _exact_route(model: nn.Module, loss_fn: nn.Module, x: Tensor, u: Tensor, k: 
     d = J.shape[2]
     if d <= DENSE_MAX:
         H = ExactCurvature(J, Lam).dense()
-        vals, vecs = torch.linalg.eigh(0.5 * (H + H.T))
-        vals, vecs = vals.flip(0)[:k], vecs.flip(1)[:, :k]
+        vals, vecs = dense_top_eigen(0.5 * (H + H.T), k)
     else:
         eig = top_eigen(ExactCurvature(J, Lam).operator(), k)
         vals, vecs = eig.values, eig.vectors

@@ -498,6 +498,12 @@ class _Measured:
     probe: Probe | None
 
 
+def eval_marks(cfg: LabConfig, steps_per_epoch: int) -> list[int]:
+    """The steps of an epoch (1-based, ascending) after which a run is evaluated: ``cfg.evals_per_epoch`` near-equal
+    parts of the epoch (fewer when the epoch has fewer steps). A run is also evaluated once before training."""
+    return sorted({round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)})
+
+
 def _train(cfgs: tuple[LabConfig, ...], device: torch.device, data: ImageData | None,
            checkpoint_dir: str | os.PathLike | None, progress: bool, max_epochs: int | None,
            model_dir: str | os.PathLike | None, drop: Tensor | None = None,
@@ -542,7 +548,7 @@ def _train(cfgs: tuple[LabConfig, ...], device: torch.device, data: ImageData | 
         return [{"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
                  **evaluate(model, loss_fn, v.cfg, v.p, x_test, y_test, v.x_src, x_eval, y_eval, v.probe)} for v in views]
 
-    marks = sorted({round(j * steps_per_epoch / cfg.evals_per_epoch) for j in range(1, cfg.evals_per_epoch + 1)})
+    marks = eval_marks(cfg, steps_per_epoch)
     stamps = [0] + [round(e + m / steps_per_epoch, 6) for e in range(cfg.epochs) for m in marks]  # the rows' epochs, as measure writes them
     ckpt = checkpoint_path(cfg, checkpoint_dir)
     _remove_temporaries(ckpt)
