@@ -22,7 +22,8 @@ def test_lab_and_plain_loop_train_the_same_weights_and_the_times_add_up(tmp_path
     assert out["config"]["n_train"] == 300 and out["config"]["measure"] == "deep" and len(out["lab_times_s"]) == 2
     med = out["lab_median_s"]
     assert med["evaluations"] == 3 and med["rows"] == 3            # epoch 0 and two in the epoch
-    assert 0 < med["measure_deep"] < med["evaluate"] < med["total"] and med["final_eNTK"] > 0
+    assert 0 < med["measure_deep"] < med["evaluate"] < med["total"] and med["final_eNTK"] > 0 and med["train_fit"] > 0
+    assert out["measurement_share_of_lab_run"] == (med["evaluate"] + med["final_eNTK"] + med["train_fit"]) / med["total"]
     assert out["lab_over_plain"] == med["total"] / out["plain_median_s"]
     assert 0 < out["measurement_share_of_lab_run"] < 1 and out["penalty_step_over_plain_step"] > 1
     assert out["provenance"]["data_source"] and "environment_end" in out

@@ -31,7 +31,8 @@ def _setup():
 def test_evaluate_equals_the_rates_written_out_one_by_one():
     cfg, p, model, x_test, y_test = _setup()
     x_src = x_test[y_test != cfg.target]
-    got = lab_train.evaluate(model, nn.CrossEntropyLoss(), cfg, p, x_test, y_test, x_src, x_test[:8], y_test[:8])
+    f_test = lab_train._logits(model, x_test)
+    got = lab_train.evaluate(model, nn.CrossEntropyLoss(), cfg, p, f_test, y_test, x_src, x_test[:8], y_test[:8])
     with torch.no_grad():
         f_test, f_src, f_trig = model(x_test), model(x_src), model(p.x_trigger)
     assert 0 < got["asr"] < 1 and 0 < got["clean_to_target"] < 1 and 0 < got["clean_acc"], "rates at 0 or 1 test nothing"
@@ -40,7 +41,7 @@ def test_evaluate_equals_the_rates_written_out_one_by_one():
     assert got["clean_to_target"] == (f_src.argmax(1) == cfg.target).double().mean().item()
     assert got["trigger_shift2"] == pytest.approx(float((f_trig - f_src).pow(2).sum(1).mean()), rel=1e-6)
     with pytest.raises(ValueError, match="x_src"):
-        lab_train.evaluate(model, nn.CrossEntropyLoss(), cfg, p, x_test, y_test, x_src[1:], x_test[:8], y_test[:8])
+        lab_train.evaluate(model, nn.CrossEntropyLoss(), cfg, p, f_test, y_test, x_src[1:], x_test[:8], y_test[:8])
 
 
 def test_logits_do_not_depend_on_the_batch_size():

@@ -204,7 +204,7 @@ def _hit_rate(logits: Tensor, y: Tensor | int) -> float:
     return int((logits.argmax(1) == y).sum()) / max(len(logits), 1)
 
 
-def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, x_test: Tensor, y_test: Tensor,
+def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, f_test: Tensor, y_test: Tensor,
              x_src: Tensor, x_eval: Tensor, y_eval: Tensor, probe: Probe | None = None) -> dict[str, Any]:
     """Clean accuracy, ASR (fraction of triggered non-target test images classified as the target),
     the same fraction without the trigger (``clean_to_target``: ASR means little when it is high), the squared
@@ -212,10 +212,11 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, 
     :func:`spectral_metrics` on the evaluation batch (``basic``) or robust accuracy (triggered inputs still given
     their true class) and :func:`~poisoncurv.lab.deep.measure_deep` on ``probe`` (``deep``), all in eval mode.
 
-    ``x_src`` must be ``x_test[y_test != cfg.target]``, the sources of ``p.x_trigger`` row by row: one forward pass
-    of the test set and one of the triggered set give every rate."""
+    ``f_test`` ``(N, C)`` are the eval-mode outputs :func:`_logits` of the model on the test set ``x_test`` (computed
+    once for all the triggers of a shared training); ``x_src`` must be ``x_test[y_test != cfg.target]``, the sources of
+    ``p.x_trigger`` row by row: the test set's outputs and one forward pass of the triggered set give every rate."""
     model.eval()
-    f_test, f_trig = _logits(model, x_test), _logits(model, p.x_trigger)
+    f_trig = _logits(model, p.x_trigger)
     f_src = f_test[y_test != cfg.target]
     if len(f_src) != len(x_src) or len(f_src) != len(f_trig):
         raise ValueError(f"x_src: {len(x_src)} images, {len(f_src)} non-target test images, {len(f_trig)} triggered: "
@@ -498,6 +499,15 @@ class _Measured:
     probe: Probe | None
 
 
+def evaluate_all(model: nn.Module, loss_fn: nn.Module, views: list[_Measured], x_test: Tensor, y_test: Tensor,
+                 x_eval: Tensor, y_eval: Tensor) -> list[dict[str, Any]]:
+    """One evaluation (:func:`evaluate`) for each configuration of a training, from one forward pass of the test set
+    ``x_test`` ``(N, C, H, W)``; leaves the model in train mode."""
+    model.eval()
+    f_test = _logits(model, x_test)
+    return [evaluate(model, loss_fn, v.cfg, v.p, f_test, y_test, v.x_src, x_eval, y_eval, v.probe) for v in views]
+
+
 def eval_marks(cfg: LabConfig, steps_per_epoch: int) -> list[int]:
     """The steps of an epoch (1-based, ascending) after which a run is evaluated: ``cfg.evals_per_epoch`` near-equal
     parts of the epoch (fewer when the epoch has fewer steps). A run is also evaluated once before training."""
@@ -545,8 +555,8 @@ def _train(cfgs: tuple[LabConfig, ...], device: torch.device, data: ImageData | 
         return net, sgd, torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: _lr_factor(cfg, s, cfg.epochs * steps_per_epoch))
 
     def measure(epoch: float, loss: float | None, pen: float | None) -> list[dict[str, Any]]:
-        return [{"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen,
-                 **evaluate(model, loss_fn, v.cfg, v.p, x_test, y_test, v.x_src, x_eval, y_eval, v.probe)} for v in views]
+        return [{"epoch": round(epoch, 6), "train_loss": loss, "penalty": pen, **row}
+                for row in evaluate_all(model, loss_fn, views, x_test, y_test, x_eval, y_eval)]
 
     marks = eval_marks(cfg, steps_per_epoch)
     stamps = [0] + [round(e + m / steps_per_epoch, 6) for e in range(cfg.epochs) for m in marks]  # the rows' epochs, as measure writes them
