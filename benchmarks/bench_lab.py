@@ -153,6 +153,11 @@ def penalty_steps(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor, kappa: float
     return statistics.median(times)
 
 
+def paired(ratios: list[float]) -> dict[str, float]:
+    """``median``, ``min`` and ``max`` of per-repeat ratios."""
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=2)
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{size}", type=int, default=None, help="default: the grid's")
     p.add_argument("--device", default="cpu", help="cpu or cuda (on CUDA the lab trains in its GPU mode, bf16 and "
                    "compiled, the plain loop in float32 eager: final weights differ there)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="torch threads of the plain loop (the lab trains on one)")
     p.add_argument("--kappa", type=float, default=0.01, help="κ (lab convention) of the penalty timing (0.01: κ_paper 1e2)")
     p.add_argument("--penalty-steps", type=int, default=40)
@@ -201,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
            "lab_over_plain": lab_med["total"] / plain_med, "target_lab_over_plain": 1.5,
            "plain_with_rates_times_s": rates_times, "plain_with_rates_median_s": rates_med,
            "rates_floor_over_plain": rates_med / plain_med,
+           # the same ratios repeat by repeat (each lab run and loop beside the plain loop it ran next to): median, range
+           "paired_over_plain": {name: paired([r / p for r, p in zip(times, plain_times)]) for name, times in
+                                 (("lab", [r["total"] for r in lab_times]), ("rates_floor", rates_times))},
            "measurement_share_of_lab_run": measured / lab_med["total"],
            "per_evaluation_s": lab_med["evaluate"] / lab_med["evaluations"],
            "measure_deep_per_evaluation_s": lab_med["measure_deep"] / lab_med["evaluations"],
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     out["environment_start"], out["environment_end"] = env_start, environment(device, other)
     path = save(f"lab_ch06_e{args.epochs}_v{cfg.evals_per_epoch}_t{args.threads}_{device.type}", record, out, args.out)
     print({k: v for k, v in out.items() if k in ("lab_median_s", "plain_median_s", "lab_over_plain", "rates_floor_over_plain",
-                                                "measurement_share_of_lab_run", "final_weights_equal",
+                                                "measurement_share_of_lab_run", "final_weights_equal", "paired_over_plain",
                                                 "penalty_step_over_plain_step")}, "\nwrote", path)
 
 

@@ -29,6 +29,10 @@ def test_lab_and_plain_loop_train_the_same_weights_and_the_times_add_up(tmp_path
     assert out["provenance"]["data_source"] and "environment_end" in out
     assert out["rates_floor_over_plain"] == out["plain_with_rates_median_s"] / out["plain_median_s"]
     assert len(out["plain_with_rates_times_s"]) == 2
+    lab_ratios = [r["total"] / p for r, p in zip(out["lab_times_s"], out["plain_times_s"])]
+    assert out["paired_over_plain"]["lab"] == {"median": sum(lab_ratios) / 2, "min": min(lab_ratios), "max": max(lab_ratios)}
+    assert out["paired_over_plain"]["rates_floor"]["min"] == min(
+        r / p for r, p in zip(out["plain_with_rates_times_s"], out["plain_times_s"]))
 
 
 def test_the_rates_floor_makes_the_lab_runs_forward_passes_and_trains_the_same_weights(monkeypatch):
