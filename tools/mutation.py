@@ -39,6 +39,7 @@ CNN8 = ("tests/chapters/test_detectors_cnn.py::test_frontier_rules_on_hand_made_
 LAB_DEEP = ("tests/lab/test_lab_deep.py",)
 CACHE = ("tests/lab/test_lab_robust.py",)
 EXACT = ("tests/curvature/test_exact.py",)
+EIGEN = ("tests/curvature/test_eigen.py",)
 
 MUTANTS = (
     Mutant("core/criteria.py", "ASR_SUCCESS = 0.5 ", "ASR_SUCCESS = 0.45 ", CRIT, "success threshold"),
@@ -106,6 +107,10 @@ MUTANTS = (
     Mutant("lab/cache.py", '    check_rows(res["epochs"], cfg.measure, path)\n', "", CACHE, "evaluation rows not checked"),
     Mutant("curvature/exact.py", "W = conv.weight.detach().flip(2, 3).transpose(0, 1)", "W = conv.weight.detach().transpose(0, 1)",
            EXACT, "first convolution's kernel not flipped"),
+    Mutant("curvature/eigen.py", "subset_by_index=[d - k, d - 1]", "subset_by_index=[0, k - 1]", EIGEN + LAB_DEEP,
+           "the dense route's bottom eigenpairs taken for the top"),
+    Mutant("curvature/eigen.py", "torch.from_numpy(vals[::-1].copy())", "torch.from_numpy(vals.copy())", EIGEN + LAB_DEEP,
+           "the dense route's eigenvalues ascending, out of step with their vectors"),
 )
 
 
