@@ -15,7 +15,7 @@ that clean accuracy and ASR need at the lab's evaluation marks and the final tra
 ``rates_on``), gives the floor of any lab run that reports those rates: ``rates_floor_over_plain``. A second part times
 training steps with the input-gradient penalty (κ > 0, double backward) against steps without it on the same batches.
 
-Usage, from the repository root: ``python -m benchmarks.bench_lab [--epochs 2] [--repeats 3] [--threads 1] [--out benchmarks/results]``.
+Usage, from the repository root: ``python -m benchmarks.bench_lab [--epochs 2] [--repeats 5] [--threads 1] [--out benchmarks/results]``.
 """
 
 from __future__ import annotations
@@ -100,21 +100,21 @@ def plain_run(cfg: LabConfig, x: torch.Tensor, y: torch.Tensor,
     sync(x.device)
     t = time.perf_counter()
     model = lab_train.build_model(cfg, tuple(x.shape[1:]), NUM_CLASSES[cfg.dataset]).to(device=x.device, dtype=x.dtype)
-
-    def rates(images: tuple[torch.Tensor, ...]) -> None:
-        model.eval()
-        for im in images:
-            lab_train._logits(model, im)
-        model.train()
     opt = torch.optim.SGD(model.parameters(), lr=lab_train.step_size(cfg), momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     steps = math.ceil(len(x) / cfg.batch_size)
     total = cfg.epochs * steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lab_train._lr_factor(cfg, s, total))
     loss_fn = nn.CrossEntropyLoss()
+
+    def rates(images: tuple[torch.Tensor, ...]) -> None:
+        model.eval()
+        for im in images:
+            lab_train._logits(model, im)
+        model.train()
+
     marks = set(lab_train.eval_marks(cfg, steps)) if rates_on else set()
     rates(rates_on)
-    model.train()
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1_000_003 * cfg.seed + epoch)).to(x.device)
         for i in range(steps):

@@ -45,6 +45,7 @@ from poisoncurv.core.dtypes import DRAW_DTYPE, default_dtype
 from poisoncurv.core.profiles import device_name, resolve_device
 from poisoncurv.core.provenance import git_commit, library_versions
 from poisoncurv.core.results import atomic_target
+from poisoncurv.curvature import check_eval_mode
 from poisoncurv.lab.attacks import Poisoned, poison
 from poisoncurv.lab.config import NUM_CLASSES, SCHEMA_VERSION, WARMUP, LabConfig, validate
 from poisoncurv.lab.data import ImageData, cache_root, load, to_float
@@ -210,12 +211,13 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, 
     the same fraction without the trigger (``clean_to_target``: ASR means little when it is high), the squared
     trigger shift of the outputs ``mean_b |f(T(x_b)) − f(x_b)|²`` over the triggered test set, then
     :func:`spectral_metrics` on the evaluation batch (``basic``) or robust accuracy (triggered inputs still given
-    their true class) and :func:`~poisoncurv.lab.deep.measure_deep` on ``probe`` (``deep``), all in eval mode.
+    their true class) and :func:`~poisoncurv.lab.deep.measure_deep` on ``probe`` (``deep``). The model must be in
+    eval mode (:func:`evaluate_all` puts it there and back).
 
     ``f_test`` ``(N, C)`` are the eval-mode outputs :func:`_logits` of the model on the test set ``x_test`` (computed
     once for all the triggers of a shared training); ``x_src`` must be ``x_test[y_test != cfg.target]``, the sources of
     ``p.x_trigger`` row by row: the test set's outputs and one forward pass of the triggered set give every rate."""
-    model.eval()
+    check_eval_mode(model)
     f_trig = _logits(model, p.x_trigger)
     f_src = f_test[y_test != cfg.target]
     if len(f_src) != len(x_src) or len(f_src) != len(f_trig):
@@ -229,7 +231,6 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, cfg: LabConfig, p: Poisoned, 
     else:
         out["robust_acc"] = _hit_rate(f_trig, p.y_trigger)
         out.update(measure_deep(model, loss_fn, probe, cfg.top_k))
-    model.train()
     return out
 
 
@@ -502,10 +503,13 @@ class _Measured:
 def evaluate_all(model: nn.Module, loss_fn: nn.Module, views: list[_Measured], x_test: Tensor, y_test: Tensor,
                  x_eval: Tensor, y_eval: Tensor) -> list[dict[str, Any]]:
     """One evaluation (:func:`evaluate`) for each configuration of a training, from one forward pass of the test set
-    ``x_test`` ``(N, C, H, W)``; leaves the model in train mode."""
+    ``x_test`` ``(N, C, H, W)``, all in eval mode; leaves the model in train mode."""
     model.eval()
-    f_test = _logits(model, x_test)
-    return [evaluate(model, loss_fn, v.cfg, v.p, f_test, y_test, v.x_src, x_eval, y_eval, v.probe) for v in views]
+    try:
+        f_test = _logits(model, x_test)
+        return [evaluate(model, loss_fn, v.cfg, v.p, f_test, y_test, v.x_src, x_eval, y_eval, v.probe) for v in views]
+    finally:
+        model.train()
 
 
 def eval_marks(cfg: LabConfig, steps_per_epoch: int) -> list[int]:
